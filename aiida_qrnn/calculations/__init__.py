@@ -1,0 +1,1 @@
+"""AiiDA calculations layer of aiida-qrnn."""

@@ -1,0 +1,1 @@
+"""AiiDA cli layer of aiida-qrnn."""

@@ -1,0 +1,663 @@
+"""The on-disk format of cluster sets and their labels (HDF5). This module is its only owner.
+
+A cluster set is one HDF5 file::
+
+    /                   attrs: format, format_version, units (JSON), level_of_theory, label_names (JSON),
+                               summary (JSON: n_clusters, n_atoms, elements, kind_counts)
+    /offsets            (n_clusters + 1,) int64   atoms of cluster i are rows offsets[i]:offsets[i+1]
+    /atoms/numbers      (n_atoms,) uint8          atomic numbers
+    /atoms/positions    (n_atoms, 3) float64      Å
+    /atoms/molecule     (n_atoms,) int32          molecule index of the atom inside its cluster
+    /atoms/forces       (n_atoms, 3) float64      eV/Å   (label, optional)
+    /atoms/charges      (n_atoms,) float64        e      (label, optional)
+    /clusters/id        (n_clusters,) str         content hash, see :func:`content_hash`
+    /clusters/kind      (n_clusters,) str         conformational, decomposed, extracted, active-learning ...
+    /clusters/source    (n_clusters,) str         where the cluster came from (trajectory, frame, molecules)
+    /clusters/total_charge (n_clusters,) int32    e
+    /clusters/cell      (n_clusters, 3, 3) float64 Å (zeros for open clusters)
+    /clusters/pbc       (n_clusters, 3) bool
+    /clusters/energy    (n_clusters,) float64     eV     (label, optional)
+    /clusters/dipole    (n_clusters, 3) float64   e·Å    (label, optional)
+
+Files are written to a temporary name and renamed when complete, so a failed write never leaves a
+half-written set behind. Per-atom datasets are chunked, so reading one cluster touches only the chunks that
+hold its rows, never the whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import h5py
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
+
+__all__ = [
+    'FORMAT_NAME',
+    'FORMAT_VERSION',
+    'LABELS',
+    'UNITS',
+    'ClusterArrays',
+    'ClusterSet',
+    'ClusterSetError',
+    'content_hash',
+    'merge_cluster_sets',
+    'read_extxyz',
+    'write_cluster_set',
+]
+
+FORMAT_NAME = 'aiida-qrnn-clusters'
+FORMAT_VERSION = 1
+
+#: Label name -> (per-atom or per-cluster, trailing shape, unit).
+LABELS: dict[str, tuple[str, tuple[int, ...], str]] = {
+    'energy': ('cluster', (), 'eV'),
+    'dipole': ('cluster', (3,), 'e*Angstrom'),
+    'forces': ('atom', (3,), 'eV/Angstrom'),
+    'charges': ('atom', (), 'e'),
+}
+UNITS: dict[str, str] = {
+    'positions': 'Angstrom',
+    'cell': 'Angstrom',
+    'total_charge': 'e',
+    **{name: unit for name, (_, _, unit) in LABELS.items()},
+}
+#: Kinds the workflows produce; other non-empty names are accepted for user data.
+KNOWN_KINDS = ('conformational', 'decomposed', 'extracted', 'active-learning', 'scan', 'user')
+MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
+#: Positions are rounded to this grid (Å) before hashing, so that a geometry read back from a text file
+#: with full precision hashes to the same id.
+HASH_POSITION_RESOLUTION = 1e-6
+ATOM_CHUNK_ROWS = 8192
+CLUSTER_CHUNK_ROWS = 4096
+
+
+class ClusterSetError(ValueError):
+    """Bad cluster-set input; the message names the file and, where it applies, the cluster index."""
+
+
+def _where(origin: str | os.PathLike | None, index: int | None = None) -> str:
+    text = f"'{origin}'" if origin is not None else 'input'
+    return f'{text}, cluster {index}' if index is not None else text
+
+
+def content_hash(
+    numbers: np.ndarray, positions: np.ndarray, total_charge: int = 0, cell: np.ndarray | None = None,
+    pbc: np.ndarray | None = None,
+) -> str:
+    """Return the content id of one cluster: the same elements, geometry and charge give the same id.
+
+    Positions are rounded to ``HASH_POSITION_RESOLUTION`` Å; the cell counts only for periodic clusters.
+    """
+    digest = hashlib.sha256(b'qrnn-cluster-v1')
+    digest.update(np.ascontiguousarray(numbers, dtype=np.uint8).tobytes())
+    grid = np.rint(np.asarray(positions, dtype=np.float64) / HASH_POSITION_RESOLUTION).astype(np.int64)
+    digest.update(grid.tobytes())
+    digest.update(np.int32(total_charge).tobytes())
+    if pbc is not None and np.any(pbc):
+        digest.update(np.asarray(pbc, dtype=np.bool_).tobytes())
+        cell_grid = np.rint(np.asarray(cell, dtype=np.float64) / HASH_POSITION_RESOLUTION).astype(np.int64)
+        digest.update(cell_grid.tobytes())
+    return digest.hexdigest()[:32]
+
+
+@dataclass
+class ClusterArrays:
+    """A cluster set in memory: concatenated per-atom arrays plus per-cluster arrays.
+
+    This is what is written to and read from the HDF5 file; :meth:`validate` checks it completely.
+    """
+
+    numbers: np.ndarray  # (n_atoms,)
+    positions: np.ndarray  # (n_atoms, 3)
+    offsets: np.ndarray  # (n_clusters + 1,)
+    molecule: np.ndarray | None = None  # (n_atoms,)
+    total_charge: np.ndarray | None = None  # (n_clusters,)
+    cell: np.ndarray | None = None  # (n_clusters, 3, 3)
+    pbc: np.ndarray | None = None  # (n_clusters, 3)
+    kind: Sequence[str] | None = None  # (n_clusters,)
+    source: Sequence[str] | None = None  # (n_clusters,)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: np.ndarray | None = None  # (n_clusters,) filled by validate()
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.offsets[-1])
+
+    def validate(self, origin: str | os.PathLike | None = None) -> ClusterArrays:
+        """Check shapes, values and elements, fill defaults and content ids; return ``self``.
+
+        :raises ClusterSetError: naming ``origin`` and the first bad cluster.
+        """
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        if self.offsets.ndim != 1 or len(self.offsets) < 2:
+            raise ClusterSetError(f'{_where(origin)}: the cluster set is empty; a set needs at least one cluster.')
+        sizes = np.diff(self.offsets)
+        if self.offsets[0] != 0 or np.any(sizes <= 0):
+            bad = int(np.argmax(sizes <= 0)) if np.any(sizes <= 0) else 0
+            raise ClusterSetError(f'{_where(origin, bad)}: offsets must start at 0 and every cluster needs atoms.')
+        n_clusters, n_atoms = self.n_clusters, self.n_atoms
+
+        self.numbers = self._per_atom('numbers', self.numbers, (), origin)
+        if np.any(self.numbers < 1) or np.any(self.numbers > MAX_ATOMIC_NUMBER):
+            atom = int(np.argmax((self.numbers < 1) | (self.numbers > MAX_ATOMIC_NUMBER)))
+            raise ClusterSetError(
+                f'{_where(origin, self._cluster_of(atom))}: unknown element with atomic number '
+                f'{int(self.numbers[atom])}; atomic numbers must lie in 1..{MAX_ATOMIC_NUMBER}.'
+            )
+        self.numbers = self.numbers.astype(np.uint8)
+        self.positions = self._per_atom('positions', self.positions, (3,), origin).astype(np.float64)
+        self.molecule = self._per_atom(
+            'molecule', np.zeros(n_atoms, np.int32) if self.molecule is None else self.molecule, (), origin
+        ).astype(np.int32)
+        self.total_charge = self._per_cluster(
+            'total_charge', np.zeros(n_clusters) if self.total_charge is None else self.total_charge, (), origin
+        )
+        if np.any(self.total_charge != np.rint(self.total_charge)):
+            bad = int(np.argmax(self.total_charge != np.rint(self.total_charge)))
+            raise ClusterSetError(f'{_where(origin, bad)}: total_charge must be an integer number of e.')
+        self.total_charge = self.total_charge.astype(np.int32)
+        self.cell = self._per_cluster(
+            'cell', np.zeros((n_clusters, 3, 3)) if self.cell is None else self.cell, (3, 3), origin
+        ).astype(np.float64)
+        self.pbc = self._per_cluster(
+            'pbc', np.zeros((n_clusters, 3), bool) if self.pbc is None else self.pbc, (3,), origin
+        ).astype(np.bool_)
+        self.kind = self._strings('kind', self.kind, 'user', origin)
+        self.source = self._strings('source', self.source, '', origin, allow_empty=True)
+        for name, values in list(self.labels.items()):
+            if name not in LABELS:
+                raise ClusterSetError(f'{_where(origin)}: unknown label {name!r}; known labels are {sorted(LABELS)}.')
+            scope, shape, _ = LABELS[name]
+            check = self._per_atom if scope == 'atom' else self._per_cluster
+            self.labels[name] = check(name, values, shape, origin).astype(np.float64)
+        self.ids = np.array(
+            [
+                content_hash(
+                    self.numbers[start:stop], self.positions[start:stop], self.total_charge[i], self.cell[i],
+                    self.pbc[i],
+                )
+                for i, (start, stop) in enumerate(zip(self.offsets[:-1], self.offsets[1:], strict=True))
+            ],
+            dtype=object,
+        )
+        return self
+
+    def _cluster_of(self, atom: int) -> int:
+        return int(np.searchsorted(self.offsets, atom, side='right') - 1)
+
+    def _check_finite(self, name: str, values: np.ndarray, per_atom: bool, origin) -> None:
+        if values.dtype.kind not in 'fc':
+            return
+        finite = np.isfinite(values).reshape(len(values), -1).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            cluster = self._cluster_of(row) if per_atom else row
+            raise ClusterSetError(f'{_where(origin, cluster)}: {name} contains NaN or infinite values.')
+
+    def _per_atom(self, name: str, values, shape: tuple[int, ...], origin) -> np.ndarray:
+        array = np.asarray(values)
+        if array.shape != (self.n_atoms, *shape):
+            raise ClusterSetError(
+                f'{_where(origin)}: per-atom array {name!r} has shape {array.shape}, expected '
+                f'{(self.n_atoms, *shape)} for {self.n_atoms} atoms.'
+            )
+        self._check_finite(name, array, True, origin)
+        return array
+
+    def _per_cluster(self, name: str, values, shape: tuple[int, ...], origin) -> np.ndarray:
+        array = np.asarray(values)
+        if array.shape != (self.n_clusters, *shape):
+            raise ClusterSetError(
+                f'{_where(origin)}: per-cluster array {name!r} has shape {array.shape}, expected '
+                f'{(self.n_clusters, *shape)} for {self.n_clusters} clusters.'
+            )
+        self._check_finite(name, array, False, origin)
+        return array
+
+    def _strings(self, name: str, values, default: str, origin, allow_empty: bool = False) -> np.ndarray:
+        if values is None:
+            return np.array([default] * self.n_clusters, dtype=object)
+        if isinstance(values, str):
+            values = [values] * self.n_clusters
+        values = list(values)
+        if len(values) != self.n_clusters:
+            raise ClusterSetError(
+                f'{_where(origin)}: {name!r} has {len(values)} entries, expected one per cluster ({self.n_clusters}).'
+            )
+        for index, value in enumerate(values):
+            if not isinstance(value, str) or (not allow_empty and not value.strip()):
+                raise ClusterSetError(f'{_where(origin, index)}: {name} must be a non-empty string, got {value!r}.')
+        return np.array(values, dtype=object)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, elements and kinds: what the AiiDA node exposes as queryable attributes."""
+        present = sorted({int(z) for z in np.unique(self.numbers)})
+        return {
+            'n_clusters': self.n_clusters,
+            'n_atoms': self.n_atoms,
+            'elements': [chemical_symbols[z] for z in present],
+            'kind_counts': dict(sorted(Counter(str(k) for k in self.kind).items())),
+        }
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> ClusterArrays:
+        """Return the clusters ``indices`` as a new (validated) ``ClusterArrays``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        sizes = np.diff(self.offsets)[indices]
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in indices]) if len(indices) else []
+        labels = {
+            name: (values[rows] if LABELS[name][0] == 'atom' else values[indices]) for name, values in self.labels.items()
+        }
+        return ClusterArrays(
+            numbers=self.numbers[rows], positions=self.positions[rows],
+            offsets=np.concatenate([[0], np.cumsum(sizes)]), molecule=self.molecule[rows],
+            total_charge=self.total_charge[indices], cell=self.cell[indices], pbc=self.pbc[indices],
+            kind=list(self.kind[indices]), source=list(self.source[indices]), labels=labels,
+        ).validate()
+
+    @classmethod
+    def from_atoms(
+        cls, images: Sequence[Atoms], *, kind: str | Sequence[str] | None = None, origin: str | None = None,
+    ) -> ClusterArrays:
+        """Build from ASE ``Atoms``.
+
+        Labels are taken from an attached calculator's results (``energy``, ``forces``, ``dipole``,
+        ``charges``); ``info['total_charge']`` (or ``info['charge']``), ``info['kind']``, ``info['source']`` and
+        ``arrays['molecule']`` are used when present.
+        """
+        images = list(images)
+        if not images:
+            raise ClusterSetError(f'{_where(origin)}: the cluster set is empty; a set needs at least one cluster.')
+        label_names = set()
+        per_image_labels = []
+        for index, atoms in enumerate(images):
+            if not isinstance(atoms, Atoms):
+                raise ClusterSetError(f'{_where(origin, index)}: expected ase.Atoms, got {type(atoms).__name__}.')
+            if len(atoms) == 0:
+                raise ClusterSetError(f'{_where(origin, index)}: the cluster has no atoms.')
+            results = dict(atoms.calc.results) if atoms.calc is not None else {}
+            found = {name: results[name] for name in LABELS if name in results and results[name] is not None}
+            per_image_labels.append(found)
+            label_names |= found.keys()
+        for index, found in enumerate(per_image_labels):
+            missing = label_names - found.keys()
+            if missing:
+                raise ClusterSetError(
+                    f'{_where(origin, index)}: labels {sorted(missing)} are missing, but other clusters have them; '
+                    'a set is labelled completely or not at all.'
+                )
+        offsets = np.concatenate([[0], np.cumsum([len(atoms) for atoms in images])])
+        if kind is None:
+            kind = [_info_text(atoms.info.get('kind', 'user')) for atoms in images]
+
+        def stack(values: list, index_shape: tuple[int, ...], name: str) -> np.ndarray:
+            try:
+                return np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1, *index_shape) for v in values])
+            except ValueError as exception:
+                raise ClusterSetError(f'{_where(origin)}: label {name!r} has inconsistent shapes: {exception}') from None
+
+        labels = {}
+        for name in sorted(label_names):
+            scope, shape, _ = LABELS[name]
+            values = [found[name] for found in per_image_labels]
+            if scope == 'atom':
+                for index, (value, atoms) in enumerate(zip(values, images, strict=True)):
+                    if np.shape(value) != (len(atoms), *shape):
+                        raise ClusterSetError(
+                            f'{_where(origin, index)}: label {name!r} has shape {np.shape(value)}, expected '
+                            f'{(len(atoms), *shape)}.'
+                        )
+            else:
+                for index, value in enumerate(values):
+                    if np.shape(value) != shape:
+                        raise ClusterSetError(
+                            f'{_where(origin, index)}: label {name!r} has shape {np.shape(value)}, expected {shape}.'
+                        )
+            labels[name] = stack(values, shape, name)
+        return cls(
+            numbers=np.concatenate([atoms.numbers for atoms in images]),
+            positions=np.concatenate([atoms.positions for atoms in images]),
+            offsets=offsets,
+            molecule=np.concatenate(
+                [atoms.arrays.get('molecule', np.zeros(len(atoms), np.int32)) for atoms in images]
+            ),
+            total_charge=np.array([atoms.info.get('total_charge', atoms.info.get('charge', 0)) for atoms in images]),
+            cell=np.array([atoms.cell.array for atoms in images]),
+            pbc=np.array([atoms.pbc for atoms in images]),
+            kind=kind,
+            source=[_info_text(atoms.info.get('source', '')) for atoms in images],
+            labels=labels,
+        ).validate(origin)
+
+
+def _info_text(value: Any) -> str:
+    """A string from an ``Atoms.info`` entry; extended XYZ may have parsed text such as ``"3 5"`` into numbers."""
+    if isinstance(value, str):
+        return value
+    return ' '.join(str(x) for x in np.ravel(value))
+
+
+def write_cluster_set(
+    path: str | os.PathLike, arrays: ClusterArrays, *, level_of_theory: str | None = None,
+    origin: str | os.PathLike | None = None,
+) -> Path:
+    """Validate ``arrays`` and write them to ``path`` atomically (temporary file, then rename).
+
+    :param level_of_theory: required when the set carries labels, e.g. ``'gfn2-xtb'`` or
+        ``'wb97x-d3bj/def2-tzvpd'``; must be omitted for unlabelled sets.
+    """
+    path = Path(path)
+    arrays.validate(origin or path)
+    label_names = sorted(arrays.labels)
+    if label_names and not level_of_theory:
+        raise ClusterSetError(
+            f'{_where(origin or path)}: the set carries labels {label_names}, so level_of_theory must be given.'
+        )
+    if level_of_theory and not label_names:
+        raise ClusterSetError(
+            f'{_where(origin or path)}: level_of_theory={level_of_theory!r} was given, but the set has no labels.'
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
+    os.close(descriptor)
+    try:
+        with h5py.File(temporary, 'w') as handle:
+            _write_arrays(handle, arrays, level_of_theory, label_names)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def _write_arrays(handle: h5py.File, arrays: ClusterArrays, level_of_theory: str | None, label_names: list[str]):
+    string = h5py.string_dtype('utf-8')
+    handle.attrs['format'] = FORMAT_NAME
+    handle.attrs['format_version'] = FORMAT_VERSION
+    handle.attrs['units'] = json.dumps(UNITS)
+    handle.attrs['level_of_theory'] = level_of_theory or ''
+    handle.attrs['label_names'] = json.dumps(label_names)
+    handle.attrs['summary'] = json.dumps(arrays.summary())
+
+    def dataset(name: str, data: np.ndarray, chunk_rows: int, dtype=None):
+        data = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
+        chunks = (min(chunk_rows, len(data)), *data.shape[1:])
+        handle.create_dataset(name, data=data, chunks=chunks, dtype=dtype)
+
+    handle.create_dataset('offsets', data=arrays.offsets)
+    dataset('atoms/numbers', arrays.numbers, ATOM_CHUNK_ROWS)
+    dataset('atoms/positions', arrays.positions, ATOM_CHUNK_ROWS)
+    dataset('atoms/molecule', arrays.molecule, ATOM_CHUNK_ROWS)
+    dataset('clusters/id', arrays.ids.astype(object), CLUSTER_CHUNK_ROWS, dtype=string)
+    dataset('clusters/kind', np.asarray(arrays.kind, dtype=object), CLUSTER_CHUNK_ROWS, dtype=string)
+    dataset('clusters/source', np.asarray(arrays.source, dtype=object), CLUSTER_CHUNK_ROWS, dtype=string)
+    dataset('clusters/total_charge', arrays.total_charge, CLUSTER_CHUNK_ROWS)
+    dataset('clusters/cell', arrays.cell, CLUSTER_CHUNK_ROWS)
+    dataset('clusters/pbc', arrays.pbc, CLUSTER_CHUNK_ROWS)
+    for name in label_names:
+        scope = LABELS[name][0]
+        group, rows = ('atoms', ATOM_CHUNK_ROWS) if scope == 'atom' else ('clusters', CLUSTER_CHUNK_ROWS)
+        dataset(f'{group}/{name}', arrays.labels[name], rows)
+
+
+class ClusterSet:
+    """Read access to a cluster-set file, by path or by an open binary stream.
+
+    Opening reads only the attributes and offsets; ``cs[i]`` reads the rows of cluster ``i`` alone.
+
+    >>> with ClusterSet('clusters.h5') as clusters:  # doctest: +SKIP
+    ...     atoms = clusters[12]
+    """
+
+    def __init__(self, source: str | os.PathLike | IO[bytes], *, name: str | None = None):
+        self.name = name or (str(source) if isinstance(source, str | os.PathLike) else getattr(source, 'name', 'stream'))
+        try:
+            self._handle = h5py.File(source, 'r')
+        except FileNotFoundError:
+            raise ClusterSetError(f"'{self.name}': no such file.") from None
+        except OSError as exception:
+            raise ClusterSetError(f"'{self.name}': not a readable HDF5 cluster set ({exception}).") from None
+        try:
+            self._check_format()
+            self.offsets: np.ndarray = self._handle['offsets'][...]
+        except BaseException:
+            self._handle.close()
+            raise
+
+    def _check_format(self) -> None:
+        attrs = self._handle.attrs
+        if attrs.get('format') != FORMAT_NAME:
+            raise ClusterSetError(f"'{self.name}': not an aiida-qrnn cluster set (format attribute is missing).")
+        version = int(attrs.get('format_version', -1))
+        if version != FORMAT_VERSION:
+            raise ClusterSetError(
+                f"'{self.name}': cluster-set format version {version} is not supported; this aiida-qrnn reads "
+                f'version {FORMAT_VERSION}.'
+            )
+        for required in ('offsets', 'atoms/numbers', 'atoms/positions', 'clusters/id'):
+            if required not in self._handle:
+                raise ClusterSetError(f"'{self.name}': dataset {required!r} is missing.")
+
+    # -- context and summary ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> ClusterSet:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def level_of_theory(self) -> str | None:
+        return str(self._handle.attrs['level_of_theory']) or None
+
+    @property
+    def label_names(self) -> list[str]:
+        return json.loads(self._handle.attrs['label_names'])
+
+    @property
+    def units(self) -> dict[str, str]:
+        return json.loads(self._handle.attrs['units'])
+
+    def summary(self) -> dict[str, Any]:
+        """n_clusters, n_atoms, elements, kind_counts, level_of_theory, label_names, format_version."""
+        return {
+            **json.loads(self._handle.attrs['summary']),
+            'level_of_theory': self.level_of_theory,
+            'label_names': self.label_names,
+            'format_version': int(self._handle.attrs['format_version']),
+        }
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._handle['clusters/id'].asstr()[...]
+
+    # -- random access --------------------------------------------------------------------------------------
+    def __getitem__(self, index: int) -> Atoms:
+        n_clusters = len(self)
+        if not -n_clusters <= index < n_clusters:
+            raise IndexError(f"'{self.name}': cluster index {index} out of range for {n_clusters} clusters.")
+        index %= n_clusters
+        start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
+        atoms_group, clusters_group = self._handle['atoms'], self._handle['clusters']
+        atoms = Atoms(
+            numbers=atoms_group['numbers'][start:stop],
+            positions=atoms_group['positions'][start:stop],
+            cell=clusters_group['cell'][index],
+            pbc=clusters_group['pbc'][index],
+        )
+        atoms.arrays['molecule'] = atoms_group['molecule'][start:stop]
+        atoms.info.update(
+            id=clusters_group['id'].asstr()[index],
+            kind=clusters_group['kind'].asstr()[index],
+            source=clusters_group['source'].asstr()[index],
+            total_charge=int(clusters_group['total_charge'][index]),
+            index=index,
+        )
+        results = {}
+        for name in self.label_names:
+            scope = LABELS[name][0]
+            results[name] = atoms_group[name][start:stop] if scope == 'atom' else clusters_group[name][index]
+        if results:
+            atoms.calc = SinglePointCalculator(atoms, **results)
+        return atoms
+
+    def __iter__(self) -> Iterator[Atoms]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def read_arrays(self) -> ClusterArrays:
+        """Read the whole set into memory."""
+        atoms_group, clusters_group = self._handle['atoms'], self._handle['clusters']
+        return ClusterArrays(
+            numbers=atoms_group['numbers'][...],
+            positions=atoms_group['positions'][...],
+            offsets=self.offsets.copy(),
+            molecule=atoms_group['molecule'][...],
+            total_charge=clusters_group['total_charge'][...],
+            cell=clusters_group['cell'][...],
+            pbc=clusters_group['pbc'][...],
+            kind=list(clusters_group['kind'].asstr()[...]),
+            source=list(clusters_group['source'].asstr()[...]),
+            labels={
+                name: (atoms_group if LABELS[name][0] == 'atom' else clusters_group)[name][...]
+                for name in self.label_names
+            },
+        )
+
+    def write_extxyz(self, path: str | os.PathLike) -> Path:
+        """Export to extended XYZ with full float64 precision (``%.17g``), readable by ``ase.io.read``.
+
+        Per-cluster labels and ``id``, ``kind``, ``source``, ``total_charge`` go to the comment line,
+        per-atom labels and ``molecule`` to columns.
+        """
+        path = Path(path)
+        descriptor, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
+        try:
+            with os.fdopen(descriptor, 'w') as stream:
+                for atoms in self:
+                    _write_extxyz_frame(stream, atoms)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        return path
+
+
+def _write_extxyz_frame(stream: IO[str], atoms: Atoms) -> None:
+    results = atoms.calc.results if atoms.calc is not None else {}
+    columns = [('species', 'S', 1), ('pos', 'R', 3), ('molecule', 'I', 1)]
+    data = [atoms.positions, atoms.arrays['molecule'][:, None]]
+    for name in ('forces', 'charges'):
+        if name in results:
+            values = np.asarray(results[name], dtype=np.float64).reshape(len(atoms), -1)
+            columns.append((name, 'R', values.shape[1]))
+            data.append(values)
+    header = ['Properties=' + ':'.join(f'{n}:{t}:{c}' for n, t, c in columns)]
+    if atoms.pbc.any():
+        header.insert(0, 'Lattice="' + ' '.join(f'{x:.17g}' for x in atoms.cell.array.ravel()) + '"')
+    header.append('pbc="' + ' '.join('T' if p else 'F' for p in atoms.pbc) + '"')
+    if 'energy' in results:
+        header.append(f'energy={float(results["energy"]):.17g}')
+    if 'dipole' in results:
+        header.append('dipole="' + ' '.join(f'{x:.17g}' for x in results['dipole']) + '"')
+    for key in ('id', 'kind', 'total_charge'):
+        header.append(f'{key}={atoms.info[key]}')
+    if atoms.info['source']:
+        header.append('source=' + json.dumps(atoms.info['source']))
+    stream.write(f'{len(atoms)}\n{" ".join(header)}\n')
+    symbols = atoms.get_chemical_symbols()
+    for row, symbol in enumerate(symbols):
+        numbers = []
+        for block in data:
+            numbers.extend(f'{float(x):.17g}' if block.dtype.kind == 'f' else str(int(x)) for x in block[row])
+        stream.write(f'{symbol:<2} ' + ' '.join(numbers) + '\n')
+
+
+def read_extxyz(path: str | os.PathLike) -> list[Atoms]:
+    """Read all frames of an extended XYZ file with ASE; a malformed frame raises ``ClusterSetError`` naming it."""
+    from ase.io import iread
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterSetError(f"'{path}': no such file.")
+    images: list[Atoms] = []
+    try:
+        for atoms in iread(path, index=':', format='extxyz'):
+            if 'molecule' in atoms.arrays:
+                atoms.arrays['molecule'] = atoms.arrays['molecule'].astype(np.int32)
+            images.append(atoms)
+    except Exception as exception:  # ASE raises many types for malformed text
+        raise ClusterSetError(
+            f'{_where(path, len(images))}: malformed extended XYZ ({type(exception).__name__}: {exception}).'
+        ) from None
+    if not images:
+        raise ClusterSetError(f"'{path}': the file holds no clusters.")
+    return images
+
+
+def merge_cluster_sets(
+    sources: Sequence[str | os.PathLike], path: str | os.PathLike, *, deduplicate: bool = True,
+) -> Path:
+    """Merge cluster-set files into a new file at ``path``.
+
+    All inputs must share the level of theory and label names (or all be unlabelled). With ``deduplicate``, a
+    cluster whose content id is already present is dropped, keeping the first occurrence.
+    """
+    if not sources:
+        raise ClusterSetError('merge_cluster_sets: no input files were given.')
+    parts, levels, labels = [], set(), set()
+    for source in sources:
+        with ClusterSet(source) as clusters:
+            parts.append((source, clusters.read_arrays()))
+            levels.add(clusters.level_of_theory)
+            labels.add(tuple(clusters.label_names))
+    if len(levels) > 1 or len(labels) > 1:
+        details = ', '.join(f"'{source}'" for source, _ in parts)
+        raise ClusterSetError(
+            f'cannot merge {details}: levels of theory {sorted(map(str, levels))} and label sets '
+            f'{sorted(labels)} must agree.'
+        )
+    label_names = list(labels.pop())
+    merged = ClusterArrays(
+        numbers=np.concatenate([a.numbers for _, a in parts]),
+        positions=np.concatenate([a.positions for _, a in parts]),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate([np.diff(a.offsets) for _, a in parts]))]),
+        molecule=np.concatenate([a.molecule for _, a in parts]),
+        total_charge=np.concatenate([a.total_charge for _, a in parts]),
+        cell=np.concatenate([a.cell for _, a in parts]),
+        pbc=np.concatenate([a.pbc for _, a in parts]),
+        kind=[k for _, a in parts for k in a.kind],
+        source=[s for _, a in parts for s in a.source],
+        labels={name: np.concatenate([a.labels[name] for _, a in parts]) for name in label_names},
+    ).validate(path)
+    if deduplicate:
+        _, first = np.unique(merged.ids.astype(str), return_index=True)
+        if len(first) < merged.n_clusters:
+            merged = merged.select(np.sort(first))
+    return write_cluster_set(path, merged, level_of_theory=levels.pop())

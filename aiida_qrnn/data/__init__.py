@@ -1,0 +1,1 @@
+"""AiiDA data layer of aiida-qrnn."""

@@ -1,0 +1,1 @@
+"""AiiDA parsers layer of aiida-qrnn."""

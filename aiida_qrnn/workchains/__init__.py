@@ -1,0 +1,1 @@
+"""AiiDA workchains layer of aiida-qrnn."""
