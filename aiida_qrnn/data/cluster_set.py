@@ -1,0 +1,144 @@
+"""``ClusterSetData``: one cluster-set HDF5 file (see :mod:`aiida_qrnn.core.dataset`) stored as one node."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pathlib
+import tempfile
+import typing as t
+from collections.abc import Iterator, Sequence
+
+from aiida.orm import SinglefileData
+
+from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, ClusterSetError, read_extxyz, write_cluster_set
+
+if t.TYPE_CHECKING:
+    from ase import Atoms
+
+__all__ = ('ClusterSetData',)
+
+
+class ClusterSetData(SinglefileData):
+    """A set of clusters (and optionally their labels) in the package's HDF5 format.
+
+    The file is validated before the node exists, so an invalid set can never be stored. Summaries are
+    queryable attributes::
+
+        QueryBuilder().append(ClusterSetData, filters={
+            'attributes.level_of_theory': 'gfn2-xtb',
+            'attributes.elements': {'contains': ['O']},
+        })
+
+    Attributes: ``n_clusters``, ``n_atoms``, ``elements`` (symbols), ``kinds`` and ``kind_counts``,
+    ``level_of_theory`` (``None`` when unlabelled), ``label_names``, ``format_version``, ``units``.
+    """
+
+    DEFAULT_FILENAME = 'clusters.h5'
+
+    def __init__(
+        self, file: str | pathlib.Path | t.IO | None = None, filename: str | pathlib.Path | None = None, **kwargs
+    ) -> None:
+        super().__init__(None, **kwargs)
+        if file is not None:
+            self.set_file(file, filename=filename)
+
+    def set_file(self, file: str | pathlib.Path | t.IO, filename: str | pathlib.Path | None = None) -> None:
+        """Validate ``file`` as a cluster set, then store it and its summary attributes."""
+        if isinstance(file, str | pathlib.Path):
+            file = pathlib.Path(file).absolute()
+            with ClusterSet(file) as clusters:
+                summary = self._validated_summary(clusters)
+        else:
+            with ClusterSet(file, name=getattr(file, 'name', None) or filename or 'stream') as clusters:
+                summary = self._validated_summary(clusters)
+            file.seek(0)
+        super().set_file(file, filename=filename or self.DEFAULT_FILENAME)
+        attributes = self.base.attributes
+        for key, value in summary.items():
+            attributes.set(key, value)
+        attributes.set('kinds', sorted(summary['kind_counts']))
+
+    @staticmethod
+    def _validated_summary(clusters: ClusterSet) -> dict[str, t.Any]:
+        """Read the whole set once and run the full validation, so a corrupt file is refused."""
+        clusters.read_arrays().validate(clusters.name)
+        return {**clusters.summary(), 'units': clusters.units}
+
+    # -- constructors ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(cls, arrays: ClusterArrays, *, level_of_theory: str | None = None, **kwargs) -> ClusterSetData:
+        """Create an unstored node from in-memory arrays."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_cluster_set(pathlib.Path(folder) / cls.DEFAULT_FILENAME, arrays,
+                                     level_of_theory=level_of_theory)
+            return cls(path, **kwargs)
+
+    @classmethod
+    def from_atoms(
+        cls, images: Sequence[Atoms], *, level_of_theory: str | None = None, kind: str | Sequence[str] | None = None,
+        **kwargs,
+    ) -> ClusterSetData:
+        """Create an unstored node from ASE ``Atoms`` (labels from their calculators' results)."""
+        arrays = ClusterArrays.from_atoms(images, kind=kind)
+        return cls.from_arrays(arrays, level_of_theory=level_of_theory, **kwargs)
+
+    @classmethod
+    def from_extxyz(
+        cls, path: str | os.PathLike, *, level_of_theory: str | None = None, kind: str | Sequence[str] | None = None,
+        **kwargs,
+    ) -> ClusterSetData:
+        """Create an unstored node from an extended XYZ file; errors name the file and the frame."""
+        images = read_extxyz(path)
+        arrays = ClusterArrays.from_atoms(images, kind=kind, origin=str(path))
+        try:
+            return cls.from_arrays(arrays, level_of_theory=level_of_theory, **kwargs)
+        except ClusterSetError as exception:
+            raise ClusterSetError(f"'{path}': {exception}") from None
+
+    # -- access ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open_cluster_set(self) -> Iterator[ClusterSet]:
+        """Open the stored file for random access without copying or reading it whole."""
+        with self.open(mode='rb') as stream:
+            handle = stream if stream.seekable() else io.BytesIO(stream.read())
+            with ClusterSet(handle, name=f'ClusterSetData<{self.pk or "unstored"}>') as clusters:
+                yield clusters
+
+    def get_atoms(self, index: int) -> Atoms:
+        """Return cluster ``index`` as ASE ``Atoms`` with labels in a ``SinglePointCalculator``."""
+        with self.open_cluster_set() as clusters:
+            return clusters[index]
+
+    def get_arrays(self) -> ClusterArrays:
+        with self.open_cluster_set() as clusters:
+            return clusters.read_arrays()
+
+    def export_extxyz(self, path: str | os.PathLike) -> pathlib.Path:
+        """Write the set to extended XYZ with full float64 precision."""
+        with self.open_cluster_set() as clusters:
+            return clusters.write_extxyz(path)
+
+    @property
+    def n_clusters(self) -> int:
+        return self.base.attributes.get('n_clusters')
+
+    @property
+    def n_atoms(self) -> int:
+        return self.base.attributes.get('n_atoms')
+
+    @property
+    def elements(self) -> list[str]:
+        return self.base.attributes.get('elements')
+
+    @property
+    def level_of_theory(self) -> str | None:
+        return self.base.attributes.get('level_of_theory')
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.base.attributes.get('label_names')
+
+    def __len__(self) -> int:
+        return self.n_clusters
