@@ -259,9 +259,10 @@ class ClusterArrays:
         """Return the clusters ``indices`` as a new (validated) ``ClusterArrays``."""
         indices = np.asarray(indices, dtype=np.int64)
         sizes = np.diff(self.offsets)[indices]
-        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in indices]) if len(indices) else []
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in indices])
         labels = {
-            name: (values[rows] if LABELS[name][0] == 'atom' else values[indices]) for name, values in self.labels.items()
+            name: values[rows] if LABELS[name][0] == 'atom' else values[indices]
+            for name, values in self.labels.items()
         }
         return ClusterArrays(
             numbers=self.numbers[rows], positions=self.positions[rows],
@@ -305,12 +306,6 @@ class ClusterArrays:
         if kind is None:
             kind = [_info_text(atoms.info.get('kind', 'user')) for atoms in images]
 
-        def stack(values: list, index_shape: tuple[int, ...], name: str) -> np.ndarray:
-            try:
-                return np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1, *index_shape) for v in values])
-            except ValueError as exception:
-                raise ClusterSetError(f'{_where(origin)}: label {name!r} has inconsistent shapes: {exception}') from None
-
         labels = {}
         for name in sorted(label_names):
             scope, shape, _ = LABELS[name]
@@ -328,7 +323,7 @@ class ClusterArrays:
                         raise ClusterSetError(
                             f'{_where(origin, index)}: label {name!r} has shape {np.shape(value)}, expected {shape}.'
                         )
-            labels[name] = stack(values, shape, name)
+            labels[name] = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1, *shape) for v in values])
         return cls(
             numbers=np.concatenate([atoms.numbers for atoms in images]),
             positions=np.concatenate([atoms.positions for atoms in images]),
@@ -426,7 +421,9 @@ class ClusterSet:
     """
 
     def __init__(self, source: str | os.PathLike | IO[bytes], *, name: str | None = None):
-        self.name = name or (str(source) if isinstance(source, str | os.PathLike) else getattr(source, 'name', 'stream'))
+        if name is None:
+            name = str(source) if isinstance(source, str | os.PathLike) else getattr(source, 'name', 'stream')
+        self.name = name
         try:
             self._handle = h5py.File(source, 'r')
         except FileNotFoundError:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import pathlib
+import shutil
 import tempfile
 import typing as t
 from collections.abc import Iterator, Sequence
@@ -142,3 +143,10 @@ class ClusterSetData(SinglefileData):
 
     def __len__(self) -> int:
         return self.n_clusters
+
+    def export_file(self, path: str | os.PathLike) -> pathlib.Path:
+        """Copy the stored HDF5 file to ``path``."""
+        path = pathlib.Path(path)
+        with self.open(mode='rb') as source, path.open('wb') as target:
+            shutil.copyfileobj(source, target)
+        return path

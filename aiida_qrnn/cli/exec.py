@@ -1,0 +1,44 @@
+"""``aiida-qrnn-exec``: the package's executable that CalcJobs run on a computer (local or remote).
+
+It reads a job folder, runs :mod:`aiida_qrnn.core`, writes outputs and returns a documented exit status:
+0 success, 1 bad input (message on stderr). Later issues add ``train``, ``md`` and ``score``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import click
+
+EXIT_BAD_INPUT = 1
+
+
+@click.group('aiida-qrnn-exec', context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(package_name='aiida-qrnn')
+def cli() -> None:
+    """Run aiida-qrnn work inside a job folder (no AiiDA needed)."""
+
+
+@cli.command('inspect')
+@click.argument('path', type=click.Path(dir_okay=False, path_type=pathlib.Path))
+@click.option('--verify', is_flag=True, help='Also read every array and recompute the content ids.')
+def inspect(path: pathlib.Path, verify: bool) -> None:
+    """Print the summary of a cluster-set file as JSON; exit 1 if it is not a valid set."""
+    import numpy as np
+
+    from aiida_qrnn.core.dataset import ClusterSet, ClusterSetError
+
+    try:
+        with ClusterSet(path) as clusters:
+            summary = clusters.summary()
+            if verify:
+                arrays = clusters.read_arrays().validate(path)
+                mismatched = np.flatnonzero(arrays.ids.astype(str) != clusters.ids)
+                if len(mismatched):
+                    raise ClusterSetError(f"'{path}', cluster {int(mismatched[0])}: stored id does not match content.")
+    except ClusterSetError as exception:
+        click.echo(str(exception), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(json.dumps(summary, indent=2))

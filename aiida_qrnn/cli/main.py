@@ -1,0 +1,61 @@
+"""The ``aiida-qrnn`` command: set-up of profiles and codes, and the end-to-end demo."""
+
+from __future__ import annotations
+
+import click
+from aiida.cmdline.params import options
+
+from aiida_qrnn.cli.utils import translate_errors, with_profile
+
+
+@click.group('aiida-qrnn', context_settings={'help_option_names': ['-h', '--help']})
+@click.option('-p', '--profile', 'profile_name', default=None, metavar='NAME',
+              help='AiiDA profile to use (default: the default profile; for `setup`, the profile to create).')
+@options.VERBOSITY()
+@click.version_option(package_name='aiida-qrnn')
+@click.pass_context
+def cli(ctx: click.Context, profile_name: str | None) -> None:
+    """aiida-qrnn: charge-equilibrating neural-network potentials for polymers, with full provenance."""
+    ctx.obj = {'profile_name': profile_name}
+
+
+@cli.command('setup')
+@click.option('--production', is_flag=True,
+              help='PostgreSQL storage + RabbitMQ broker instead of the embedded SQLite + ZeroMQ profile.')
+@click.option('--email', default='qrnn@localhost', show_default=True, help='E-mail of the default AiiDA user.')
+@click.option('--postgres-host', default='127.0.0.1', show_default=True)
+@click.option('--postgres-port', default=5432, show_default=True, type=int)
+@click.option('--postgres-user', default='postgres', show_default=True)
+@click.option('--postgres-password', default='', show_default=False)
+@click.pass_context
+@translate_errors
+def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, postgres_port: int,
+          postgres_user: str, postgres_password: str) -> None:
+    """Create the AiiDA profile, the localhost computer and the codes found on PATH. Safe to run again."""
+    from aiida_qrnn.profiles import setup_profile
+
+    report = setup_profile(
+        ctx.obj['profile_name'], production=production, email=email, postgres_host=postgres_host,
+        postgres_port=postgres_port, postgres_user=postgres_user, postgres_password=postgres_password,
+    )
+    click.echo(f'Profile {report.profile!r}: storage {report.storage_backend}, broker {report.broker_backend}')
+    for item in report.created:
+        click.secho(f'  created   {item}', fg='green')
+    for item in report.existing:
+        click.echo(f'  exists    {item}')
+    for item in report.skipped:
+        click.secho(f'  skipped   {item}', fg='yellow')
+
+
+@cli.command('demo')
+@click.option('-n', '--n-clusters', default=4, show_default=True, type=click.IntRange(1, 100),
+              help='Number of ethylene-glycol clusters to build and label.')
+@click.option('--seed', default=0, show_default=True, type=int, help='Seed of the cluster sampling.')
+@click.option('--code', 'code_label', default='xtb@localhost', show_default=True, help='The xtb code to label with.')
+@with_profile
+@translate_errors
+def demo(n_clusters: int, seed: int, code_label: str) -> None:
+    """End-to-end demo: build ethylene-glycol clusters, label them with GFN2-xTB, show the provenance."""
+    from aiida_qrnn.demo import run_demo
+
+    run_demo(n_clusters=n_clusters, seed=seed, code_label=code_label, echo=click.echo)

@@ -1,0 +1,177 @@
+"""Idempotent creation of the AiiDA profile, the ``localhost`` computer and the codes aiida-qrnn uses.
+
+Two kinds of profile:
+
+* **embedded** (default): ``core.sqlite_dos`` storage and AiiDA's built-in ``core.zeromq`` broker. It needs no
+  services, yet ``verdi daemon start`` and ``submit`` work.
+* **production**: ``core.psql_dos`` storage on PostgreSQL and ``core.rabbitmq``.
+
+Running the set-up again changes nothing that already exists; it only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import typing as t
+
+if t.TYPE_CHECKING:
+    from aiida.manage.configuration.profile import Profile
+    from aiida.orm import Computer
+
+__all__ = ('CODES', 'SetupError', 'SetupReport', 'setup_profile')
+
+EMBEDDED_PROFILE = 'qrnn'
+PRODUCTION_PROFILE = 'qrnn-production'
+LOCALHOST = 'localhost'
+#: Code label -> (executable on PATH, default CalcJob plugin or None until that plugin exists).
+CODES: dict[str, tuple[str, str | None]] = {
+    'xtb': ('xtb', 'qrnn.xtb'),
+    'psi4': ('psi4', None),
+    'aiida-qrnn-exec': ('aiida-qrnn-exec', None),
+}
+#: Environment set for every job on localhost: one BLAS/OpenMP thread per process (two BLAS pools on two cores
+#: make a Psi4 gradient three times slower; xtb likewise).
+LOCALHOST_PREPEND = 'export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1'
+
+
+class SetupError(RuntimeError):
+    """The set-up could not be completed; the message says what is missing and how to fix it."""
+
+
+@dataclasses.dataclass
+class SetupReport:
+    """What ``setup_profile`` found (``existing``) and made (``created``)."""
+
+    profile: str
+    storage_backend: str
+    broker_backend: str | None
+    created: list[str] = dataclasses.field(default_factory=list)
+    existing: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+def setup_profile(
+    name: str | None = None, *, production: bool = False, email: str = 'qrnn@localhost',
+    postgres_host: str = '127.0.0.1', postgres_port: int = 5432, postgres_user: str = 'postgres',
+    postgres_password: str = '', set_default: bool = True,
+) -> SetupReport:
+    """Create (or complete) the profile ``name``, load it, and add ``localhost`` and the codes found on PATH."""
+    from aiida.manage.configuration import get_config, load_profile
+
+    name = name or (PRODUCTION_PROFILE if production else EMBEDDED_PROFILE)
+    config = get_config(create=True)
+    wanted_storage = 'core.psql_dos' if production else 'core.sqlite_dos'
+    wanted_broker = 'core.rabbitmq' if production else 'core.zeromq'
+
+    if name in config.profile_names:
+        profile = config.get_profile(name)
+        if profile.storage_backend != wanted_storage or profile.process_control_backend != wanted_broker:
+            raise SetupError(
+                f'profile {name!r} exists with storage {profile.storage_backend!r} and broker '
+                f'{profile.process_control_backend!r}, not {wanted_storage!r} + {wanted_broker!r}; choose another '
+                'name with --profile, or delete it with `verdi profile delete`.'
+            )
+        report = SetupReport(name, wanted_storage, wanted_broker, existing=[f'profile {name}'])
+    else:
+        profile = _create_profile(config, name, production, email, postgres_host, postgres_port, postgres_user,
+                                  postgres_password)
+        report = SetupReport(name, wanted_storage, wanted_broker, created=[f'profile {name}'])
+    if set_default and config.default_profile_name != name:
+        config.set_default_profile(name, overwrite=True)
+        config.store()
+
+    load_profile(name, allow_switch=True)
+    computer = _ensure_localhost(profile, report)
+    _ensure_codes(computer, report)
+    return report
+
+
+def _create_profile(config, name: str, production: bool, email: str, postgres_host: str, postgres_port: int,
+                    postgres_user: str, postgres_password: str) -> Profile:
+    from aiida.manage.configuration import create_profile
+    from aiida.plugins import BrokerFactory
+
+    if production:
+        from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
+        from aiida.cmdline.commands.cmd_presto import detect_postgres_config
+
+        try:
+            storage_config = detect_postgres_config(
+                profile_name=name, postgres_hostname=postgres_host, postgres_port=postgres_port,
+                postgres_username=postgres_user, postgres_password=postgres_password, non_interactive=True,
+            )
+        except ConnectionError as exception:
+            raise SetupError(
+                f'PostgreSQL is not reachable at {postgres_host}:{postgres_port} as user {postgres_user!r} '
+                f'({exception}). Start it (e.g. `pg_ctlcluster 15 main start`) or pass --postgres-host/--postgres-port.'
+            ) from None
+        try:
+            broker_config = detect_rabbitmq_config()
+        except ConnectionError as exception:
+            raise SetupError(
+                f'RabbitMQ is not reachable ({exception}). Start it (e.g. `rabbitmq-server -detached`).'
+            ) from None
+        storage_backend, broker_backend = 'core.psql_dos', 'core.rabbitmq'
+    else:
+        storage_config = {'filepath': str(pathlib.Path(config.dirpath) / 'storage' / name)}
+        storage_backend, broker_backend = 'core.sqlite_dos', 'core.zeromq'
+        broker_config = BrokerFactory(broker_backend).get_default_config()
+    profile = create_profile(
+        config, name=name, email=email, storage_backend=storage_backend, storage_config=storage_config,
+        broker_backend=broker_backend, broker_config=broker_config,
+    )
+    config.set_option('runner.poll.interval', 1, scope=name)
+    config.store()
+    return profile
+
+
+def _ensure_localhost(profile: Profile, report: SetupReport) -> Computer:
+    from aiida.common.exceptions import NotExistent
+    from aiida.manage.configuration import get_config
+    from aiida.orm import Computer
+
+    try:
+        computer = Computer.collection.get(label=LOCALHOST)
+        report.existing.append(f'computer {LOCALHOST}')
+    except NotExistent:
+        workdir = pathlib.Path(get_config().dirpath) / 'scratch' / profile.name
+        computer = Computer(
+            label=LOCALHOST, hostname='localhost', description='This machine, set up by `aiida-qrnn setup`',
+            transport_type='core.local', scheduler_type='core.direct', workdir=str(workdir),
+        ).store()
+        computer.set_prepend_text(LOCALHOST_PREPEND)
+        computer.set_minimum_job_poll_interval(1)
+        computer.set_default_mpiprocs_per_machine(1)
+        report.created.append(f'computer {LOCALHOST}')
+    if not computer.is_configured:
+        computer.configure(safe_interval=0)
+    return computer
+
+
+def _ensure_codes(computer: Computer, report: SetupReport) -> None:
+    from aiida.common.exceptions import NotExistent
+    from aiida.orm import InstalledCode, load_code
+
+    for label, (executable, plugin) in CODES.items():
+        full_label = f'{label}@{computer.label}'
+        try:
+            load_code(full_label)
+            report.existing.append(f'code {full_label}')
+            continue
+        except NotExistent:
+            pass
+        # The package's own executable sits beside the running interpreter even when its venv is not on PATH.
+        search_path = os.pathsep.join([os.environ.get('PATH', ''), str(pathlib.Path(sys.executable).parent)])
+        path = shutil.which(executable, path=search_path)
+        if path is None:
+            report.skipped.append(f'code {full_label} ({executable!r} is not on PATH)')
+            continue
+        InstalledCode(
+            label=label, computer=computer, filepath_executable=path, default_calc_job_plugin=plugin,
+            description=f'{executable} found at {path} by `aiida-qrnn setup`',
+        ).store()
+        report.created.append(f'code {full_label}')
