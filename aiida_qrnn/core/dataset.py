@@ -79,8 +79,8 @@ MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
 #: Positions are rounded to this grid (Å) before hashing, so that a geometry read back from a text file
 #: with full precision hashes to the same id.
 HASH_POSITION_RESOLUTION = 1e-6
-ATOM_CHUNK_ROWS = 8192
-CLUSTER_CHUNK_ROWS = 4096
+ATOM_CHUNK_ROWS = 4096
+CLUSTER_CHUNK_ROWS = 1024
 
 
 class ClusterSetError(ValueError):
@@ -433,6 +433,11 @@ class ClusterSet:
         try:
             self._check_format()
             self.offsets: np.ndarray = self._handle['offsets'][...]
+            self._label_names: list[str] = json.loads(self._handle.attrs['label_names'])
+            # Dataset objects are looked up once: h5py's per-lookup cost dominates reading one small cluster.
+            self._datasets: dict[str, h5py.Dataset] = {
+                f'{group}/{name}': item for group in ('atoms', 'clusters') for name, item in self._handle[group].items()
+            }
         except BaseException:
             self._handle.close()
             raise
@@ -474,7 +479,7 @@ class ClusterSet:
 
     @property
     def label_names(self) -> list[str]:
-        return json.loads(self._handle.attrs['label_names'])
+        return list(self._label_names)
 
     @property
     def units(self) -> dict[str, str]:
@@ -500,25 +505,27 @@ class ClusterSet:
             raise IndexError(f"'{self.name}': cluster index {index} out of range for {n_clusters} clusters.")
         index %= n_clusters
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
-        atoms_group, clusters_group = self._handle['atoms'], self._handle['clusters']
+        datasets = self._datasets
         atoms = Atoms(
-            numbers=atoms_group['numbers'][start:stop],
-            positions=atoms_group['positions'][start:stop],
-            cell=clusters_group['cell'][index],
-            pbc=clusters_group['pbc'][index],
+            numbers=datasets['atoms/numbers'][start:stop],
+            positions=datasets['atoms/positions'][start:stop],
+            cell=datasets['clusters/cell'][index],
+            pbc=datasets['clusters/pbc'][index],
         )
-        atoms.arrays['molecule'] = atoms_group['molecule'][start:stop]
+        atoms.arrays['molecule'] = datasets['atoms/molecule'][start:stop]
         atoms.info.update(
-            id=clusters_group['id'].asstr()[index],
-            kind=clusters_group['kind'].asstr()[index],
-            source=clusters_group['source'].asstr()[index],
-            total_charge=int(clusters_group['total_charge'][index]),
+            id=datasets['clusters/id'].asstr()[index],
+            kind=datasets['clusters/kind'].asstr()[index],
+            source=datasets['clusters/source'].asstr()[index],
+            total_charge=int(datasets['clusters/total_charge'][index]),
             index=index,
         )
         results = {}
-        for name in self.label_names:
-            scope = LABELS[name][0]
-            results[name] = atoms_group[name][start:stop] if scope == 'atom' else clusters_group[name][index]
+        for name in self._label_names:
+            if LABELS[name][0] == 'atom':
+                results[name] = datasets[f'atoms/{name}'][start:stop]
+            else:
+                results[name] = datasets[f'clusters/{name}'][index]
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
         return atoms
