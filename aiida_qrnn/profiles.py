@@ -97,24 +97,16 @@ def _create_profile(config, name: str, production: bool, email: str, postgres_ho
 
     if production:
         from aiida.brokers.rabbitmq.defaults import detect_rabbitmq_config
-        from aiida.cmdline.commands.cmd_presto import detect_postgres_config
 
-        try:
-            storage_config = detect_postgres_config(
-                profile_name=name, postgres_hostname=postgres_host, postgres_port=postgres_port,
-                postgres_username=postgres_user, postgres_password=postgres_password, non_interactive=True,
-            )
-        except ConnectionError as exception:
-            raise SetupError(
-                f'PostgreSQL is not reachable at {postgres_host}:{postgres_port} as user {postgres_user!r} '
-                f'({exception}). Start it (e.g. `pg_ctlcluster 15 main start`) or pass --postgres-host/--postgres-port.'
-            ) from None
         try:
             broker_config = detect_rabbitmq_config()
         except ConnectionError as exception:
             raise SetupError(
                 f'RabbitMQ is not reachable ({exception}). Start it (e.g. `rabbitmq-server -detached`).'
             ) from None
+        storage_config = _create_postgres_database(name, postgres_host, postgres_port, postgres_user,
+                                                   postgres_password)
+        storage_config['repository_uri'] = (pathlib.Path(config.dirpath) / 'repository' / name).as_uri()
         storage_backend, broker_backend = 'core.psql_dos', 'core.rabbitmq'
     else:
         storage_config = {'filepath': str(pathlib.Path(config.dirpath) / 'storage' / name)}
@@ -127,6 +119,57 @@ def _create_profile(config, name: str, production: bool, email: str, postgres_ho
     config.set_option('runner.poll.interval', 1, scope=name)
     config.store()
     return profile
+
+
+def _create_postgres_database(name: str, host: str, port: int, user: str, password: str) -> dict[str, t.Any]:
+    """Create a role and a database for profile ``name``; return the ``core.psql_dos`` storage configuration.
+
+    Done here rather than through ``verdi presto``'s helper, which insists on the ``en_US.UTF-8`` locale that
+    many servers (this Debian image's included) do not have: the database takes the server's default locale.
+    """
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    database = role = f'aiida-qrnn-{name}'
+    role_password = secrets.token_hex(16)
+    try:
+        connection = psycopg.connect(host=host, port=port, user=user, password=password or None, dbname='postgres',
+                                     autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exception:
+        raise SetupError(
+            f'PostgreSQL is not reachable at {host}:{port} as user {user!r} ({str(exception).strip()}). Start it '
+            '(e.g. `pg_ctlcluster 15 main start`) or pass --postgres-host/--postgres-port/--postgres-user.'
+        ) from None
+    with connection:
+        if connection.execute('SELECT 1 FROM pg_database WHERE datname = %s', (database,)).fetchone():
+            raise SetupError(
+                f'PostgreSQL database {database!r} exists already but no AiiDA profile {name!r} uses it; drop it '
+                f'(`dropdb -h {host} -p {port} -U {user} {database}`) or choose another profile name.'
+            )
+        try:
+            if connection.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (role,)).fetchone():
+                connection.execute(sql.SQL('ALTER ROLE {} WITH LOGIN PASSWORD {}').format(
+                    sql.Identifier(role), sql.Literal(role_password)))
+            else:
+                connection.execute(sql.SQL('CREATE ROLE {} WITH LOGIN PASSWORD {}').format(
+                    sql.Identifier(role), sql.Literal(role_password)))
+            connection.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+                sql.Identifier(database), sql.Identifier(role)))
+        except psycopg.Error as exception:
+            raise SetupError(
+                f'PostgreSQL at {host}:{port} refused to create role/database {database!r} as {user!r}: '
+                f'{str(exception).strip()}'
+            ) from None
+    return {
+        'database_engine': 'postgresql_psycopg',
+        'database_hostname': host,
+        'database_port': port,
+        'database_name': database,
+        'database_username': role,
+        'database_password': role_password,
+    }
 
 
 def _ensure_localhost(profile: Profile, report: SetupReport) -> Computer:
