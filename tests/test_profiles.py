@@ -1,0 +1,78 @@
+"""``aiida-qrnn setup``: embedded and production profiles, idempotent, with clear errors for missing services.
+
+Each test runs the real command in a subprocess with its own ``AIIDA_PATH``, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(arguments: list[str], aiida_path: Path, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
+    environment = {**os.environ, 'AIIDA_PATH': str(aiida_path), 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
+    result = subprocess.run(arguments, env=environment, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'{arguments} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+    return result
+
+
+def reachable(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(('127.0.0.1', port)) == 0
+
+
+def test_embedded_profile_twice_changes_nothing(tmp_path):
+    first = run([BIN / 'aiida-qrnn', 'setup'], tmp_path)
+    assert "Profile 'qrnn': storage core.sqlite_dos, broker core.zeromq" in first.stdout
+    assert 'created   profile qrnn' in first.stdout
+    assert 'created   computer localhost' in first.stdout
+    assert 'created   code xtb@localhost' in first.stdout
+    config = (tmp_path / '.aiida' / 'config.json').read_text()
+    second = run([BIN / 'aiida-qrnn', 'setup'], tmp_path)
+    assert 'created' not in second.stdout
+    assert 'exists    profile qrnn' in second.stdout
+    assert 'exists    code xtb@localhost' in second.stdout
+    assert (tmp_path / '.aiida' / 'config.json').read_text() == config
+    codes = run([BIN / 'verdi', 'code', 'list', '-a'], tmp_path).stdout
+    assert codes.count('xtb@localhost') == 1
+
+
+def test_existing_profile_of_another_kind_is_not_touched(tmp_path):
+    run([BIN / 'verdi', 'presto', '--profile-name', 'qrnn', '--no-broker'], tmp_path)
+    result = run([BIN / 'aiida-qrnn', 'setup'], tmp_path, check=False)
+    assert result.returncode != 0
+    assert "profile 'qrnn' exists with storage 'core.sqlite_dos' and broker None" in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_missing_postgres_gives_a_clear_message(tmp_path):
+    result = run([BIN / 'aiida-qrnn', '-p', 'nowhere', 'setup', '--production', '--postgres-port', '1'], tmp_path,
+                 check=False)
+    assert result.returncode != 0
+    assert 'PostgreSQL is not reachable at 127.0.0.1:1' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert 'nowhere' not in run([BIN / 'verdi', 'profile', 'list'], tmp_path).stdout
+
+
+@pytest.mark.skipif(not (reachable(5432) and reachable(5672)), reason='needs PostgreSQL :5432 and RabbitMQ :5672')
+def test_production_profile_twice(tmp_path):
+    name = f'prod-{secrets.token_hex(4)}'
+    try:
+        first = run([BIN / 'aiida-qrnn', '-p', name, 'setup', '--production'], tmp_path)
+        assert f"Profile '{name}': storage core.psql_dos, broker core.rabbitmq" in first.stdout
+        second = run([BIN / 'aiida-qrnn', '-p', name, 'setup', '--production'], tmp_path)
+        assert 'created' not in second.stdout
+        status = run([BIN / 'verdi', '-p', name, 'status'], tmp_path, check=False).stdout
+        assert f'postgresql+psycopg://aiida-qrnn-{name}:' in status
+    finally:
+        run([BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force'], tmp_path, check=False)
