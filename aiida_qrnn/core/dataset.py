@@ -253,6 +253,7 @@ class ClusterArrays:
             'n_atoms': self.n_atoms,
             'elements': [chemical_symbols[z] for z in present],
             'kind_counts': dict(sorted(Counter(str(k) for k in self.kind).items())),
+            'n_periodic': int(np.any(self.pbc, axis=1).sum()),
         }
 
     def select(self, indices: Sequence[int] | np.ndarray) -> ClusterArrays:
@@ -545,13 +546,21 @@ class ClusterSet:
             total_charge=clusters_group['total_charge'][...],
             cell=clusters_group['cell'][...],
             pbc=clusters_group['pbc'][...],
-            kind=list(clusters_group['kind'].asstr()[...]),
-            source=list(clusters_group['source'].asstr()[...]),
+            kind=clusters_group['kind'].asstr()[...].astype(object),
+            source=clusters_group['source'].asstr()[...].astype(object),
             labels={
                 name: (atoms_group if LABELS[name][0] == 'atom' else clusters_group)[name][...]
                 for name in self.label_names
             },
+            ids=self.ids.astype(object),
         )
+
+    def read_column(self, name: str) -> np.ndarray:
+        """One whole dataset, e.g. ``'clusters/pbc'`` or ``'clusters/energy'``, without reading the others."""
+        if name not in self._datasets:
+            raise KeyError(f"'{self.name}': no dataset {name!r}; present: {sorted(self._datasets)}.")
+        dataset = self._datasets[name]
+        return dataset.asstr()[...] if h5py.check_string_dtype(dataset.dtype) else dataset[...]
 
     def write_extxyz(self, path: str | os.PathLike) -> Path:
         """Export to extended XYZ with full float64 precision (``%.17g``), readable by ``ase.io.read``.

@@ -171,7 +171,7 @@ def test_shape_mismatch_is_refused(tmp_path):
 
 def test_partially_labelled_set_is_refused(labelled_water_clusters):
     labelled_water_clusters[1].calc = None
-    with pytest.raises(ClusterSetError, match='cluster 1: labels .* are missing'):
+    with pytest.raises(ClusterSetError, match=r'cluster 1: labels .* are missing'):
         ClusterArrays.from_atoms(labelled_water_clusters, origin='in.xyz')
 
 

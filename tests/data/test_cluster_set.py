@@ -80,7 +80,7 @@ def test_merge_of_incompatible_sets_fails_and_stores_no_output(aiida_profile_cle
 def test_invalid_file_never_becomes_a_node(aiida_profile_clean, tmp_path):
     bad = tmp_path / 'bad.h5'
     bad.write_bytes(b'not hdf5 at all')
-    with pytest.raises(ClusterSetError, match="bad.h5': not a readable HDF5"):
+    with pytest.raises(ClusterSetError, match=r"bad\.h5': not a readable HDF5"):
         ClusterSetData(bad)
     with pytest.raises(ClusterSetError, match='cluster 1: positions contains NaN'):
         images = make_water_clusters(3)

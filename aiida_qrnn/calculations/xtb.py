@@ -1,0 +1,179 @@
+"""``XtbCalculation``: label a whole cluster set with GFN-xTB (energies, forces, charges, dipoles) in one job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo, CodeRunMode
+from aiida.common.folders import Folder
+from aiida.engine import CalcJobProcessSpec
+from ase.data import atomic_numbers, chemical_symbols
+
+from aiida_qrnn.calculations.base import CalcJob
+from aiida_qrnn.data.cluster_set import ClusterSetData
+
+__all__ = ('XtbCalculation', 'level_of_theory', 'validate_clusters', 'validate_parameters')
+
+#: Heaviest element GFN1- and GFN2-xTB are parametrised for (Rn).
+MAX_ATOMIC_NUMBER = 86
+DEFAULT_GFN = 2
+#: Optional ``parameters`` keys -> xtb command-line flag.
+PARAMETER_FLAGS = {'accuracy': '--acc', 'electronic_temperature': '--etemp', 'max_iterations': '--iterations'}
+#: xtb resets an accuracy outside this range to 1.0 with only a note in stdout, so it is refused instead.
+ACCURACY_RANGE = (1e-4, 1e3)
+
+
+def level_of_theory(parameters: Mapping[str, Any]) -> str:
+    """The ``level_of_theory`` of the labels that ``parameters`` produce, e.g. ``'gfn2-xtb'``."""
+    return f'gfn{parameters.get("gfn", DEFAULT_GFN)}-xtb'
+
+
+def validate_parameters(value: orm.Dict, _) -> str | None:
+    """Refuse unknown keys and values xtb would reject or silently change; the message names the key."""
+    parameters = value.get_dict()
+    known = {'gfn', *PARAMETER_FLAGS}
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        return f'parameters: unknown key(s) {unknown}; the accepted keys are {sorted(known)}.'
+    gfn = parameters.get('gfn', DEFAULT_GFN)
+    if not _is_integer(gfn) or gfn not in (1, 2):
+        return f'parameters: gfn must be the integer 1 or 2, got {gfn!r}.'
+    accuracy = parameters.get('accuracy', 1.0)
+    if not _is_number(accuracy) or not ACCURACY_RANGE[0] <= accuracy <= ACCURACY_RANGE[1]:
+        return f'parameters: accuracy must be a number in [{ACCURACY_RANGE[0]}, {ACCURACY_RANGE[1]}], got {accuracy!r}.'
+    temperature = parameters.get('electronic_temperature', 300.0)
+    if not _is_number(temperature) or temperature <= 0:
+        return f'parameters: electronic_temperature (K) must be a positive number, got {temperature!r}.'
+    iterations = parameters.get('max_iterations', 250)
+    if not _is_integer(iterations) or iterations < 1:
+        return f'parameters: max_iterations must be a positive integer, got {iterations!r}.'
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_clusters(value: ClusterSetData, _) -> str | None:
+    """Refuse elements GFN-xTB has no parameters for and periodic clusters, which an xyz file cannot describe."""
+    unsupported = sorted(symbol for symbol in value.elements if atomic_numbers[symbol] > MAX_ATOMIC_NUMBER)
+    if unsupported:
+        return f'clusters: GFN-xTB has no parameters for {unsupported}; elements up to Rn are supported.'
+    if value.base.attributes.get('n_periodic', 0):
+        with value.open_cluster_set() as clusters:
+            periodic = np.flatnonzero(clusters.read_column('clusters/pbc').any(axis=1))
+        return (
+            f'clusters: cluster {int(periodic[0])} is periodic ({len(periodic)} periodic in all); '
+            f'XtbCalculation labels open clusters only.'
+        )
+    return None
+
+
+class XtbCalculation(CalcJob):
+    """Label every cluster of a ``ClusterSetData`` with GFN-xTB in one job.
+
+    Cluster ``i`` is written as ``c{i:06d}.xyz`` and gets its own xtb run (one ``CodeInfo`` each, run one after
+    another), so that a cluster on which xtb fails does not stop the rest: the job labels what it can, and a
+    restart only has to relabel the clusters listed in ``failed_clusters``.
+
+    Labels are the SCF energy, forces (minus the gradient), Mulliken-type partial charges and the dipole moment,
+    all converted to eV, eV/Å, e and e·Å; they replace any labels the input set carried. For a charged cluster
+    xtb takes the dipole about the coordinate origin, which is the origin of the stored positions.
+    """
+
+    #: Output file name suffixes after the cluster prefix, keyed by the argument of ``parse_cluster``.
+    OUTPUT_SUFFIXES = {'stdout': '.out', 'stderr': '.err', 'gradient': '.gradient', 'xtbout_json': '.xtbout.json'}
+
+    @staticmethod
+    def prefix(index: int) -> str:
+        """File name stem (and xtb namespace) of cluster ``index``."""
+        return f'c{index:06d}'
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec) -> None:
+        super().define(spec)
+        spec.input(
+            'clusters', valid_type=ClusterSetData, validator=validate_clusters,
+            help='The clusters to label; open (non-periodic) clusters with their total charges.',
+        )
+        spec.input(
+            'parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
+            help=(
+                'Optional xtb settings: gfn (1 or 2, default 2), accuracy (--acc), electronic_temperature '
+                '(--etemp, K) and max_iterations (--iterations).'
+            ),
+        )
+        options = spec.inputs['metadata']['options']
+        options['parser_name'].default = 'qrnn.xtb'
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        # xtb runs one small cluster at a time, where OpenMP threads cost more than they save.
+        options['environment_variables'].default = {'OMP_NUM_THREADS': '1'}
+
+        spec.output(
+            'clusters', valid_type=ClusterSetData,
+            help='The clusters xtb labelled (energy, forces, charges, dipole), in input order, failed ones left out.',
+        )
+        spec.output(
+            'failed_clusters', valid_type=orm.List, required=False,
+            help='Indices in the input set of the clusters that could not be labelled; only when there are some.',
+        )
+
+        # 3xx: the output could not be read, rerunning may help
+        spec.exit_code(
+            302, 'ERROR_OUTPUT_FILES_MISSING',
+            message='No xtb output was retrieved for any of the {n_clusters} clusters: xtb never ran.',
+        )
+        # 4xx: xtb failed on some or all clusters; the labelled ones are still attached
+        spec.exit_code(
+            410, 'ERROR_SOME_CLUSTERS_FAILED',
+            message='{n_failed} of {n_clusters} clusters failed ({reasons}); see the failed_clusters output.',
+        )
+        spec.exit_code(
+            420, 'ERROR_ALL_CLUSTERS_FAILED',
+            message='All {n_clusters} clusters failed ({reasons}); no labels were produced.',
+        )
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Write one xyz file and one xtb command line per cluster."""
+        arrays = self.inputs.clusters.get_arrays()
+        parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
+        flags = ['--gfn', str(parameters.get('gfn', DEFAULT_GFN))]
+        for key, flag in PARAMETER_FLAGS.items():
+            if key in parameters:
+                flags += [flag, str(parameters[key])]
+
+        codes_info = []
+        for index in range(arrays.n_clusters):
+            prefix = self.prefix(index)
+            rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
+            lines = [str(rows.stop - rows.start), f'cluster {index}']
+            lines += [
+                f'{chemical_symbols[number]:<2} ' + ' '.join(f'{x:.10f}' for x in position)
+                for number, position in zip(arrays.numbers[rows], arrays.positions[rows], strict=True)
+            ]
+            with folder.open(f'{prefix}.xyz', 'w') as handle:
+                handle.write('\n'.join(lines) + '\n')
+
+            codeinfo = CodeInfo()
+            codeinfo.code_uuid = self.inputs.code.uuid
+            codeinfo.cmdline_params = [
+                f'{prefix}.xyz', *flags, '--grad', '--chrg', str(int(arrays.total_charge[index])), '--uhf', '0',
+                '--json', '--namespace', prefix,
+            ]
+            codeinfo.stdout_name = prefix + self.OUTPUT_SUFFIXES['stdout']
+            codeinfo.stderr_name = prefix + self.OUTPUT_SUFFIXES['stderr']
+            codes_info.append(codeinfo)
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = codes_info
+        calcinfo.codes_run_mode = CodeRunMode.SERIAL
+        calcinfo.retrieve_list = [f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values()]
+        return calcinfo

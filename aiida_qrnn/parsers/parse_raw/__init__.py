@@ -1,0 +1,1 @@
+"""Pure parsing functions for the outputs of the codes the package runs; they never import AiiDA."""

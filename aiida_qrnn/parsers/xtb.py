@@ -1,0 +1,87 @@
+"""``XtbParser``: the per-cluster xtb outputs of an ``XtbCalculation`` become one labelled ``ClusterSetData``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_qrnn.calculations.xtb import XtbCalculation, level_of_theory
+from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.parsers.parse_raw.xtb import FailureReason, parse_cluster
+
+__all__ = ('XtbParser',)
+
+
+class XtbParser(Parser):
+    """Label the clusters xtb finished, list the ones it did not, and say why in the log.
+
+    Exit status 0 when every cluster is labelled; ``ERROR_SOME_CLUSTERS_FAILED`` with both outputs attached when
+    some failed, so that a restart can relabel only ``failed_clusters``; ``ERROR_ALL_CLUSTERS_FAILED`` when none
+    was labelled.
+    """
+
+    def parse(self, **kwargs) -> ExitCode | None:
+        arrays = self.node.inputs.clusters.get_arrays()
+        present = set(self.retrieved.base.repository.list_object_names())
+        prefixes = [XtbCalculation.prefix(index) for index in range(arrays.n_clusters)]
+        stdout_suffix = XtbCalculation.OUTPUT_SUFFIXES['stdout']
+        if not any(prefix + stdout_suffix in present for prefix in prefixes):
+            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(n_clusters=arrays.n_clusters)
+
+        labels: dict[str, list[np.ndarray]] = defaultdict(list)
+        failures: dict[FailureReason, list[tuple[int, str]]] = defaultdict(list)
+        warnings: dict[str, list[int]] = defaultdict(list)
+        for index, (prefix, n_atoms) in enumerate(zip(prefixes, np.diff(arrays.offsets), strict=True)):
+            files = {
+                key: self._read(prefix + suffix) if prefix + suffix in present else None
+                for key, suffix in XtbCalculation.OUTPUT_SUFFIXES.items()
+            }
+            data, logs = parse_cluster(n_atoms=int(n_atoms), **files)
+            for message in logs.warnings:
+                warnings[message].append(index)
+            if logs.errors:
+                reason, message = logs.errors[0]
+                failures[reason].append((index, message))
+                continue
+            for name, value in data.items():
+                labels[name].append(np.asarray(value))
+
+        # One log entry per kind of problem, not per cluster: a set may hold many thousands of clusters.
+        for message, indices in warnings.items():
+            self.logger.warning(f'clusters {indices}: {message}')
+        for reason, failed in failures.items():
+            index, message = failed[0]
+            self.logger.warning(
+                f'{len(failed)} cluster(s) failed with {reason}, for example cluster {index}: {message} '
+                f'Clusters: {[i for i, _ in failed]}'
+            )
+
+        failed = sorted(index for entries in failures.values() for index, _ in entries)
+        summary = ', '.join(f'{reason}: {len(entries)}' for reason, entries in failures.items())
+        if failed:
+            self.out('failed_clusters', orm.List(failed))
+        if len(failed) == arrays.n_clusters:
+            return self.exit_codes.ERROR_ALL_CLUSTERS_FAILED.format(n_clusters=arrays.n_clusters, reasons=summary)
+
+        labelled = arrays.select(np.setdiff1d(np.arange(arrays.n_clusters), failed))
+        labelled.labels = {
+            'energy': np.array(labels['energy']),
+            'dipole': np.stack(labels['dipole']),
+            'forces': np.concatenate(labels['forces']),
+            'charges': np.concatenate(labels['charges']),
+        }
+        parameters = self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}
+        self.out('clusters', ClusterSetData.from_arrays(labelled, level_of_theory=level_of_theory(parameters)))
+        if failed:
+            return self.exit_codes.ERROR_SOME_CLUSTERS_FAILED.format(
+                n_failed=len(failed), n_clusters=arrays.n_clusters, reasons=summary
+            )
+        return None
+
+    def _read(self, name: str) -> str:
+        """Read a retrieved file; stray non-UTF-8 bytes in xtb output must not stop the parse."""
+        return self.retrieved.base.repository.get_object_content(name, mode='rb').decode('utf-8', errors='replace')
