@@ -17,7 +17,7 @@ if t.TYPE_CHECKING:
 
 
 def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
-    """Clusters of 1-3 ethylene-glycol molecules (different conformers, random placements), seeded."""
+    """Clusters of 1-3 ethylene-glycol molecules (RDKit conformers, random placements, 0.02 Å rattle), seeded."""
     from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
 
     rng = np.random.default_rng(seed)
@@ -26,6 +26,7 @@ def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
         n_molecules = index % 3 + 1
         molecules = [ethylene_glycol_oligomer(1, seed=int(rng.integers(1 << 30))) for _ in range(n_molecules)]
         atoms = molecular_cluster(molecules, rng=rng)
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
         atoms.info.update(kind='conformational', source=f'demo seed={seed} cluster={index} molecules={n_molecules}')
         images.append(atoms)
     return images

@@ -1,0 +1,113 @@
+"""The commands a user runs: the demo, a daemon submission on the ZeroMQ profile, ``verdi data qrnn`` and
+``aiida-qrnn-exec``, each in a subprocess against an embedded profile made by ``aiida-qrnn setup``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from aiida_qrnn.core.dataset import ClusterSet
+from tests.test_profiles import BIN, run
+
+
+@pytest.fixture(scope='module')
+def embedded_profile(tmp_path_factory):
+    """An AIIDA_PATH with the embedded profile and the demo already run once."""
+    aiida_path = tmp_path_factory.mktemp('aiida')
+    run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
+    demo = run([BIN / 'aiida-qrnn', 'demo', '-n', '3', '--seed', '3'], aiida_path, timeout=300)
+    return aiida_path, demo.stdout
+
+
+def test_demo_labels_merges_and_shows_provenance(embedded_profile):
+    _, output = embedded_profile
+    assert 'ClusterSetData' in output and 'gfn2-xtb' in output
+    assert output.count('XtbCalculation [finished]') == 2
+    assert 'CalcFunctionNode' in output and 'merge_cluster_sets [finished]' in output
+    rows = [line.split() for line in output.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 5]
+    assert len(rows) == 3
+    for _, n_atoms, energy, max_force, total_charge in rows:
+        assert int(n_atoms) % 10 == 0  # whole ethylene-glycol molecules
+        assert float(energy) < 0 and 0 < float(max_force) < 50 and abs(float(total_charge)) < 1e-3
+
+
+def test_daemon_submission_on_the_zeromq_profile(embedded_profile, tmp_path):
+    aiida_path, _ = embedded_profile
+    script = tmp_path / 'submit.py'
+    script.write_text(textwrap.dedent('''
+        from aiida import orm
+        from aiida.engine import submit
+        from aiida_qrnn.calculations.xtb import XtbCalculation
+        from aiida_qrnn.data.cluster_set import ClusterSetData
+        from aiida_qrnn.demo import build_ethylene_glycol_clusters
+
+        clusters = ClusterSetData.from_atoms(build_ethylene_glycol_clusters(2, seed=11)).store()
+        node = submit(XtbCalculation, code=orm.load_code('xtb@localhost'), clusters=clusters,
+                      wait=True, wait_interval=0.5)
+        print('RESULT', node.pk, node.is_finished_ok, node.exit_status, node.outputs.clusters.n_clusters)
+    '''))
+    run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
+    try:
+        result = run([BIN / 'verdi', 'run', str(script)], aiida_path, timeout=180)
+    finally:
+        run([BIN / 'verdi', 'daemon', 'stop'], aiida_path, check=False)
+    _, pk, finished_ok, exit_status, n_clusters = next(
+        line.split() for line in result.stdout.splitlines() if line.startswith('RESULT')
+    )
+    assert (finished_ok, exit_status, n_clusters) == ('True', '0', '2')
+    calcjob = run([BIN / 'verdi', 'process', 'show', pk], aiida_path).stdout
+    assert 'XtbCalculation' in calcjob and 'Finished [0]' in calcjob
+
+
+def test_verdi_data_qrnn_show_and_export(embedded_profile, tmp_path):
+    aiida_path, _ = embedded_profile
+    query = tmp_path / 'query.py'
+    query.write_text(
+        'from aiida import orm\nfrom aiida_qrnn.data.cluster_set import ClusterSetData\n'
+        "print(orm.QueryBuilder().append(ClusterSetData, filters={'attributes.n_clusters': 3}).first(flat=True).pk)\n"
+    )
+    pk = run([BIN / 'verdi', 'run', str(query)], aiida_path).stdout.split()[-1]
+    shown = run([BIN / 'verdi', 'data', 'qrnn', 'clusters', 'show', pk, '-i', '0'], aiida_path).stdout
+    assert '"level_of_theory": "gfn2-xtb"' in shown and '"n_clusters": 3' in shown
+    assert 'cluster 0: C2H6O2' in shown and 'forces: shape (10, 3)' in shown
+
+    xyz, h5 = tmp_path / 'set.xyz', tmp_path / 'set.h5'
+    run([BIN / 'verdi', 'data', 'qrnn', 'clusters', 'export', pk, str(xyz)], aiida_path)
+    run([BIN / 'verdi', 'data', 'qrnn', 'clusters', 'export', pk, str(h5)], aiida_path)
+    refused = run([BIN / 'verdi', 'data', 'qrnn', 'clusters', 'export', pk, str(h5)], aiida_path, check=False)
+    assert refused.returncode != 0 and 'use --force' in refused.stderr
+    with ClusterSet(h5) as clusters:
+        assert len(clusters) == 3
+    assert xyz.read_text().count('energy=') == 3
+
+    summary = json.loads(run([BIN / 'aiida-qrnn-exec', 'inspect', str(h5), '--verify'], aiida_path).stdout)
+    assert summary['n_clusters'] == 3 and summary['label_names'] == ['charges', 'dipole', 'energy', 'forces']
+
+
+def test_verdi_data_qrnn_model_show(embedded_profile, tmp_path):
+    aiida_path, _ = embedded_profile
+    script = tmp_path / 'model.py'
+    script.write_text(
+        'import torch\nfrom aiida_qrnn.data.model import ModelData\n'
+        "node = ModelData({'w': torch.ones(2, 3)}, config={'hidden': [3]}, elements=['H', 'C', 'O']).store()\n"
+        'print(node.pk)\n'
+    )
+    pk = run([BIN / 'verdi', 'run', str(script)], aiida_path).stdout.split()[-1]
+    shown = run([BIN / 'verdi', 'data', 'qrnn', 'model', 'show', pk], aiida_path).stdout
+    assert '"n_parameters": 6' in shown and '"hidden": [' in shown and '"model_hash"' in shown
+
+
+def test_exec_inspect_refuses_a_bad_file(tmp_path):
+    bad = tmp_path / 'bad.h5'
+    bad.write_text('nope')
+    result = run([BIN / 'aiida-qrnn-exec', 'inspect', str(bad)], tmp_path, check=False)
+    assert result.returncode == 1
+    assert "bad.h5': not a readable HDF5" in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_commands_without_a_profile_say_what_to_do(tmp_path):
+    result = run([BIN / 'aiida-qrnn', 'demo'], tmp_path, check=False)
+    assert result.returncode != 0
+    assert 'run `aiida-qrnn setup` first' in result.stderr and 'Traceback' not in result.stderr
