@@ -29,9 +29,9 @@ fi
 # multi-GB CUDA build onto a CPU machine.
 stamp=".venv/.aiida-qrnn-$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo ">> pip install torch (pinned) and aiida-qrnn[tests] into .venv"
+  echo ">> pip install torch (pinned) and aiida-qrnn[tests,pyscf,openmm] into .venv"
   .venv/bin/pip install -q -c requirements/constraints.txt torch
-  .venv/bin/pip install -q -c requirements/constraints.txt -e '.[tests]'
+  .venv/bin/pip install -q -c requirements/constraints.txt -e '.[tests,pyscf,openmm]'
   rm -f .venv/.aiida-qrnn-*
   touch "$stamp"
 fi
