@@ -640,7 +640,8 @@ def merge_cluster_sets(
     """Merge cluster-set files into a new file at ``path``.
 
     All inputs must share the level of theory and label names (or all be unlabelled). With ``deduplicate``, a
-    cluster whose content id is already present is dropped, keeping the first occurrence.
+    cluster whose content id is already present is dropped, keeping the first occurrence. ``path`` may be one of the
+    sources: ``merge_cluster_sets([path, new], path)`` appends ``new`` in place, atomically.
     """
     if not sources:
         raise ClusterSetError('merge_cluster_sets: no input files were given.')

@@ -122,6 +122,15 @@ def test_merge_deduplicates_and_keeps_order(tmp_path):
         assert len(clusters) == 8
 
 
+def test_append_in_place_is_atomic(tmp_path):
+    path = write_atoms(tmp_path / 'set.h5', make_water_clusters(2, seed=1))
+    new = write_atoms(tmp_path / 'new.h5', make_water_clusters(3, seed=2))
+    merge_cluster_sets([path, new], path)
+    with ClusterSet(path) as clusters:
+        assert len(clusters) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['new.h5', 'set.h5']  # no temporary file left
+
+
 def test_merge_refuses_different_levels_of_theory(tmp_path):
     a = write_atoms(tmp_path / 'a.h5', make_water_clusters(2, labelled=True), level_of_theory='gfn2-xtb')
     b = write_atoms(tmp_path / 'b.h5', make_water_clusters(2, labelled=True, seed=5), level_of_theory='wb97x-d3bj')
