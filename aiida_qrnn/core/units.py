@@ -11,3 +11,4 @@ BOHR_TO_ANGSTROM: float = _ase.Bohr  # 0.529177... Å, CODATA 2014 as in ase.uni
 HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM: float = HARTREE_TO_EV / BOHR_TO_ANGSTROM
 E_BOHR_TO_E_ANGSTROM: float = BOHR_TO_ANGSTROM  # dipole moment: e·bohr -> e·Å
 DEBYE_TO_E_ANGSTROM: float = _ase.Debye  # 1 D in e·Å (ase.units.Debye)
+COULOMB_CONSTANT: float = _ase._e / (4 * _ase.pi * _ase._eps0) * 1e10  # e²/(4π ε0) = 14.399645 eV·Å/e², ase.units
