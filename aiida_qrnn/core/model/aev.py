@@ -1,0 +1,180 @@
+"""ANI-style atomic environment vectors (radial + angular symmetry functions), species-resolved, from a half list.
+
+Formulas (science.md §1.2, TorchANI ``aev/_terms.py``):
+
+    G^R_{i,(s_j, r)} = Σ_j 0.25 exp(-η_R (r_ij - R_r)²) f_c(r_ij; R_c^R)
+    G^A_{i,(s_j s_k, a, z)} = Σ_{j<k} 2 [(1 + cos(θ_ijk - θ_z))/2]^ζ exp(-η_A ((r_ij + r_ik)/2 - R_a)²)
+                               f_c(r_ij; R_c^A) f_c(r_ik; R_c^A),   cos θ_ijk scaled by 0.95
+
+with the cosine cutoff f_c(r) = 0.5 cos(π r / R_c) + 0.5. The 0.95 keeps arccos away from ±1 (NeuroChem
+convention); here cos(θ - θ_z) is expanded as cos θ cos θ_z + sin θ sin θ_z, which is the same function
+without evaluating arccos. Defaults are the ANI-2x constants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+__all__ = ('AEVComputer', 'AEVConfig', 'build_triplets')
+
+
+def _linspace_without_end(start: float, stop: float, count: int) -> list[float]:
+    """``count`` values from ``start`` in equal steps towards ``stop`` (excluded), as TorchANI's ``like_2x``."""
+    step = (stop - start) / count
+    return [start + step * index for index in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class AEVConfig:
+    """AEV hyper-parameters; defaults are ANI-2x (``rHCNOSFCl-5.1R_16-3.5A_a8-4.params``)."""
+
+    radial_cutoff: float = 5.1  # Å
+    angular_cutoff: float = 3.5  # Å
+    radial_eta: float = 19.7  # Å^-2
+    radial_shifts: tuple[float, ...] = tuple(_linspace_without_end(0.8, 5.1, 16))  # Å
+    angular_eta: float = 12.5  # Å^-2
+    angular_zeta: float = 14.1
+    angular_shifts: tuple[float, ...] = tuple(_linspace_without_end(0.8, 3.5, 8))  # Å
+    angle_sections: tuple[float, ...] = tuple(math.pi / 8 + index * math.pi / 4 for index in range(4))  # rad
+
+    def to_dict(self) -> dict:
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AEVConfig:
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f'unknown AEV parameter(s) {sorted(unknown)}.')
+        return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
+
+
+def cosine_cutoff(distances: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """0.5 cos(π r / R_c) + 0.5 inside the cutoff, 0 outside: (pairs,) -> (pairs,)."""
+    inside = distances < cutoff
+    return torch.where(inside, 0.5 * torch.cos(distances * (math.pi / cutoff)) + 0.5, torch.zeros_like(distances))
+
+
+def build_triplets(centers: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """All pairs of directed neighbours sharing a centre: (2, triplets) indices into ``centers`` (no gradient).
+
+    ``centers`` (directed pairs,) is the centre atom of each directed pair. Vectorised over atoms: the
+    neighbours of each centre are sorted together and combined through one upper-triangle index table.
+    """
+    device = centers.device
+    order = torch.argsort(centers, stable=True)  # (directed,)
+    counts = torch.bincount(centers, minlength=n_atoms)  # (atoms,)
+    starts = torch.cumsum(counts, 0) - counts  # (atoms,)
+    max_neighbors = int(counts.max()) if counts.numel() else 0
+    if max_neighbors < 2:
+        return torch.zeros((2, 0), dtype=torch.long, device=device)
+    upper = torch.triu_indices(max_neighbors, max_neighbors, 1, device=device)  # (2, T)
+    valid = upper[1].unsqueeze(0) < counts.unsqueeze(1)  # (atoms, T)
+    atom, slot = valid.nonzero().unbind(1)  # (triplets,)
+    local = upper[:, slot] + starts[atom].unsqueeze(0)  # (2, triplets) positions in the sorted order
+    return order[local]  # (2, triplets)
+
+
+class AEVComputer(torch.nn.Module):
+    """Radial and angular AEV for ``n_species`` species from a half pair list.
+
+    ``forward(species (atoms,) in [0, n_species), pairs (2, P), vectors (P, 3), distances (P,))`` returns
+    ``(aev (atoms, aev_length), radial_terms (P_r, n_radial), radial_pairs (2, P_r))``; the radial terms and their
+    pairs are returned so that the charge-weighted radial AEV reuses them.
+    """
+
+    def __init__(self, n_species: int, config: AEVConfig | None = None) -> None:
+        super().__init__()
+        config = config or AEVConfig()
+        if config.angular_cutoff > config.radial_cutoff:
+            raise ValueError(f'angular_cutoff {config.angular_cutoff} Å must not exceed radial_cutoff '
+                             f'{config.radial_cutoff} Å.')
+        self.n_species = n_species
+        self.radial_cutoff = float(config.radial_cutoff)
+        self.angular_cutoff = float(config.angular_cutoff)
+        self.radial_eta = float(config.radial_eta)
+        self.angular_eta = float(config.angular_eta)
+        self.angular_zeta = float(config.angular_zeta)
+        self.register_buffer('radial_shifts', torch.tensor(config.radial_shifts, dtype=torch.float64))
+        self.register_buffer('angular_shifts', torch.tensor(config.angular_shifts, dtype=torch.float64))
+        self.register_buffer('angle_sections', torch.tensor(config.angle_sections, dtype=torch.float64))
+        self.n_radial = len(config.radial_shifts)
+        self.n_angular = len(config.angular_shifts) * len(config.angle_sections)
+        self.n_species_pairs = n_species * (n_species + 1) // 2
+        pair_slot = torch.zeros((n_species, n_species), dtype=torch.long)
+        upper = torch.triu_indices(n_species, n_species)
+        pair_slot[upper[0], upper[1]] = torch.arange(upper.shape[1])
+        pair_slot[upper[1], upper[0]] = torch.arange(upper.shape[1])
+        self.register_buffer('species_pair_slot', pair_slot)  # (species, species) -> unordered pair index
+        self.radial_length = n_species * self.n_radial
+        self.angular_length = self.n_species_pairs * self.n_angular
+        self.aev_length = self.radial_length + self.angular_length
+
+    def radial_terms(self, distances: torch.Tensor) -> torch.Tensor:
+        """0.25 exp(-η (r - R_s)²) f_c(r): (pairs,) -> (pairs, n_radial)."""
+        shifts = self.radial_shifts.to(distances.dtype)
+        gaussians = torch.exp(-self.radial_eta * (distances.unsqueeze(1) - shifts) ** 2)  # (pairs, rad)
+        return 0.25 * gaussians * cosine_cutoff(distances, self.radial_cutoff).unsqueeze(1)  # (pairs, rad)
+
+    def scatter_radial(
+        self, terms: torch.Tensor, pairs: torch.Tensor, weight_of_i: torch.Tensor, weight_of_j: torch.Tensor,
+        slot_of_i: torch.Tensor, slot_of_j: torch.Tensor, n_atoms: int, n_slots: int,
+    ) -> torch.Tensor:
+        """Add ``terms`` (P, rad) to both ends of each pair, weighted, in the neighbour's slot: (atoms, slots*rad)."""
+        out = terms.new_zeros((n_atoms * n_slots, self.n_radial))  # (atoms*slots, rad)
+        out.index_add_(0, pairs[0] * n_slots + slot_of_j, terms * weight_of_j.unsqueeze(1))
+        out.index_add_(0, pairs[1] * n_slots + slot_of_i, terms * weight_of_i.unsqueeze(1))
+        return out.view(n_atoms, n_slots * self.n_radial)
+
+    def forward(
+        self, species: torch.Tensor, pairs: torch.Tensor, vectors: torch.Tensor, distances: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n_atoms = species.shape[0]
+        assert pairs.shape[0] == 2 and vectors.shape == (pairs.shape[1], 3) and distances.shape == (pairs.shape[1],)
+        # Radial part over the pairs inside the radial cutoff.
+        radial_mask = distances < self.radial_cutoff  # (P,)
+        radial_index = radial_mask.nonzero().squeeze(1)  # (P_r,)
+        radial_pairs = pairs[:, radial_index]  # (2, P_r)
+        terms = self.radial_terms(distances[radial_index])  # (P_r, rad)
+        ones = terms.new_ones(radial_index.shape[0])
+        radial = self.scatter_radial(
+            terms, radial_pairs, ones, ones, species[radial_pairs[0]], species[radial_pairs[1]], n_atoms,
+            self.n_species,
+        )  # (atoms, species*rad)
+        # Angular part: directed pairs inside the angular cutoff, combined two by two around each centre.
+        angular_index = (distances < self.angular_cutoff).nonzero().squeeze(1)  # (P_a,)
+        angular_pairs = pairs[:, angular_index]  # (2, P_a)
+        centers = torch.cat([angular_pairs[0], angular_pairs[1]])  # (2 P_a,)
+        others = torch.cat([angular_pairs[1], angular_pairs[0]])  # (2 P_a,)
+        directed_vectors = torch.cat([vectors[angular_index], -vectors[angular_index]])  # (2 P_a, 3)
+        directed_distances = distances[angular_index].repeat(2)  # (2 P_a,)
+        triplets = build_triplets(centers, n_atoms)  # (2, T)
+        angular = self.angular_terms(
+            directed_vectors[triplets[0]], directed_vectors[triplets[1]], directed_distances[triplets[0]],
+            directed_distances[triplets[1]],
+        )  # (T, ang)
+        slot = self.species_pair_slot[species[others[triplets[0]]], species[others[triplets[1]]]]  # (T,)
+        angular_aev = angular.new_zeros((n_atoms * self.n_species_pairs, self.n_angular))
+        angular_aev.index_add_(0, centers[triplets[0]] * self.n_species_pairs + slot, angular)
+        aev = torch.cat([radial, angular_aev.view(n_atoms, self.angular_length)], dim=1)  # (atoms, aev)
+        return aev, terms, radial_pairs
+
+    def angular_terms(
+        self, vectors_j: torch.Tensor, vectors_k: torch.Tensor, distances_j: torch.Tensor, distances_k: torch.Tensor,
+    ) -> torch.Tensor:
+        """Angular symmetry functions of triplets: (T, 3) x2, (T,) x2 -> (T, n_shifts * n_sections)."""
+        dtype = distances_j.dtype
+        cos_angle = 0.95 * (vectors_j * vectors_k).sum(1) / (distances_j * distances_k)  # (T,)
+        sin_angle = torch.sqrt(1.0 - cos_angle ** 2)  # (T,) >= sqrt(1 - 0.95^2): smooth
+        sections = self.angle_sections.to(dtype)
+        cos_difference = cos_angle.unsqueeze(1) * torch.cos(sections) + sin_angle.unsqueeze(1) * torch.sin(sections)
+        angle_factor = 2.0 * ((1.0 + cos_difference) / 2.0) ** self.angular_zeta  # (T, sections)
+        mean_distance = (distances_j + distances_k) / 2.0  # (T,)
+        shifts = self.angular_shifts.to(dtype)
+        radial_factor = torch.exp(-self.angular_eta * (mean_distance.unsqueeze(1) - shifts) ** 2)  # (T, shifts)
+        cutoffs = cosine_cutoff(distances_j, self.angular_cutoff) * cosine_cutoff(distances_k, self.angular_cutoff)
+        terms = radial_factor.unsqueeze(2) * angle_factor.unsqueeze(1)  # (T, shifts, sections)
+        return (terms * cutoffs.view(-1, 1, 1)).flatten(1)  # (T, shifts*sections)
