@@ -1,0 +1,195 @@
+"""Pairwise dispersion with D3 coordination-number-dependent C6 and Chai-Head-Gordon damping.
+
+.. math::
+
+    E = -s_6 \\sum_{i<j} \\frac{C_{6,ij}(CN_i, CN_j)}{r_{ij}^6}
+        \\frac{1}{1 + d\\,(r_{ij}/R_{0,ij})^{-12}}\\, S(r_{ij})
+
+* :math:`CN_i = \\sum_j S(r_{ij}) / (1 + \\exp(-k_1 (R^{cov}_{ij}/r_{ij} - 1)))`, :math:`k_1 = 16`,
+  :math:`R^{cov}_{ij} = k_2 (R^{cov}_i + R^{cov}_j)`, :math:`k_2 = 4/3` (Grimme et al., J. Chem. Phys. 132, 154104
+  (2010), eq. 15; radii and :math:`k_2` from tad-mctc ``radii.COV_D3``);
+* :math:`C_{6,ij} = \\sum_{ab} w_{ia} w_{jb} C_6^{ref}(Z_i, Z_j, a, b)` with normalised Gaussian weights
+  :math:`w_{ia} \\propto \\exp(-k_3 (CN_i - CN^{ref}_{Z_i a})^2)`, :math:`k_3 = 4` (eq. 16; the reference tables are
+  tad-dftd3's ``reference-c6.pt`` and ``Reference.cn``);
+* Chai-Head-Gordon damping with :math:`d = 6` (Chai & Head-Gordon, Phys. Chem. Chem. Phys. 10, 6615 (2008)) and
+  :math:`R_{0,ij}` the D3 pairwise cut-off radii R0AB (tad-mctc ``radii.VDW_PAIRWISE``);
+* :math:`S(r)` switches pairs off smoothly (C2) between ``cutoff - switch_width`` and ``cutoff``, in both the energy
+  and the coordination numbers, so that pairs listed beyond ``cutoff`` are ignored and energy and forces go to
+  zero continuously.
+
+Equations, choices and measured accuracy: ``docs/model-long-range.md``.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+import torch
+
+from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+
+__all__ = ('D3_MAX_ATOMIC_NUMBER', 'D3Dispersion')
+
+D3_MAX_ATOMIC_NUMBER = 94  # Pu: last element with D3 reference C6 and R0AB values (tad-dftd3 tables)
+DEFAULT_MAX_ATOMIC_NUMBER = 18  # default tables H..Ar; pass `elements` for others (cost grows with their number)
+D3_K1 = 16.0  # steepness of the CN counting function (Grimme 2010, eq. 15)
+D3_K3 = 4.0  # width of the Gaussian CN weights (Grimme 2010, eq. 16)
+
+
+def _d3_tables(elements: Sequence[int]) -> dict[str, torch.Tensor]:
+    """D3 reference data in Å and eV for ``elements`` (float64): covalent radii, reference CN, C6 and R0AB.
+
+    Read once from tad-dftd3 / tad-mctc (Hartree, Bohr) and trimmed to the references these elements use.
+    """
+    import tad_dftd3
+    from tad_mctc.data import radii
+
+    numbers = torch.tensor(list(elements), dtype=torch.long)
+    reference = tad_dftd3.reference.Reference(dtype=torch.float64, device=torch.device('cpu'))
+    reference_cn = reference.cn[numbers]  # (elements, 7); -1 marks a missing reference
+    n_references = int((reference_cn >= 0).sum(1).max())
+    reference_cn = reference_cn[:, :n_references]  # (elements, R): references are stored first
+    c6 = reference.c6[numbers][:, numbers][:, :, :n_references, :n_references]  # (elements, elements, R, R)
+    c6 = c6.permute(0, 2, 1, 3).reshape(len(numbers) * n_references, -1)  # (elements * R, elements * R)
+    return {
+        'covalent_radii': radii.COV_D3(dtype=torch.float64)[numbers] * BOHR_TO_ANGSTROM,  # (elements,), times k2
+        'reference_cn': reference_cn,
+        'reference_c6': c6 * HARTREE_TO_EV * BOHR_TO_ANGSTROM**6,  # eV·Å^6
+        'r0': radii.VDW_PAIRWISE(dtype=torch.float64)[numbers][:, numbers] * BOHR_TO_ANGSTROM,  # (elements, elements)
+    }
+
+
+class D3Dispersion(torch.nn.Module):
+    """Dispersion energy per system (eV) from atomic numbers and a half pair list (Å).
+
+    :param cutoff: pairs at or beyond this distance (Å) do not contribute, to the energy or to the CN.
+    :param switch_width: width (Å) of the smooth switch that ends at ``cutoff``.
+    :param damping: Chai-Head-Gordon d.
+    :param s6: global scaling of the C6 term.
+    :param elements: atomic numbers this instance supports (tables are trimmed to them, and the C6 contraction
+        costs O(atoms · (elements · references)²)); default H..Ar (1..18), at most Pu (94).
+        Atoms of other elements give a NaN energy for their system; :meth:`check_numbers` raises a clear error.
+
+    The reference tables are buffers built once here, not read at call time; they are not persistent (not in the
+    ``state_dict``), because they are constants of D3, not fitted weights.
+    """
+
+    cutoff: Final[float]
+    switch_width: Final[float]
+    damping: Final[float]
+    s6: Final[float]
+    _k1: Final[float]
+    _k3: Final[float]
+
+    def __init__(
+        self, cutoff: float = 12.0, switch_width: float = 2.0, damping: float = 6.0, s6: float = 1.0,
+        elements: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f'D3Dispersion cutoff must be a positive finite distance in Å, got {cutoff!r}.')
+        if not (math.isfinite(switch_width) and 0 < switch_width <= cutoff):
+            raise ValueError(f'D3Dispersion switch_width must be in (0, cutoff={cutoff}] Å, got {switch_width!r}.')
+        if not (math.isfinite(damping) and damping > 0):
+            raise ValueError(f'D3Dispersion damping (Chai-Head-Gordon d) must be positive, got {damping!r}.')
+        elements = list(range(1, DEFAULT_MAX_ATOMIC_NUMBER + 1)) if elements is None else [int(z) for z in elements]
+        unknown = sorted({z for z in elements if not 1 <= z <= D3_MAX_ATOMIC_NUMBER})
+        if not elements or unknown:
+            raise ValueError(
+                f'D3Dispersion elements must be atomic numbers in 1..{D3_MAX_ATOMIC_NUMBER}, got {elements!r}.'
+            )
+        elements = sorted(set(elements))
+        self.cutoff = float(cutoff)
+        self.switch_width = float(switch_width)
+        self.damping = float(damping)
+        self.s6 = float(s6)
+        self._k1 = D3_K1
+        self._k3 = D3_K3
+        self.elements = tuple(elements)
+        species_of_number = torch.full((D3_MAX_ATOMIC_NUMBER + 1,), -1, dtype=torch.long)
+        species_of_number[torch.tensor(elements)] = torch.arange(len(elements))
+        self.register_buffer('species_of_number', species_of_number, persistent=False)  # (Z_max + 1,), -1: absent
+        for name, table in _d3_tables(elements).items():
+            self.register_buffer(name, table.to(torch.get_default_dtype()), persistent=False)
+
+    def check_numbers(self, numbers: torch.Tensor) -> None:
+        """Raise ValueError naming the elements this instance has no D3 reference data for (host-side check)."""
+        numbers = numbers.detach().cpu()
+        in_range = (numbers >= 0) & (numbers < self.species_of_number.shape[0])
+        supported = torch.zeros_like(in_range)
+        supported[in_range] = self.species_of_number.cpu()[numbers[in_range]] >= 0
+        if not bool(supported.all()):
+            missing = sorted(set(numbers[~supported].tolist()))
+            raise ValueError(f'D3Dispersion has no reference data for atomic numbers {missing}; '
+                             f'supported: {list(self.elements)}.')
+
+    def forward(
+        self, numbers: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor, system_index: torch.Tensor,
+        n_systems: int,
+    ) -> torch.Tensor:
+        """Energy (n_systems,) in eV; ``pairs`` (2, P) lists each unordered pair once, ``distances`` (P,) in Å."""
+        assert numbers.shape == system_index.shape, 'numbers and system_index must both be (atoms,)'
+        assert pairs.dim() == 2 and pairs.shape[0] == 2, 'pairs must be (2, P)'
+        assert distances.shape == pairs.shape[1:], 'distances must be (P,)'
+        raw_species = self.species_of_number[numbers]  # (atoms,), -1 for elements without tables
+        species = raw_species.clamp(min=0)  # (atoms,)
+        r, switch = self._switched_distances(distances)  # (P,), (P,)
+        _, c6 = self._coordination_and_c6(species, pairs, r, switch)  # (atoms,), (P,)
+        r0 = self.r0[species[pairs[0]], species[pairs[1]]]  # (P,)
+        damping = 1.0 / (1.0 + self.damping * (r0 / r) ** 12)  # (P,)
+        pair_energy = -self.s6 * c6 / r**6 * damping * switch  # (P,)
+        energy = torch.zeros(n_systems, dtype=distances.dtype, device=distances.device)
+        energy = energy.index_add(0, system_index[pairs[0]], pair_energy)  # (n_systems,)
+        atom_zeros = torch.zeros(numbers.shape[0], dtype=distances.dtype, device=distances.device)  # (atoms,)
+        unsupported = torch.where(raw_species < 0, atom_zeros + math.nan, atom_zeros)  # (atoms,)
+        # NaN marks a system with an element outside the tables, without a host sync
+        return energy.index_add(0, system_index, unsupported)
+
+    @torch.jit.export
+    def coordination_and_c6(
+        self, numbers: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D3 coordination numbers (atoms,) and C6 (P,) in eV·Å^6 of the listed pairs, as used by ``forward``."""
+        species = self.species_of_number[numbers].clamp(min=0)  # (atoms,)
+        r, switch = self._switched_distances(distances)
+        return self._coordination_and_c6(species, pairs, r, switch)
+
+    def _switched_distances(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances clamped to the cutoff (safe gradients beyond it) and the switch S(r), both (P,)."""
+        within = distances < self.cutoff  # (P,)
+        r = torch.where(within, distances, torch.full_like(distances, self.cutoff))  # (P,)
+        return r, self._switch(r)
+
+    def _coordination_and_c6(
+        self, species: torch.Tensor, pairs: torch.Tensor, r: torch.Tensor, switch: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Input shapes: (atoms,), (2, P), (P,), (P,) -> (atoms,), (P,)
+        n_atoms = species.shape[0]
+        species_j = species[pairs[1]]  # (P,)
+        covalent_sum = self.covalent_radii[species[pairs[0]]] + self.covalent_radii[species_j]  # (P,)
+        count = switch / (1.0 + torch.exp(-self._k1 * (covalent_sum / r - 1.0)))  # (P,)
+        cn = torch.zeros(n_atoms, dtype=r.dtype, device=r.device)
+        cn = cn.index_add(0, pairs[0], count).index_add(0, pairs[1], count)  # (atoms,)
+
+        # Gaussian reference weights, normalised per atom (a softmax is the overflow-free form of eq. 16)
+        reference_cn = self.reference_cn[species]  # (atoms, R)
+        logits = -self._k3 * (cn.unsqueeze(1) - reference_cn) ** 2  # (atoms, R)
+        logits = torch.where(reference_cn >= 0, logits, torch.full_like(logits, -math.inf))
+        weights = torch.softmax(logits, dim=1)  # (atoms, R)
+
+        # C6_ij = sum_ab w_ia w_jb C6ref[s_i, s_j, a, b] = (w_i^T C6ref)[s_j, b] . w_j, the first product for all
+        # target elements at once as one matmul, so no (P, R, R) or (atoms, elements, R, R) tensor is built
+        n_elements = self.covalent_radii.shape[0]
+        n_references = reference_cn.shape[1]
+        element_one_hot = torch.nn.functional.one_hot(species, n_elements).to(weights.dtype)  # (atoms, elements)
+        scattered_weights = element_one_hot.unsqueeze(2) * weights.unsqueeze(1)  # (atoms, elements, R)
+        half_contracted = scattered_weights.reshape(n_atoms, -1) @ self.reference_c6  # (atoms, elements * R)
+        half_contracted = half_contracted.view(n_atoms, n_elements, n_references)  # (atoms, elements, R)
+        c6 = (half_contracted[pairs[0], species_j] * weights[pairs[1]]).sum(1)  # (P,)
+        return cn, c6
+
+    def _switch(self, r: torch.Tensor) -> torch.Tensor:
+        """C2 switch 1 - 10x³ + 15x⁴ - 6x⁵ with x from 0 at cutoff - switch_width to 1 at cutoff."""
+        # Input shapes: (P,) -> (P,)
+        x = ((r - (self.cutoff - self.switch_width)) / self.switch_width).clamp(0.0, 1.0)
+        return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
