@@ -1,0 +1,70 @@
+"""A short relaxation + NPT + NVT of a small ethylene-glycol box: stable, denser, unwrapped, readable by ASE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.io import read
+
+from aiida_qrnn.core.forcefield.md import FINAL_STRUCTURE, STAGES, MdProtocol, MdUnstableError, run_classical_md
+from aiida_qrnn.core.structures import density_g_cm3, find_bonds, molecule_ids, pack_cell
+
+#: Experimental density of liquid ethylene glycol at 298.15 K (science.md §5.1, ChemSep).
+LIQUID_DENSITY = 1.1101
+
+
+@pytest.fixture(scope='module')
+def short_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('md')
+    cell = pack_cell(1, 30, density_g_cm3=0.5, seed=2)
+    protocol = MdProtocol(
+        minimize_iterations=200, relax_nvt_steps=200, relax_npt_steps=1500, relax_pressure_bar=5000.0,
+        npt_steps=500, nvt_steps=500, report_interval=100, seed=1,
+    )
+    return cell, folder, run_classical_md(cell, protocol, folder)
+
+
+def test_npt_compresses_toward_the_liquid_and_stays_stable(short_run):
+    _, _, summary = short_run
+    assert summary['initial_density_g_cm3'] == pytest.approx(0.5)
+    # the box moved toward the liquid density and has not overshot into nonsense
+    assert abs(summary['final_density_g_cm3'] - LIQUID_DENSITY) < abs(0.5 - LIQUID_DENSITY) - 0.1
+    assert summary['final_density_g_cm3'] < 1.5
+    assert 200 < summary['final_temperature_K'] < 400
+    assert np.isfinite(summary['final_potential_energy_eV'])
+
+
+def test_trajectories_are_unwrapped_whole_molecules_read_by_ase(short_run):
+    cell, folder, summary = short_run
+    npt = read(folder / STAGES['npt'], index=':')
+    nvt = read(folder / STAGES['nvt'], index=':')
+    assert len(npt) == 5 and len(nvt) == 5
+    assert [frame.info['stage'] for frame in nvt] == ['nvt'] * 5
+    assert len({frame.cell.lengths()[0] for frame in nvt}) == 1  # constant volume
+    for frame in (npt[-1], nvt[-1]):
+        # unwrapped: every bond is short without the minimum image convention
+        bonds = find_bonds(cell)
+        lengths = np.linalg.norm(frame.positions[bonds[:, 0]] - frame.positions[bonds[:, 1]], axis=1)
+        assert lengths.max() < 1.8
+        assert density_g_cm3(frame) == pytest.approx(frame.info['density_g_cm3'])
+    assert np.array_equal(molecule_ids(len(cell), find_bonds(nvt[-1])), cell.arrays['molecule'])
+    final = read(folder / FINAL_STRUCTURE)
+    assert density_g_cm3(final) == pytest.approx(summary['final_density_g_cm3'])
+
+
+def test_blow_up_is_reported_as_unstable(tmp_path):
+    """A 20 fs time step on flexible O-H bonds is not integrable."""
+    cell = pack_cell(1, 8, density_g_cm3=0.5, seed=0)
+    protocol = MdProtocol(
+        minimize_iterations=0, relax_nvt_steps=400, relax_npt_steps=0, npt_steps=0, nvt_steps=0, timestep_fs=20.0,
+        report_interval=20, cutoff_nm=0.4,
+    )
+    with pytest.raises(MdUnstableError, match='relax-nvt stage unstable'):
+        run_classical_md(cell, protocol, tmp_path)
+
+
+def test_protocol_refuses_bad_values_by_name():
+    with pytest.raises(ValueError, match='timestep_fs'):
+        MdProtocol(timestep_fs=-1.0)
+    with pytest.raises(ValueError, match=r"unknown classical-MD parameter\(s\) \['temperature'\]"):
+        MdProtocol.from_dict({'temperature': 300})

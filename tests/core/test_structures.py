@@ -1,0 +1,77 @@
+"""Oligomer molecules, packed amorphous cells and bond graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.geometry import get_distances
+
+from aiida_qrnn.core.structures import (
+    PackingError,
+    density_g_cm3,
+    ethylene_glycol_oligomer,
+    find_bonds,
+    molecule_ids,
+    molecules_for_atoms,
+    oligomer_atom_count,
+    oligomer_smiles,
+    pack_cell,
+)
+
+
+@pytest.mark.parametrize('n_units', range(1, 11))
+def test_oligomer_formula_and_graph(n_units):
+    """HO-(CH2CH2O)n-H is C(2n) H(4n+2) O(n+1), one acyclic molecule with every atom bonded."""
+    atoms = ethylene_glycol_oligomer(n_units, seed=n_units)
+    symbols = atoms.get_chemical_symbols()
+    assert (symbols.count('C'), symbols.count('H'), symbols.count('O')) == (2 * n_units, 4 * n_units + 2, n_units + 1)
+    assert len(atoms) == oligomer_atom_count(n_units)
+    bonds = find_bonds(atoms)
+    assert len(bonds) == len(atoms) - 1
+    assert set(molecule_ids(len(atoms), bonds)) == {0}
+
+
+def test_invalid_length_is_refused():
+    with pytest.raises(ValueError, match='n_units'):
+        oligomer_smiles(0)
+    with pytest.raises(ValueError, match='n_units'):
+        oligomer_atom_count(101)
+
+
+def test_molecules_for_atoms_matches_the_paper_sizes():
+    """~1500 atoms: 150 monomers, 20 decamers; at least one chain."""
+    assert molecules_for_atoms(1, 1500) == 150
+    assert molecules_for_atoms(10, 1500) == 21
+    assert molecules_for_atoms(100, 10) == 1
+
+
+def test_packed_cell_has_target_density_whole_molecules_and_no_overlaps():
+    tolerance = 2.0
+    cell = pack_cell(2, 12, density_g_cm3=0.5, seed=3, tolerance=tolerance)
+    assert len(cell) == 12 * oligomer_atom_count(2)
+    assert density_g_cm3(cell) == pytest.approx(0.5, rel=1e-12)
+    assert np.allclose(cell.cell.array, np.diag(cell.cell.lengths()))
+
+    bonds = find_bonds(cell)
+    assert len(bonds) == len(cell) - 12
+    assert np.array_equal(molecule_ids(len(cell), bonds), cell.arrays['molecule'])
+    # minimum-image distances between atoms of different molecules respect packmol's tolerance
+    _, distances = get_distances(cell.positions, cell=cell.cell, pbc=True)
+    other = cell.arrays['molecule'][:, None] != cell.arrays['molecule'][None, :]
+    assert distances[other].min() >= tolerance - 0.02
+
+
+def test_replicas_differ_and_seeds_reproduce():
+    first, again, other = (pack_cell(1, 8, seed=seed) for seed in (1, 1, 2))
+    assert np.array_equal(first.positions, again.positions)
+    assert not np.allclose(first.positions, other.positions)
+
+
+def test_chain_longer_than_any_box_diagonal_is_refused():
+    with pytest.raises(PackingError, match='cannot fit'):
+        pack_cell(10, 1, density_g_cm3=1.0, seed=0)
+
+
+def test_molecule_ids_number_components_in_order_of_first_atom():
+    bonds = np.array([[3, 4], [0, 2]])
+    assert molecule_ids(5, bonds).tolist() == [0, 1, 0, 2, 2]
