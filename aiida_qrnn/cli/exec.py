@@ -42,3 +42,9 @@ def inspect(path: pathlib.Path, verify: bool) -> None:
         click.echo(str(exception), err=True)
         sys.exit(EXIT_BAD_INPUT)
     click.echo(json.dumps(summary, indent=2))
+
+
+from aiida_qrnn.cli.exec_labelling import d3bj, pyscf  # noqa: E402  (sub-commands of the labelling jobs)
+
+cli.add_command(d3bj)
+cli.add_command(pyscf)
