@@ -48,3 +48,7 @@ from aiida_qrnn.cli.exec_labelling import d3bj, pyscf  # noqa: E402  (sub-comman
 
 cli.add_command(d3bj)
 cli.add_command(pyscf)
+
+from aiida_qrnn.cli.exec_sampling import classical_md  # noqa: E402  (sub-command of the classical-MD job)
+
+cli.add_command(classical_md)
