@@ -35,8 +35,8 @@ class RecordParser(Parser):
     def parse(self, **kwargs) -> ExitCode | None:
         arrays = self.node.inputs.clusters.get_arrays()
         names = self.retrieved.base.repository.list_object_names()
-        files = {name: self._read(name) for name in names if name.startswith('c') or name == 'd3bj.err'}
-        if not any(name.endswith(('.json', '.out')) for name in files):
+        files = {name: self._read(name) for name in names}
+        if not any(name.startswith('c') and name.endswith(('.json', '.out')) for name in files):
             return self.exit_codes.ERROR_NO_OUTPUT.format(n_clusters=arrays.n_clusters)
 
         labels: dict[str, list[np.ndarray]] = defaultdict(list)
