@@ -1,0 +1,100 @@
+"""``SamplingWorkChain`` (``qrnn.sampling``): oligomer lengths -> amorphous cells -> OPLS-AA MD -> one cluster set.
+
+Each step is a process in the provenance graph: ``build_cells`` (calcfunction) makes the cells, one
+``ClassicalMdCalculation`` per cell relaxes and runs NPT and NVT, ``extract_clusters`` (calcfunction) cuts and varies
+clusters from the NVT trajectories. Protocols (``tiny`` for CI to ``paper``) are in ``protocols/sampling.yaml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiida import orm
+from aiida.engine import ToContext, WorkChain
+
+from aiida_qrnn.calculations.classical_md import ClassicalMdCalculation
+from aiida_qrnn.calculations.sampling import (
+    build_cells,
+    extract_clusters,
+    validate_cell_parameters,
+    validate_cluster_parameters,
+)
+from aiida_qrnn.data.cluster_set import ClusterSetData
+
+__all__ = ('SamplingWorkChain', 'load_protocol')
+
+PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'sampling.yaml'
+
+
+def load_protocol(name: str | None = None) -> dict[str, Any]:
+    """The ``cells``, ``md`` and ``clusters`` parameters of protocol ``name`` (the default when ``None``)."""
+    document = yaml.safe_load(PROTOCOL_FILE.read_text())
+    name = name or document['default_protocol']
+    if name not in document['protocols']:
+        raise ValueError(f"unknown sampling protocol {name!r}; available: {sorted(document['protocols'])}.")
+    return document['protocols'][name]
+
+
+class SamplingWorkChain(WorkChain):
+    """From chain lengths to a cluster set, in one call, with the paper's protocol or a smaller one."""
+
+    @classmethod
+    def define(cls, spec) -> None:
+        super().define(spec)
+        spec.input('cells', valid_type=orm.Dict, validator=validate_cell_parameters,
+                   help='build_cells parameters: n_units, replicas, target_atoms, density_g_cm3, seed, ...')
+        spec.expose_inputs(ClassicalMdCalculation, namespace='md', exclude=('structure',),
+                           namespace_options={'help': 'Inputs of every ClassicalMdCalculation (code, parameters).'})
+        spec.input('clusters', valid_type=orm.Dict, validator=validate_cluster_parameters,
+                   help='extract_clusters parameters: seed, frames, max_molecules_by_units and ClusterSampling keys.')
+        spec.outline(cls.build, cls.run_md, cls.inspect_md, cls.extract)
+        spec.output('clusters', valid_type=ClusterSetData, help='Extracted, conformational and decomposed clusters.')
+        spec.output_namespace('final_structures', valid_type=orm.StructureData, dynamic=True,
+                              help='The equilibrated cell of every MD run, by cell label.')
+        spec.exit_code(401, 'ERROR_MD_FAILED', message='Classical MD failed for cell(s) {labels}.')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, protocol: str | None = None, overrides: dict[str, dict] | None = None,
+    ):
+        """A builder filled from ``protocols/sampling.yaml``; ``overrides`` update ``cells``, ``md``, ``clusters``."""
+        values = load_protocol(protocol)
+        overrides = overrides or {}
+        unknown = sorted(set(overrides) - {'cells', 'md', 'clusters'})
+        if unknown:
+            raise ValueError(f'overrides: unknown section(s) {unknown}; use cells, md, clusters.')
+        builder = cls.get_builder()
+        builder.cells = orm.Dict({**values['cells'], **overrides.get('cells', {})})
+        builder.md.code = code
+        builder.md.parameters = orm.Dict({**values['md'], **overrides.get('md', {})})
+        builder.clusters = orm.Dict({**values['clusters'], **overrides.get('clusters', {})})
+        return builder
+
+    def build(self) -> None:
+        """Pack the cells (one calcfunction, so every cell has it as creator)."""
+        self.ctx.cells = build_cells(self.inputs.cells)
+
+    def run_md(self):
+        """One ClassicalMdCalculation per cell, all submitted at once."""
+        inputs = self.exposed_inputs(ClassicalMdCalculation, namespace='md')
+        calculations = {}
+        for label, structure in sorted(self.ctx.cells.items()):
+            inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': f'md_{label}'}
+            calculations[f'md_{label}'] = self.submit(ClassicalMdCalculation, structure=structure, **inputs)
+        return ToContext(**calculations)
+
+    def inspect_md(self):
+        """Stop with ERROR_MD_FAILED (naming the cells) when any MD run failed."""
+        failed = [label for label in sorted(self.ctx.cells) if not self.ctx[f'md_{label}'].is_finished_ok]
+        if failed:
+            return self.exit_codes.ERROR_MD_FAILED.format(labels=', '.join(failed))
+        for label in sorted(self.ctx.cells):
+            self.out(f'final_structures.{label}', self.ctx[f'md_{label}'].outputs.structure)
+        return None
+
+    def extract(self) -> None:
+        """Cut, perturb, decompose and deduplicate clusters from the NVT trajectories."""
+        trajectories = {label: self.ctx[f'md_{label}'].outputs.trajectory for label in sorted(self.ctx.cells)}
+        self.out('clusters', extract_clusters(self.inputs.clusters, **trajectories))
