@@ -1,0 +1,13 @@
+"""Molecular dynamics with any ASE calculator: NVE, Nosé-Hoover-chain NVT, MTK NPT; restartable, guarded.
+
+See ``docs/md-and-analysis.md`` for the ensembles, units, the checkpoint contract and the status codes.
+"""
+
+from .runner import LOG_COLUMNS, MDResult, read_log, run_md
+from .settings import MDSettings
+from .status import MDStatus
+from .trajectory import TrajectoryArrays, TrajectoryWriter, read_trajectory, unwrap_trajectory
+from .wrapping import make_molecules_whole
+
+__all__ = ['LOG_COLUMNS', 'MDResult', 'MDSettings', 'MDStatus', 'TrajectoryArrays', 'TrajectoryWriter',
+           'make_molecules_whole', 'read_log', 'read_trajectory', 'run_md', 'unwrap_trajectory']

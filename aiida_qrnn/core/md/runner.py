@@ -1,0 +1,239 @@
+"""``run_md``: one restartable MD run in a folder, the entry point of the job-folder executable.
+
+Contract: ``run_md(settings, atoms, calculator, workdir)`` runs ``settings.n_steps`` steps in total. If
+``workdir`` holds a checkpoint it continues from it (the structure only supplies the atoms and must match the
+checkpoint's atomic numbers; the trajectory and log are cut back to the checkpoint), otherwise it starts fresh
+(overwriting old outputs). It returns an :class:`MDResult` whose :class:`~.status.MDStatus` says how it ended;
+the same is written to ``status.json``. Files in ``workdir``:
+
+* ``checkpoint.npz``: state to continue from (:mod:`.checkpoint`), every ``checkpoint_interval`` steps, at the
+  end and when ``walltime_s`` is reached; never written from an unstable state.
+* ``trajectory.h5``: H5MD frames every ``trajectory_interval`` steps, positions unwrapped (:mod:`.trajectory`).
+* ``md_log.csv``: every ``log_interval`` steps: energies, temperature, pressure, volume, density, enthalpy.
+* ``status.json``: the outcome; ``unstable.extxyz``: the offending structure when a guard fired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from tqdm import tqdm
+
+from . import guards
+from .checkpoint import Checkpoint
+from .integrators import build_integrator, conserved_energy, get_integrator_state, set_integrator_state
+from .settings import MDSettings
+from .status import MDStatus
+from .trajectory import TrajectoryWriter
+from .wrapping import make_molecules_whole
+
+CHECKPOINT_FILE = 'checkpoint.npz'
+TRAJECTORY_FILE = 'trajectory.h5'
+LOG_FILE = 'md_log.csv'
+STATUS_FILE = 'status.json'
+UNSTABLE_FILE = 'unstable.extxyz'
+LOG_COLUMNS = ('step', 'time_fs', 'potential_energy_eV', 'kinetic_energy_eV', 'total_energy_eV',
+               'conserved_energy_eV', 'enthalpy_eV', 'temperature_K', 'pressure_bar', 'volume_A3', 'density_g_cm3')
+AMU_PER_A3_TO_G_PER_CM3 = units._amu * 1e3 / 1e-24  # 1.66054 g/cm^3, CODATA via ase.units
+
+
+@dataclass(frozen=True)
+class MDResult:
+    """Outcome of a run: status, where it stopped, and a sentence for humans."""
+
+    status: MDStatus
+    step: int
+    time_fs: float
+    message: str
+
+    def to_dict(self) -> dict:
+        return {'status': int(self.status), 'name': self.status.name, 'step': self.step, 'time_fs': self.time_fs,
+                'message': self.message}
+
+
+def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: Path | str, *,
+           rng: np.random.Generator | None = None) -> MDResult:
+    """Run (or continue) MD of ``atoms`` with any ASE ``calculator`` in ``workdir``; see the module docstring.
+
+    ``rng`` draws the initial Maxwell-Boltzmann velocities of a fresh run (its state is checkpointed).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng() if rng is None else rng
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    checkpoint_path = workdir / CHECKPOINT_FILE
+    checkpoint = Checkpoint.load(checkpoint_path) if checkpoint_path.is_file() else None
+
+    if checkpoint is None:
+        step, time_fs = 0, 0.0
+        if 'molecule' in atoms.arrays and atoms.pbc.any():
+            atoms.set_positions(make_molecules_whole(atoms, atoms.arrays['molecule']))
+        if settings.initial_velocities == 'maxwell_boltzmann':
+            MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
+            Stationary(atoms)
+        integrator = build_integrator(settings, atoms)
+        writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities)
+        log = _CsvLog(workdir / LOG_FILE, keep_until_step=None)
+    else:
+        _check_compatible(checkpoint, settings, atoms, checkpoint_path)
+        step, time_fs = checkpoint.step, checkpoint.time_fs
+        if checkpoint.rng_state is not None:
+            rng.bit_generator.state = checkpoint.rng_state
+        state = checkpoint.integrator_state
+        atoms.set_cell(state['cell'], scale_atoms=False)
+        atoms.set_positions(state['positions'])
+        atoms.set_momenta(state['momenta'])
+        integrator = build_integrator(settings, atoms)
+        set_integrator_state(integrator, {k: v for k, v in state.items() if not k.startswith('writer_')})
+        writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities,
+                                  keep_frames=checkpoint.n_frames)
+        writer.set_state({k.removeprefix('writer_'): v for k, v in state.items() if k.startswith('writer_')})
+        log = _CsvLog(workdir / LOG_FILE, keep_until_step=step)
+
+    def save_checkpoint() -> None:
+        writer.flush()
+        log.flush()
+        state = get_integrator_state(integrator)
+        state.update({f'writer_{key}': value for key, value in writer.get_state().items()})
+        Checkpoint(step=step, time_fs=time_fs, n_frames=writer.n_frames, numbers=atoms.numbers.copy(),
+                   ensemble=settings.ensemble, cell_fluctuations=settings.cell_fluctuations,
+                   integrator_state=state, rng_state=rng.bit_generator.state).save(checkpoint_path)
+
+    def finish(status: MDStatus, message: str) -> MDResult:
+        writer.close()
+        log.close()
+        result = MDResult(status=status, step=step, time_fs=time_fs, message=message)
+        (workdir / STATUS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + '\n')
+        return result
+
+    started = time.monotonic()
+    timestep_fs = settings.timestep_fs
+    if step == 0:
+        problem = _check(atoms, settings, contacts=True)
+        if problem is not None:
+            _write_unstable(workdir, atoms)
+            return finish(*problem)
+        writer.append(atoms, step, time_fs)
+        log.write(_observables(integrator, settings, step, time_fs))
+    with tqdm(total=settings.n_steps, initial=step, disable=not settings.progress_bar, unit='step') as progress:
+        while step < settings.n_steps:
+            problem = _step(integrator)
+            step += 1
+            time_fs += timestep_fs
+            progress.update()
+            problem = problem or _check(atoms, settings, contacts=step % settings.guard_interval == 0)
+            if problem is not None:
+                _write_unstable(workdir, atoms)
+                return finish(problem[0], f'step {step}: {problem[1]}')
+            if step % settings.log_interval == 0:
+                log.write(_observables(integrator, settings, step, time_fs))
+            if step % settings.trajectory_interval == 0:
+                writer.append(atoms, step, time_fs)
+            if step % settings.checkpoint_interval == 0 or step == settings.n_steps:
+                save_checkpoint()
+            elif settings.walltime_s is not None and time.monotonic() - started > settings.walltime_s:
+                save_checkpoint()
+                return finish(MDStatus.STOPPED_WALLTIME, f'walltime {settings.walltime_s} s reached at step {step}')
+    if checkpoint is not None and checkpoint.step == settings.n_steps:
+        return finish(MDStatus.FINISHED, f'already finished: checkpoint at step {step} of {settings.n_steps}')
+    return finish(MDStatus.FINISHED, f'finished {settings.n_steps} steps')
+
+
+def _step(integrator) -> tuple[MDStatus, str] | None:
+    """One integrator step; overflow inside it (a thermostat variable exploding) becomes a status, not a crash.
+
+    A calculator that raises on the non-finite positions of such a step is reported as UNSTABLE_NOT_FINITE;
+    a calculator error on finite positions is a real error and propagates.
+    """
+    try:
+        with np.errstate(over='ignore', invalid='ignore'):
+            integrator.step()
+    except Exception as exception:
+        state = get_integrator_state(integrator)
+        if np.isfinite(state['positions']).all() and np.isfinite(state['momenta']).all():
+            raise
+        return MDStatus.UNSTABLE_NOT_FINITE, f'non-finite positions or momenta ({exception})'
+    return None
+
+
+def _check_compatible(checkpoint: Checkpoint, settings: MDSettings, atoms: Atoms, path: Path) -> None:
+    if not np.array_equal(checkpoint.numbers, atoms.numbers):
+        raise ValueError(f'Checkpoint {path} is for {len(checkpoint.numbers)} atoms with other atomic numbers than '
+                         f'the {len(atoms)}-atom structure given; use a fresh folder for a new structure.')
+    if (checkpoint.ensemble, checkpoint.cell_fluctuations) != (settings.ensemble, settings.cell_fluctuations):
+        raise ValueError(f'Checkpoint {path} is a {checkpoint.ensemble} run ({checkpoint.cell_fluctuations} cell), '
+                         f'the settings ask for {settings.ensemble} ({settings.cell_fluctuations}); an ensemble '
+                         'change is a new run in a fresh folder.')
+    if checkpoint.step > settings.n_steps:
+        raise ValueError(f'Checkpoint {path} is at step {checkpoint.step}, beyond n_steps={settings.n_steps}.')
+
+
+def _check(atoms: Atoms, settings: MDSettings, *, contacts: bool) -> tuple[MDStatus, str] | None:
+    problem = guards.check_finite(atoms) or guards.check_temperature(atoms, settings.temperature_limit_K)
+    if problem is None and contacts:
+        problem = guards.check_contacts(atoms, settings.min_distance_A)
+    return problem
+
+
+def _write_unstable(workdir: Path, atoms: Atoms) -> None:
+    from ase.io import write
+
+    snapshot = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    write(workdir / UNSTABLE_FILE, snapshot, format='extxyz')
+
+
+def _observables(integrator, settings: MDSettings, step: int, time_fs: float) -> tuple[float, ...]:
+    """One log row in the order of ``LOG_COLUMNS``."""
+    atoms = integrator.atoms
+    potential = atoms.get_potential_energy()
+    kinetic = atoms.get_kinetic_energy()
+    periodic = bool(atoms.pbc.all())
+    volume = atoms.get_volume() if periodic else math.nan
+    pressure = math.nan
+    if periodic and 'stress' in atoms.calc.implemented_properties:
+        stress = atoms.get_stress(voigt=False, include_ideal_gas=True)  # (3, 3) eV/Å^3
+        pressure = -np.trace(stress) / 3 / units.bar
+    density = atoms.get_masses().sum() / volume * AMU_PER_A3_TO_G_PER_CM3
+    enthalpy = potential + kinetic + settings.pressure_bar * units.bar * volume if periodic else math.nan
+    return (step, time_fs, potential, kinetic, potential + kinetic, conserved_energy(integrator), enthalpy,
+            atoms.get_temperature(), pressure, volume, density)
+
+
+class _CsvLog:
+    """Append-only CSV with full float precision, cut back to a checkpoint's step on restart."""
+
+    def __init__(self, path: Path, keep_until_step: int | None) -> None:
+        kept = [','.join(LOG_COLUMNS)]
+        if keep_until_step is not None and path.is_file():
+            lines = path.read_text().splitlines()
+            kept += [line for line in lines[1:] if line and int(line.split(',', 1)[0]) <= keep_until_step]
+        path.write_text('\n'.join(kept) + '\n')
+        self._handle = path.open('a')
+
+    def write(self, row: tuple[float, ...]) -> None:
+        self._handle.write(','.join(repr(float(value)) if i else str(int(value)) for i, value in enumerate(row)))
+        self._handle.write('\n')
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_log(path: Path | str) -> dict[str, np.ndarray]:
+    """The MD log as columns (``LOG_COLUMNS``), for the analyses."""
+    try:
+        table = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2)
+    except (OSError, ValueError) as exception:
+        raise ValueError(f'{path} is not an MD log: {exception}') from exception
+    return {name: table[:, column] for column, name in enumerate(LOG_COLUMNS)}

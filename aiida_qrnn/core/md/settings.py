@@ -1,0 +1,86 @@
+"""The MD protocol as one validated, serialisable settings object.
+
+Defaults are the paper's QRNN protocol ("QRNN aided molecular dynamics"): 0.5 fs step, 300 K, 1 atm,
+Nosé-Hoover thermostat with a 50 fs time constant, barostat time constant 2.5 ps, frames every 0.5 ps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ENSEMBLES = ('nve', 'nvt', 'npt')
+CELL_FLUCTUATIONS = ('isotropic', 'full')
+INITIAL_VELOCITIES = ('maxwell_boltzmann', 'keep')
+ONE_ATMOSPHERE_BAR = 1.01325  # standard atmosphere in bar, exact by definition
+
+
+@dataclass(frozen=True)
+class MDSettings:
+    """What one MD run does; units are in the names (ASE units inside: Å, eV, fs, K, bar, amu).
+
+    ``max_temperature_K`` defaults to three times ``temperature_K``: a liquid that heats that far is exploding,
+    not fluctuating (relative temperature fluctuations are sqrt(2 / (3 N)), 14 % for 32 atoms).
+    """
+
+    ensemble: Literal['nve', 'nvt', 'npt'] = 'nvt'
+    n_steps: int = 2_000_000
+    timestep_fs: float = 0.5
+    temperature_K: float = 300.0
+    pressure_bar: float = ONE_ATMOSPHERE_BAR
+    thermostat_tau_fs: float = 50.0
+    barostat_tau_fs: float = 2500.0
+    cell_fluctuations: Literal['isotropic', 'full'] = 'isotropic'
+    thermostat_chain: int = 3
+    barostat_chain: int = 3
+    initial_velocities: Literal['maxwell_boltzmann', 'keep'] = 'maxwell_boltzmann'
+    trajectory_interval: int = 1000
+    log_interval: int = 100
+    checkpoint_interval: int = 10_000
+    guard_interval: int = 10
+    min_distance_A: float = 0.5
+    max_temperature_K: float | None = None
+    write_velocities: bool = True
+    walltime_s: float | None = None
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (('ensemble', ENSEMBLES), ('cell_fluctuations', CELL_FLUCTUATIONS),
+                              ('initial_velocities', INITIAL_VELOCITIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f'MD setting {name} must be one of {allowed}, got {getattr(self, name)!r}.')
+        for name in ('n_steps', 'thermostat_chain', 'barostat_chain', 'trajectory_interval', 'log_interval',
+                     'checkpoint_interval', 'guard_interval'):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == 'n_steps' else 1):
+                raise ValueError(f'MD setting {name} must be a positive integer, got {value!r}.')
+        for name in ('timestep_fs', 'temperature_K', 'thermostat_tau_fs', 'barostat_tau_fs', 'min_distance_A'):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f'MD setting {name} must be a positive number, got {value!r}.')
+        if not isinstance(self.pressure_bar, int | float) or not math.isfinite(self.pressure_bar):
+            raise ValueError(f'MD setting pressure_bar must be a finite number, got {self.pressure_bar!r}.')
+        for name in ('max_temperature_K', 'walltime_s'):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | float) or not value >= 0):
+                raise ValueError(f'MD setting {name} must be None or a non-negative number, got {value!r}.')
+
+    @property
+    def temperature_limit_K(self) -> float:
+        """Temperature above which the run is stopped as a runaway."""
+        return 3.0 * self.temperature_K if self.max_temperature_K is None else float(self.max_temperature_K)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MDSettings:
+        """Settings from a plain dictionary (a job folder's JSON), naming any unknown key."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'Unknown MD settings {unknown}; known settings are {sorted(known)}.')
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary, the inverse of :meth:`from_dict`."""
+        return dataclasses.asdict(self)
