@@ -123,7 +123,7 @@ class XtbCalculation(CalcJob):
         )
         spec.output(
             'failed_clusters', valid_type=orm.List, required=False,
-            help='Indices in the input set of the clusters that could not be labelled; only when there are some.',
+            help='One entry per cluster without labels: {index, id, reason, message}; only when there are some.',
         )
 
         # 3xx: the output could not be read, rerunning may help

@@ -63,7 +63,11 @@ class XtbParser(Parser):
         failed = sorted(index for entries in failures.values() for index, _ in entries)
         summary = ', '.join(f'{reason}: {len(entries)}' for reason, entries in failures.items())
         if failed:
-            self.out('failed_clusters', orm.List(failed))
+            entries = [
+                {'index': index, 'id': str(arrays.ids[index]), 'reason': str(reason), 'message': message}
+                for reason, failed_entries in failures.items() for index, message in failed_entries
+            ]
+            self.out('failed_clusters', orm.List(sorted(entries, key=lambda entry: entry['index'])))
         if len(failed) == arrays.n_clusters:
             return self.exit_codes.ERROR_ALL_CLUSTERS_FAILED.format(n_clusters=arrays.n_clusters, reasons=summary)
 

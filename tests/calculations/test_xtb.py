@@ -116,7 +116,7 @@ def test_failing_cluster_does_not_stop_the_others(xtb_code):
 
     assert node.exit_status == XtbCalculation.exit_codes.ERROR_SOME_CLUSTERS_FAILED.status
     assert node.exit_message.startswith('1 of 3 clusters failed (abnormal_termination: 1)')
-    assert results['failed_clusters'].get_list() == [1]
+    assert [entry['index'] for entry in results['failed_clusters'].get_list()] == [1]
     labelled = results['clusters'].get_arrays().validate()
     assert list(labelled.source) == [images[0].info['source'], 'ethylene glycol']
     assert labelled.labels['forces'].shape == (13, 3)

@@ -93,7 +93,7 @@ def test_parser_partial_failure(generate_calc_job_node):
 
     assert calcfunction.exit_status == XtbCalculation.exit_codes.ERROR_SOME_CLUSTERS_FAILED.status
     assert '4 of 5 clusters failed' in calcfunction.exit_message
-    assert results['failed_clusters'].get_list() == [1, 2, 3, 4]
+    assert [entry['index'] for entry in results['failed_clusters'].get_list()] == [1, 2, 3, 4]
     clusters = results['clusters']
     assert clusters.n_clusters == 1
     assert clusters.get_arrays().labels['energy'][0] == pytest.approx(-5.07037076185 * HARTREE_TO_EV, abs=1e-12)
@@ -105,7 +105,7 @@ def test_parser_all_failed(generate_calc_job_node):
 
     assert calcfunction.exit_status == XtbCalculation.exit_codes.ERROR_ALL_CLUSTERS_FAILED.status
     assert 'abnormal_termination: 1' in calcfunction.exit_message
-    assert results['failed_clusters'].get_list() == [0]
+    assert [entry['index'] for entry in results['failed_clusters'].get_list()] == [0]
     assert 'clusters' not in results
 
 

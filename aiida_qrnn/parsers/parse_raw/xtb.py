@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from aiida_qrnn.core.label_records import FailureReason
 from aiida_qrnn.core.units import E_BOHR_TO_E_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
 
 __all__ = ('FailureReason', 'Logs', 'XtbOutputError', 'parse_cluster', 'parse_gradient', 'parse_xtbout_json')
@@ -22,17 +22,6 @@ __all__ = ('FailureReason', 'Logs', 'XtbOutputError', 'parse_cluster', 'parse_gr
 SCF_NOT_CONVERGED_PATTERNS = ('did not converge', 'convergence criteria cannot be satisfied')
 #: A Fortran real without its exponent letter, written when the exponent needs three digits: ``1.5-100``.
 _BARE_EXPONENT = re.compile(r'(?<=[0-9.])([+-]\d{3})$')
-
-
-class FailureReason(StrEnum):
-    """Why a cluster got no labels; a restart chooses its remedy by this."""
-
-    MISSING_OUTPUT = 'missing_output'
-    UNREADABLE_OUTPUT = 'unreadable_output'
-    ABNORMAL_TERMINATION = 'abnormal_termination'
-    SCF_NOT_CONVERGED = 'scf_not_converged'
-    ATOM_COUNT_MISMATCH = 'atom_count_mismatch'
-    NON_FINITE = 'non_finite'
 
 
 class XtbOutputError(ValueError):
@@ -151,8 +140,11 @@ def _labels(
     if any(pattern in stdout for pattern in SCF_NOT_CONVERGED_PATTERNS):
         raise XtbOutputError(FailureReason.SCF_NOT_CONVERGED, f'the SCC did not converge: {_error_lines(stdout)}.')
     streams = stderr + stdout
-    if 'abnormal termination' in streams or not re.search(r'(?<!ab)normal termination of xtb', streams):
+    if 'abnormal termination' in streams:
         raise XtbOutputError(FailureReason.ABNORMAL_TERMINATION, f'xtb stopped: {_error_lines(stdout)}.')
+    if not re.search(r'(?<!ab)normal termination of xtb', streams):
+        # No termination message at all: the job was killed while xtb ran on this cluster.
+        raise XtbOutputError(FailureReason.INTERRUPTED, 'the xtb output stops before xtb finished: interrupted.')
     missing = [name for name, text in (('gradient', gradient), ('xtbout.json', xtbout_json)) if text is None]
     if missing:
         raise XtbOutputError(FailureReason.MISSING_OUTPUT, f'xtb finished but wrote no {" or ".join(missing)} file.')
