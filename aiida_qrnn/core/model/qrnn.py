@@ -29,7 +29,7 @@ from .qeq import charge_equilibration
 
 __all__ = ('QRNN', 'QRNNConfig', 'evaluate')
 
-DEFAULT_COULOMB: dict = {'cutoff': 15.0, 'dsf_alpha': 0.2, 'short_range_cutoff': 4.6}
+DEFAULT_COULOMB: dict = {'cutoff': 12.0, 'dsf_alpha': 0.2, 'short_range_cutoff': 4.6}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +155,8 @@ class QRNN(torch.nn.Module):
         if config.dispersion is not None:
             from .dispersion import D3Dispersion
 
-            self.dispersion = D3Dispersion(**config.dispersion)
+            own_elements = [atomic_numbers[symbol] for symbol in config.elements]
+            self.dispersion = D3Dispersion(**{'elements': own_elements, **config.dispersion})
             cutoffs.append(float(self.dispersion.cutoff))
         self.periodic_cutoff = float(max(cutoffs))  # Å, pair cutoff for periodic cells
         self.open_cluster_cutoff = float(config.open_cluster_cutoff)  # Å, pair cutoff for open clusters
@@ -190,7 +191,7 @@ class QRNN(torch.nn.Module):
         _, vectors, distances = pair_geometry(positions, cells, system_index, pairs, cell_shifts)
         aev, radial_terms, radial_pairs = self.aev(species, pairs, vectors, distances)  # (atoms, aev), ...
         charges = positions.new_zeros(n_atoms)  # q^(0) = 0: pass 1 sees the plain AEV
-        for _ in range(2):
+        for _pass in range(2):
             charge_aev = self._charge_aev(radial_terms, radial_pairs, charges, species)  # (atoms, species*rad)
             charges = self._equilibrate(
                 torch.cat([aev, charge_aev], dim=1), atoms_of_species, total_charge, system_index, n_systems,

@@ -14,6 +14,8 @@ from aiida_qrnn.core.model.aev import AEVComputer, AEVConfig
 from aiida_qrnn.core.model.neighbors import neighbor_list
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
 
+torch.set_num_threads(1)  # two cores shared by several processes: more threads make this file 5x slower
+
 SPECIES = {1: 0, 6: 1, 8: 2}
 
 

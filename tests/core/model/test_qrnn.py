@@ -21,12 +21,16 @@ from aiida_qrnn.core.model.qrnn import DEFAULT_COULOMB, QRNN, QRNNConfig, evalua
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
 from aiida_qrnn.core.units import COULOMB_CONSTANT
 
+torch.set_num_threads(1)  # two cores shared by several processes: more threads make this file 5x slower
+
 HAS_COULOMB = importlib.util.find_spec('aiida_qrnn.core.model.coulomb') is not None
 HAS_DISPERSION = importlib.util.find_spec('aiida_qrnn.core.model.dispersion') is not None
 
 
-def make_model(seed: int = 0, dtype: torch.dtype = torch.float64, long_range: bool = True, **overrides) -> QRNN:
-    """Random weights; the output layers are scaled so that charges and energies are far from zero."""
+def make_model(
+    seed: int = 0, dtype: torch.dtype = torch.float64, long_range: bool = True, scale: float = 20.0, **overrides,
+) -> QRNN:
+    """Random weights; the output layers are scaled by ``scale`` so that charges and energies are far from zero."""
     torch.manual_seed(seed)
     options = {
         'coulomb': dict(DEFAULT_COULOMB) if long_range and HAS_COULOMB else None,
@@ -37,8 +41,9 @@ def make_model(seed: int = 0, dtype: torch.dtype = torch.float64, long_range: bo
     with torch.no_grad():
         for networks in (model.charge_networks, model.energy_networks):
             for network in networks.networks:
-                network[-1].weight.mul_(20.0)
-        model.self_energies.copy_(torch.tensor([-13.6, -1029.0, -2041.0]))
+                network[-1].weight.mul_(scale)
+        atom_energies = {'H': -13.6, 'C': -1029.0, 'N': -1485.0, 'O': -2041.0}  # eV, rough free-atom scale
+        model.self_energies.copy_(torch.tensor([atom_energies[symbol] for symbol in model.config.elements]))
     return model.to(dtype)
 
 
