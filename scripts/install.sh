@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(psi4 xtb packmol)
+# program:package — the codes, and a one-node SLURM cluster with SSH for the production-path tests.
+DEBIAN_PACKAGES=(psi4:psi4 xtb:xtb packmol:packmol slurmctld:slurm-wlm munged:munge sshd:openssh-server)
 missing=()
-for program in "${DEBIAN_PACKAGES[@]}"; do command -v "$program" >/dev/null || missing+=("$program"); done
+for entry in "${DEBIAN_PACKAGES[@]}"; do
+  program=${entry%%:*}
+  command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ] || missing+=("${entry##*:}")
+done
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo ">> apt-get install ${missing[*]}"

@@ -59,3 +59,49 @@ def demo(n_clusters: int, seed: int, code_label: str) -> None:
     from aiida_qrnn.demo import run_demo
 
     run_demo(n_clusters=n_clusters, seed=seed, code_label=code_label, echo=click.echo)
+
+
+@cli.group('computer')
+def computer() -> None:
+    """Remote computers (SLURM clusters over SSH)."""
+
+
+def _parse_executables(values: tuple[str, ...]) -> dict[str, str]:
+    executables = {}
+    for value in values:
+        label, separator, path = value.partition('=')
+        if not separator or not label or not path:
+            raise click.BadParameter(f'{value!r} is not LABEL=PATH', param_hint='--code')
+        executables[label] = path
+    return executables
+
+
+@computer.command('add-slurm')
+@click.argument('label')
+@click.option('--host', required=True, help='SSH host or ~/.ssh/config alias (user, port and key come from there).')
+@click.option('--workdir', required=True, help='Scratch folder on the cluster, e.g. /scratch/{username}/aiida.')
+@click.option('--partition', default=None, help='SLURM partition (queue) for every job.')
+@click.option('--account', default=None, help='SLURM account to charge.')
+@click.option('--gpus', default=0, show_default=True, type=click.IntRange(0), help='GPUs per node (#SBATCH --gres).')
+@click.option('--mpiprocs-per-machine', default=1, show_default=True, type=click.IntRange(1))
+@click.option('--prepend-text', default='', help='Shell lines run before every job (modules, conda, ...).')
+@click.option('--code', 'codes', multiple=True, metavar='LABEL=PATH',
+              help='Remote path of xtb, psi4 or aiida-qrnn-exec (repeatable); others are looked up over SSH.')
+@click.option('--no-detect', is_flag=True, help='Do not look up missing executables on the remote.')
+@with_profile
+@translate_errors
+def add_slurm(label: str, host: str, workdir: str, partition: str | None, account: str | None, gpus: int,
+              mpiprocs_per_machine: int, prepend_text: str, codes: tuple[str, ...], no_detect: bool) -> None:
+    """Add a SLURM cluster reached over SSH (core.ssh_async) and its codes. Safe to run again."""
+    from aiida_qrnn.computers import add_slurm_computer
+
+    try:
+        _, done = add_slurm_computer(
+            label, host, workdir, partition=partition, account=account, gpus=gpus,
+            mpiprocs_per_machine=mpiprocs_per_machine, prepend_text=prepend_text,
+            executables=_parse_executables(codes), detect_executables=not no_detect,
+        )
+    except (ValueError, RuntimeError, OSError) as exception:
+        raise click.ClickException(str(exception)) from None
+    for item in done:
+        click.echo(f'  {item}')
