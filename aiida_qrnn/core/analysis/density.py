@@ -1,0 +1,58 @@
+"""Mass density of an NPT run with a block-averaged uncertainty.
+
+rho = M / V, M the total mass; 1 amu/Å^3 = 1.66054 g/cm^3. The paper averages over the last 800 ps of 1 ns
+(``discard_fraction=0.2``) and starts NVT from the NPT frame whose density is closest to that mean
+(:func:`frame_closest_to_mean`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import units
+
+from ._plot import new_axes, save
+from .statistics import DEFAULT_DISCARD_FRACTION, DEFAULT_N_BLOCKS, block_average, production
+
+AMU_PER_A3_TO_G_PER_CM3 = units._amu * 1e3 / 1e-24  # 1.66054 g/cm^3, CODATA via ase.units
+
+
+@dataclass(frozen=True)
+class DensityResult:
+    mean_g_cm3: float
+    standard_error_g_cm3: float
+    n_samples: int
+
+
+def density_g_cm3(total_mass_amu: float, volumes_A3: np.ndarray) -> np.ndarray:
+    """Densities in g/cm^3 of a mass in cells of the given volumes."""
+    return total_mass_amu / np.asarray(volumes_A3, dtype=np.float64) * AMU_PER_A3_TO_G_PER_CM3
+
+
+def average_density(volumes_A3: np.ndarray, total_mass_amu: float, *,
+                    discard_fraction: float = DEFAULT_DISCARD_FRACTION,
+                    n_blocks: int = DEFAULT_N_BLOCKS) -> DensityResult:
+    """Mean density of the production part of a run, with its block standard error."""
+    densities = production(density_g_cm3(total_mass_amu, volumes_A3), discard_fraction)
+    mean, error = block_average(densities, n_blocks)
+    return DensityResult(mean_g_cm3=mean, standard_error_g_cm3=error, n_samples=len(densities))
+
+
+def frame_closest_to_mean(frame_densities_g_cm3: np.ndarray, mean_g_cm3: float) -> int:
+    """Index of the frame whose density is closest to ``mean_g_cm3`` (the NVT start in the paper)."""
+    return int(np.argmin(np.abs(np.asarray(frame_densities_g_cm3) - mean_g_cm3)))
+
+
+def plot_density(times_fs: np.ndarray, densities_g_cm3: np.ndarray, result: DensityResult, path: Path | str) -> Path:
+    """Density against time with the production mean and its uncertainty band."""
+    figure, axes = new_axes('time / ps', 'density / g cm$^{-3}$')
+    times_ps = np.asarray(times_fs) / 1000.0
+    axes.plot(times_ps, densities_g_cm3, lw=0.8, color='0.4')
+    start = times_ps[len(times_ps) - result.n_samples]
+    axes.axvspan(start, times_ps[-1], color='C0', alpha=0.08, label='production')
+    axes.axhline(result.mean_g_cm3, color='C0',
+                 label=f'{result.mean_g_cm3:.4f} ± {result.standard_error_g_cm3:.4f} g/cm$^3$')
+    axes.legend(frameon=False)
+    return save(figure, path)

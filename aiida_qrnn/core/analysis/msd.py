@@ -1,0 +1,130 @@
+"""Mean-squared displacement of molecular centres of mass and the self-diffusivity.
+
+    MSD(tau) = < |r_m(t + tau) - r_m(t)|^2 >_{m, t},      D = lim MSD(tau) / (2 d tau)   (Einstein relation)
+
+averaged over molecules m and all time origins t. :func:`msd_fft` computes all lags in O(F log F) per
+molecule (Calandrini et al., Collection SFN 12, 201 (2011), the nMoldyn algorithm, as MDAnalysis's
+``EinsteinMSD(fft=True)``); :func:`msd_windowed` is the direct O(F^2) sum, kept to check it. Positions must be
+unwrapped (``aiida_qrnn.core.md`` writes them so). D is the slope of a straight-line fit over the linear
+(diffusive) regime, by default lags from 10 % to 50 % of the run: short lags are ballistic/caged, long lags
+have few origins.
+
+Finite-size correction (Yeh and Hummer, J. Phys. Chem. B 108, 15873 (2004), eq. 13):
+
+    D_inf = D_PBC + k_B T xi / (6 pi eta L),   xi = 2.837297 (cubic cell)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import units
+
+from ._plot import new_axes, save
+
+A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15  # Å^2/fs -> cm^2/s
+YEH_HUMMER_XI = 2.837297  # cubic lattice constant, Yeh and Hummer (2004)
+
+
+def molecular_centres_of_mass(positions: np.ndarray, masses: np.ndarray, molecule_ids: np.ndarray) -> np.ndarray:
+    """Centres of mass ``(n_frames, n_molecules, 3)`` from positions ``(n_frames, n_atoms, 3)``.
+
+    Molecules are numbered by ``np.unique(molecule_ids)`` order.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    masses = np.asarray(masses, dtype=np.float64)
+    _, index = np.unique(molecule_ids, return_inverse=True)  # (n_atoms,) molecule index 0..M-1
+    if positions.shape[1:] != (len(masses), 3) or index.shape != masses.shape:
+        raise ValueError(f'positions {positions.shape}, masses {masses.shape} and molecule ids '
+                         f'{np.shape(molecule_ids)} do not describe the same atoms.')
+    n_molecules = index.max() + 1
+    molecule_mass = np.bincount(index, weights=masses, minlength=n_molecules)  # (M,)
+    weighted = positions * masses[None, :, None]  # (F, N, 3)
+    centres = np.zeros((positions.shape[0], n_molecules, 3))
+    np.add.at(centres, (slice(None), index), weighted)
+    return centres / molecule_mass[None, :, None]
+
+
+def msd_fft(positions: np.ndarray) -> np.ndarray:
+    """MSD ``(n_frames,)`` at lags 0..F-1 of ``(n_frames, n_particles, 3)`` unwrapped positions, by FFT.
+
+    MSD(m) = S1(m) - 2 S2(m): S2 the position autocorrelation (FFT, zero-padded), S1 by the recursion of
+    Calandrini et al. over the squared norms.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    n_frames = positions.shape[0]
+    squared = (positions**2).sum(axis=2)  # (F, P)
+    padded = np.zeros((2 * n_frames, *positions.shape[1:]))
+    padded[:n_frames] = positions
+    spectrum = np.fft.rfft(padded, axis=0)
+    autocorrelation = np.fft.irfft(spectrum * spectrum.conj(), axis=0)[:n_frames].sum(axis=2)  # (F, P)
+    autocorrelation /= (n_frames - np.arange(n_frames))[:, None]
+    total = 2.0 * squared.sum(axis=0)  # (P,)
+    s1 = np.zeros((n_frames, positions.shape[1]))
+    for lag in range(n_frames):
+        if lag:
+            total = total - squared[lag - 1] - squared[n_frames - lag]
+        s1[lag] = total / (n_frames - lag)
+    return (s1 - 2.0 * autocorrelation).mean(axis=1)
+
+
+def msd_windowed(positions: np.ndarray, max_lag: int | None = None) -> np.ndarray:
+    """MSD by the direct average over all time origins, lags 0..max_lag (O(F^2); reference for :func:`msd_fft`)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    max_lag = positions.shape[0] - 1 if max_lag is None else max_lag
+    msd = np.zeros(max_lag + 1)
+    for lag in range(1, max_lag + 1):
+        msd[lag] = ((positions[lag:] - positions[:-lag]) ** 2).sum(axis=2).mean()
+    return msd
+
+
+@dataclass(frozen=True)
+class DiffusionResult:
+    """Self-diffusivity from the MSD slope; ``slope`` in Å^2/fs, ``intercept`` in Å^2."""
+
+    diffusivity_cm2_per_s: float
+    slope_A2_per_fs: float
+    intercept_A2: float
+    fit_start_fs: float
+    fit_end_fs: float
+
+
+def fit_self_diffusivity(lag_times_fs: np.ndarray, msd_A2: np.ndarray, *, fit_start_fraction: float = 0.1,
+                         fit_end_fraction: float = 0.5, dimensions: int = 3) -> DiffusionResult:
+    """D = slope / (2 d) of a least-squares line through the MSD between the two fractions of the longest lag."""
+    lag_times_fs = np.asarray(lag_times_fs, dtype=np.float64)
+    if not 0.0 <= fit_start_fraction < fit_end_fraction <= 1.0:
+        raise ValueError(f'Need 0 <= fit_start_fraction < fit_end_fraction <= 1, got {fit_start_fraction!r}, '
+                         f'{fit_end_fraction!r}.')
+    start, end = fit_start_fraction * lag_times_fs[-1], fit_end_fraction * lag_times_fs[-1]
+    window = (lag_times_fs >= start) & (lag_times_fs <= end)
+    if window.sum() < 3:
+        raise ValueError(f'Only {window.sum()} MSD points between {start} and {end} fs; a fit needs 3 or more.')
+    slope, intercept = np.polyfit(lag_times_fs[window], np.asarray(msd_A2)[window], 1)
+    return DiffusionResult(diffusivity_cm2_per_s=float(slope / (2 * dimensions) * A2_PER_FS_TO_CM2_PER_S),
+                           slope_A2_per_fs=float(slope), intercept_A2=float(intercept),
+                           fit_start_fs=float(start), fit_end_fs=float(end))
+
+
+def yeh_hummer_correction_cm2_per_s(box_length_A: float, viscosity_Pa_s: float, temperature_K: float) -> float:
+    """k_B T xi / (6 pi eta L) in cm^2/s, to add to the periodic-box D (cubic box of edge ``box_length_A``)."""
+    if not (box_length_A > 0 and viscosity_Pa_s > 0 and temperature_K > 0):
+        raise ValueError('box_length_A, viscosity_Pa_s and temperature_K must be positive, got '
+                         f'{box_length_A!r}, {viscosity_Pa_s!r}, {temperature_K!r}.')
+    kt_joule = units._k * temperature_K
+    correction_m2_per_s = kt_joule * YEH_HUMMER_XI / (6 * np.pi * viscosity_Pa_s * box_length_A * 1e-10)
+    return float(correction_m2_per_s * 1e4)
+
+
+def plot_msd(lag_times_fs: np.ndarray, msd_A2: np.ndarray, result: DiffusionResult, path: Path | str) -> Path:
+    """MSD against lag time with the fitted line over its window."""
+    figure, axes = new_axes('lag time / ps', 'MSD / Å$^2$')
+    lags_ps = np.asarray(lag_times_fs) / 1000.0
+    axes.plot(lags_ps, msd_A2, color='0.3', lw=1.0, label='centres of mass')
+    fit_fs = np.linspace(result.fit_start_fs, result.fit_end_fs, 2)
+    axes.plot(fit_fs / 1000.0, result.intercept_A2 + result.slope_A2_per_fs * fit_fs, color='C3', lw=2,
+              label=f'D = {result.diffusivity_cm2_per_s:.3e} cm$^2$/s')
+    axes.legend(frameon=False)
+    return save(figure, path)
