@@ -61,7 +61,9 @@ def radial_distribution_function(positions: np.ndarray, cells: np.ndarray, selec
 def coordination_number(r_A: np.ndarray, g: np.ndarray, number_density_per_A3: float, r_cut_A: float) -> float:
     """rho_B int_0^r_cut g(r) 4 pi r^2 dr over whole bins (bin centres ``r_A``): mean B neighbours of an A atom.
 
-    Uses the bins' shell volumes, the same as the normalisation of g, so it counts the pairs exactly.
+    Uses the bins' shell volumes, as the normalisation of g does; with ``number_density_per_A3`` the one g was
+    normalised with, (N_A N_B - N_AB) / (N_A V) (so (N - 1) / V for a selection against itself), it returns
+    the pair count per A atom exactly.
     """
     r_A = np.asarray(r_A)
     half_width = 0.5 * (r_A[1] - r_A[0])

@@ -34,7 +34,7 @@ def test_rdf_of_fcc_lattice():
                                             np.arange(len(atoms)), r_max_A=3.0, n_bins=300)
     assert r[np.argmax(g)] == pytest.approx(3.6 / np.sqrt(2), abs=0.01)
     assert g[r < 2.5].max() == 0.0
-    assert rdf.coordination_number(r, g, len(atoms) / atoms.get_volume(), 3.0) == pytest.approx(12.0, rel=1e-9)
+    assert rdf.coordination_number(r, g, (len(atoms) - 1) / atoms.get_volume(), 3.0) == pytest.approx(12.0, rel=1e-9)
 
 
 def test_rdf_rejects_too_long_range():
