@@ -36,7 +36,7 @@ from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.label_records import RESUBMIT_REASONS, STABILISE_REASONS, FailureReason
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
-__all__ = ('Psi4BaseWorkChain', 'PyscfBaseWorkChain', 'XtbBaseWorkChain', 'select_clusters')
+__all__ = ('Psi4BaseWorkChain', 'PyscfBaseWorkChain', 'XtbBaseWorkChain', 'select_clusters', 'sorted_failures')
 
 #: Exit statuses of the labelling jobs after which the labelled part and ``failed_clusters`` are examined:
 #: 302 no output at all, 400 walltime, 401 stopped early, 410/420 some/all clusters failed, 510 SCF.
@@ -49,6 +49,12 @@ def select_clusters(clusters: ClusterSetData, indices: orm.List) -> ClusterSetDa
     """The clusters ``indices`` of ``clusters``, in that order: the input of a restart, linked to the full set."""
     arrays = clusters.get_arrays()
     return ClusterSetData.from_arrays(arrays.select(indices.get_list()), level_of_theory=clusters.level_of_theory)
+
+
+@calcfunction
+def sorted_failures(failures: orm.List) -> orm.List:
+    """The failure entries ({index, id, reason, message}) sorted by index: a work chain's ``failed`` output."""
+    return orm.List(sorted(failures.get_list(), key=lambda failure: failure['index']))
 
 
 def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +209,7 @@ class _LabelBaseWorkChain(BaseRestartWorkChain):
         self.report(f'work chain completed after {self.ctx.iteration} job(s)')
         if not unlabelled:
             return None
-        unlabelled.sort(key=lambda failure: failure['index'])
-        self.out('failed_clusters', orm.List(unlabelled))
+        self.out('failed_clusters', sorted_failures(orm.List(unlabelled)))
         if not self.ctx.parts:
             return self.exit_codes.ERROR_NO_CLUSTER_LABELLED.format(n_clusters=n_clusters)
         reasons = ', '.join(sorted({failure['reason'] for failure in unlabelled}))
