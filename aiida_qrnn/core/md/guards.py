@@ -12,6 +12,10 @@ from vesin import NeighborList
 
 from .status import MDStatus
 
+# vesin's cell list has cells of the cutoff's size: a 0.5 Å cutoff makes ~10^5 cells in a 25 Å box and costs
+# 30 ms; searching 2 Å and filtering costs 2.4 ms (1 500 atoms) and 10 ms (8 000) on the benchmark machine.
+CONTACT_SEARCH_RADIUS_A = 2.0
+
 
 def check_finite(atoms: Atoms) -> tuple[MDStatus, str] | None:
     """NaN or infinity in positions, momenta or the potential energy."""
@@ -35,8 +39,10 @@ def closest_pair(atoms: Atoms, cutoff_A: float) -> tuple[float, int, int] | None
     if atoms.pbc.any() and not periodic:
         raise ValueError(f'Mixed periodicity {atoms.pbc.tolist()} is not supported by the contact guard.')
     box = atoms.cell.array if periodic else np.zeros((3, 3))
-    first, second, distances = NeighborList(cutoff=cutoff_A, full_list=False).compute(
+    first, second, distances = NeighborList(cutoff=max(cutoff_A, CONTACT_SEARCH_RADIUS_A), full_list=False).compute(
         atoms.positions, box, periodic, quantities='ijd')
+    close = distances < cutoff_A
+    first, second, distances = first[close], second[close], distances[close]
     if len(distances) == 0:
         return None
     closest = int(np.argmin(distances))
