@@ -143,9 +143,11 @@ class QRNNCalculator(Calculator):
 
     def calculate(self, atoms: Atoms | None = None, properties: list[str] | None = None,
                   system_changes: list[str] = all_changes) -> None:
-        super().calculate(atoms, properties or ['energy'], system_changes)
+        properties = properties or ['energy']
+        super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         periodic = bool(atoms.pbc.any())
+        compute_stress = periodic and 'stress' in properties  # the strain graph costs time; NVT MD skips it
         total_charge = float(atoms.info.get('total_charge', atoms.info.get('charge', 0.0)))
         tensors = {
             'positions': torch.tensor(atoms.positions, dtype=self.dtype, device=self.device),
@@ -158,7 +160,7 @@ class QRNNCalculator(Calculator):
         }
         results = evaluate(
             self.runner, tensors['positions'], tensors['numbers'], tensors['system_index'], tensors['cells'],
-            tensors['pbc'], tensors['total_charge'], compute_forces=True, compute_stress=periodic,
+            tensors['pbc'], tensors['total_charge'], compute_forces=True, compute_stress=compute_stress,
             pairs=self._pairs(atoms, tensors),
         )
         energy = float(results['energy'].detach()[0])
@@ -167,7 +169,7 @@ class QRNNCalculator(Calculator):
             'forces': results['forces'].detach().cpu().numpy().astype(np.float64),
             'charges': results['charges'].detach().cpu().numpy().astype(np.float64),
         }
-        if periodic:
+        if compute_stress:
             stress = results['stress'].detach()[0].cpu().numpy().astype(np.float64)  # (3, 3)
             self.results['stress'] = stress.flat[[0, 4, 8, 5, 2, 1]]  # Voigt xx yy zz yz xz xy
         else:
