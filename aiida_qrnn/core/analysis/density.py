@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ase import units
 
+from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from ._plot import new_axes, save
 from .statistics import DEFAULT_DISCARD_FRACTION, DEFAULT_N_BLOCKS, block_average, production
-
-AMU_PER_A3_TO_G_PER_CM3 = units._amu * 1e3 / 1e-24  # 1.66054 g/cm^3, CODATA via ase.units
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class DensityResult:
 
 def density_g_cm3(total_mass_amu: float, volumes_A3: np.ndarray) -> np.ndarray:
     """Densities in g/cm^3 of a mass in cells of the given volumes."""
-    return total_mass_amu / np.asarray(volumes_A3, dtype=np.float64) * AMU_PER_A3_TO_G_PER_CM3
+    return total_mass_amu / np.asarray(volumes_A3, dtype=np.float64) * AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 
 
 def average_density(volumes_A3: np.ndarray, total_mass_amu: float, *,

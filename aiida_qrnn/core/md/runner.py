@@ -27,6 +27,7 @@ from ase.calculators.calculator import Calculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tqdm import tqdm
 
+from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
 from .checkpoint import Checkpoint
 from .integrators import build_integrator, conserved_energy, get_integrator_state, set_integrator_state
@@ -42,7 +43,6 @@ STATUS_FILE = 'status.json'
 UNSTABLE_FILE = 'unstable.extxyz'
 LOG_COLUMNS = ('step', 'time_fs', 'potential_energy_eV', 'kinetic_energy_eV', 'total_energy_eV',
                'conserved_energy_eV', 'enthalpy_eV', 'temperature_K', 'pressure_bar', 'volume_A3', 'density_g_cm3')
-AMU_PER_A3_TO_G_PER_CM3 = units._amu * 1e3 / 1e-24  # 1.66054 g/cm^3, CODATA via ase.units
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def _observables(integrator, settings: MDSettings, step: int, time_fs: float) ->
     if periodic and 'stress' in atoms.calc.implemented_properties:
         stress = atoms.get_stress(voigt=False, include_ideal_gas=True)  # (3, 3) eV/Å^3
         pressure = -np.trace(stress) / 3 / units.bar
-    density = atoms.get_masses().sum() / volume * AMU_PER_A3_TO_G_PER_CM3
+    density = atoms.get_masses().sum() / volume * AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
     enthalpy = potential + kinetic + settings.pressure_bar * units.bar * volume if periodic else math.nan
     return (step, time_fs, potential, kinetic, potential + kinetic, conserved_energy(integrator), enthalpy,
             atoms.get_temperature(), pressure, volume, density)
