@@ -11,7 +11,7 @@ BOHR_TO_ANGSTROM: float = _ase.Bohr  # 0.529177... Å, CODATA 2014 as in ase.uni
 HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM: float = HARTREE_TO_EV / BOHR_TO_ANGSTROM
 E_BOHR_TO_E_ANGSTROM: float = BOHR_TO_ANGSTROM  # dipole moment: e·bohr -> e·Å
 DEBYE_TO_E_ANGSTROM: float = _ase.Debye  # 1 D in e·Å (ase.units.Debye)
-COULOMB_CONSTANT: float = _ase._e / (4 * _ase.pi * _ase._eps0) * 1e10  # e²/(4π ε0) = 14.399645 eV·Å/e², ase.units
 KJ_PER_MOL_TO_EV: float = _ase.kJ / _ase.mol  # 1 kJ/mol in eV (OpenMM's energy unit), ase.units
 AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3: float = _ase._amu * 1e3 / 1e-24  # 1 amu/Å^3 = 1.66054 g/cm^3 (CODATA via ase)
 ATM_TO_BAR: float = 1.01325  # standard atmosphere, exact by definition
+COULOMB_CONSTANT: float = _ase._e / (4 * _ase.pi * _ase._eps0) * 1e10  # e²/(4π ε0) = 14.399645 eV·Å/e², ase.units
