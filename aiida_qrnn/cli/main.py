@@ -105,3 +105,34 @@ def add_slurm(label: str, host: str, workdir: str, partition: str | None, accoun
         raise click.ClickException(str(exception)) from None
     for item in done:
         click.echo(f'  {item}')
+
+
+@cli.command('sample')
+@click.option('--protocol', default='tiny', show_default=True,
+              help='Protocol of aiida_qrnn/workchains/protocols/sampling.yaml: tiny (CI, seconds), fast, paper.')
+@click.option('--code', 'code_label', default='aiida-qrnn-exec@localhost', show_default=True,
+              help='The aiida-qrnn-exec code that runs the classical MD.')
+@click.option('--submit', 'to_daemon', is_flag=True, help='Submit to the daemon instead of running in this process.')
+@with_profile
+@translate_errors
+def sample(protocol: str, code_label: str, to_daemon: bool) -> None:
+    """Build oligomer cells, run the OPLS-AA baseline and cut clusters: one ClusterSetData with provenance."""
+    from aiida.engine import run_get_node, submit
+    from aiida.orm import load_code
+
+    from aiida_qrnn.workchains.sampling import SamplingWorkChain
+
+    try:
+        builder = SamplingWorkChain.get_builder_from_protocol(load_code(code_label), protocol=protocol)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), param_hint='--protocol') from None
+    if to_daemon:
+        node = submit(builder)
+        click.echo(f'Submitted SamplingWorkChain<{node.pk}>; follow it with `verdi process status {node.pk}`.')
+        return
+    results, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise click.ClickException(f'SamplingWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+    clusters = results['clusters']
+    click.echo(f'SamplingWorkChain<{node.pk}> made ClusterSetData<{clusters.pk}>: {clusters.n_clusters} clusters, '
+               f'{clusters.n_atoms} atoms, kinds {clusters.base.attributes.get("kind_counts")}')

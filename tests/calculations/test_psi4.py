@@ -83,7 +83,6 @@ def test_wb97x_d3bj_water_matches_pyscf(psi4_codes):
     np.testing.assert_allclose(arrays.labels['forces'].sum(axis=0), 0.0, atol=1e-4)
 
 
-@pytest.mark.slow
 def test_wb97x_d3bj_ethylene_glycol_matches_pyscf(psi4_codes):
     """The issue's check: one EG molecule, ωB97X-D3BJ/def2-SVP energies of Psi4+D3(BJ) and PySCF within 1e-5 Eh."""
     glycol = ethylene_glycol()

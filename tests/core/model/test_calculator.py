@@ -132,7 +132,6 @@ def test_nve_conserves_energy_for_100_steps():
     assert np.ptp(potential_energies) > 20 * np.ptp(total_energies)
 
 
-@pytest.mark.slow
 def test_langevin_1000_steps_without_nan():
     """Langevin at 300 K, 0.5 fs, 1000 steps (issue 3 "Done when")."""
     positions, total_energies, _ = _md(1000, 'langevin')
