@@ -52,3 +52,7 @@ cli.add_command(pyscf)
 from aiida_qrnn.cli.exec_sampling import classical_md  # noqa: E402  (sub-command of the classical-MD job)
 
 cli.add_command(classical_md)
+
+from aiida_qrnn.cli.exec_md import md  # noqa: E402  (sub-command of the MD job)
+
+cli.add_command(md)

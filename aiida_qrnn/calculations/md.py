@@ -1,0 +1,122 @@
+"""``MdCalculation`` (``qrnn.md``): one restartable MD run with the QRNN, or with the OPLS-AA baseline.
+
+The job runs ``aiida-qrnn-exec md .`` (:mod:`aiida_qrnn.cli.exec_md`) in its folder. With a ``model`` input the
+model file is staged and the QRNN is the calculator; without one the classical OPLS-AA force field is, through the
+same driver, so both sets of properties come from identical code. With ``parent_folder`` (the ``remote_folder``
+of an earlier job on the same computer) the checkpoint, trajectory and log are copied and the run continues.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJobProcessSpec
+
+from aiida_qrnn.calculations.base import CalcJob
+from aiida_qrnn.cli.exec_md import INPUT_MODEL, INPUT_PARAMETERS, INPUT_STRUCTURE, OUTPUT_ERROR, OUTPUT_FINAL
+from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE, UNSTABLE_FILE
+from aiida_qrnn.data.model import ModelData
+
+__all__ = ('MdCalculation', 'validate_parameters')
+
+#: Files of a parent job that a continued run needs.
+RESTART_FILES = (CHECKPOINT_FILE, TRAJECTORY_FILE, LOG_FILE)
+#: Seconds left to the driver between its own walltime stop and the scheduler's limit (checkpoint, retrieval).
+WALLTIME_MARGIN_S = 60.0
+
+
+def validate_parameters(value: orm.Dict, _) -> str | None:
+    """Every key must be an ``MDSettings`` field with a valid value; the message names the setting."""
+    from aiida_qrnn.core.md import MDSettings
+
+    try:
+        MDSettings.from_dict(value.get_dict())
+    except (TypeError, ValueError) as exception:
+        return f'parameters: {exception}'
+    return None
+
+
+def validate_structure(value: orm.StructureData, _) -> str | None:
+    if not all(value.pbc):
+        return f'structure: the cell must be periodic in all three directions, got pbc={value.pbc}.'
+    return None
+
+
+class MdCalculation(CalcJob):
+    """MD of a periodic cell (``MDSettings`` in ``parameters``) with a QRNN ``model`` or the OPLS-AA baseline."""
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec) -> None:
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, validator=validate_structure,
+                   help='Periodic cell of whole molecules (molecules are found from bonds in the job).')
+        spec.input('model', valid_type=ModelData, required=False,
+                   help='The QRNN; absent: the classical OPLS-AA baseline (HO-(CH2CH2O)n-H only).')
+        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
+                   help='MDSettings: ensemble, n_steps (total across restarts), timestep_fs, temperature_K, ...')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help='Seed of the initial Maxwell-Boltzmann velocities of a fresh run.')
+        spec.input('parent_folder', valid_type=orm.RemoteData, required=False,
+                   help='Folder of an earlier MD job of the same system: continue from its checkpoint.')
+        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'), help='Torch device of the QRNN.')
+        options = spec.inputs['metadata']['options']
+        options['parser_name'].default = 'qrnn.md'
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['environment_variables'].default = {'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
+
+        spec.output('structure', valid_type=orm.StructureData, required=False,
+                    help='Configuration and cell of the last checkpoint (the last good state of an unstable run).')
+        spec.output('trajectory', valid_type=orm.SinglefileData, required=False,
+                    help='H5MD trajectory, unwrapped positions, all frames since step 0.')
+        spec.output('log', valid_type=orm.ArrayData, required=False,
+                    help='The md_log.csv columns (energies eV, temperature K, pressure bar, volume, density).')
+        spec.output('output_parameters', valid_type=orm.Dict, required=False,
+                    help='status, name, step, time_fs, message, checkpoint (is there one to continue from).')
+
+        spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
+        spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
+        spec.exit_code(400, 'ERROR_WALLTIME', message='Stopped at the walltime at step {step}; a checkpoint is left.')
+        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='The job refused its input: {message}')
+        spec.exit_code(510, 'ERROR_UNSTABLE_NOT_FINITE', message='Unstable, non-finite values: {message}')
+        spec.exit_code(511, 'ERROR_UNSTABLE_CLOSE_CONTACT', message='Unstable, atoms too close: {message}')
+        spec.exit_code(512, 'ERROR_UNSTABLE_TEMPERATURE', message='Unstable, temperature runaway: {message}')
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Write the cell, the settings and the model; copy the parent's checkpoint files on the remote."""
+        buffer = io.StringIO()
+        self.inputs.structure.get_ase().write(buffer, format='extxyz')
+        with folder.open(INPUT_STRUCTURE, 'w') as handle:
+            handle.write(buffer.getvalue())
+        settings = self.inputs.parameters.get_dict()
+        walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
+        if settings.get('walltime_s') is None and walltime:
+            settings['walltime_s'] = max(float(walltime) - WALLTIME_MARGIN_S, 0.5 * float(walltime))
+        with folder.open(INPUT_PARAMETERS, 'w') as handle:
+            json.dump({'settings': settings, 'seed': self.inputs.seed.value}, handle, indent=2)
+        if 'model' in self.inputs:
+            with self.inputs.model.base.repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source:
+                with folder.open(INPUT_MODEL, 'wb') as target:
+                    target.write(source.read())
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['md', '.', '--device', self.inputs.device.value]
+        codeinfo.stdout_name = 'md.out'
+        codeinfo.stderr_name = 'md.err'
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        if 'parent_folder' in self.inputs:
+            parent = self.inputs.parent_folder
+            calcinfo.remote_copy_list = [
+                (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in RESTART_FILES
+            ]
+        calcinfo.retrieve_list = [
+            TRAJECTORY_FILE, LOG_FILE, STATUS_FILE, OUTPUT_FINAL, OUTPUT_ERROR, UNSTABLE_FILE, CHECKPOINT_FILE,
+            codeinfo.stdout_name, codeinfo.stderr_name,
+        ]
+        return calcinfo

@@ -1,0 +1,129 @@
+"""``aiida-qrnn-exec md JOB_FOLDER``: the job that :class:`~aiida_qrnn.calculations.md.MdCalculation` runs.
+
+The folder holds ``structure.extxyz`` (the cell), ``md_input.json`` (``{"settings": MDSettings, "seed": int}``)
+and, for the QRNN, ``model.safetensors``. Without a model file the classical OPLS-AA baseline is the calculator,
+so the QRNN and the classical properties come from the same driver (:func:`aiida_qrnn.core.md.run_md`). A
+``checkpoint.npz`` already in the folder (copied from a parent job) is continued.
+
+Exit status (the run's outcome is also in ``status.json``; bad input in ``error.json``):
+
+==== ======================================================================
+0    finished all ``n_steps`` (``MDStatus.FINISHED``)
+1    bad input: unreadable structure, settings, model, unsupported chemistry
+2    stopped at ``walltime_s`` with a checkpoint (``MDStatus.STOPPED_WALLTIME``)
+10   unstable: non-finite positions or energy (``MDStatus.UNSTABLE_NOT_FINITE``)
+11   unstable: close contact (``MDStatus.UNSTABLE_CLOSE_CONTACT``)
+12   unstable: temperature runaway (``MDStatus.UNSTABLE_TEMPERATURE``)
+==== ======================================================================
+
+On every outcome but bad input ``final.extxyz`` holds the checkpoint's configuration (positions, momenta, cell):
+the last good state of an unstable run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import typing as t
+
+import click
+
+EXIT_BAD_INPUT = 1
+EXIT_WALLTIME = 2
+#: File names inside the job folder.
+INPUT_STRUCTURE = 'structure.extxyz'
+INPUT_PARAMETERS = 'md_input.json'
+INPUT_MODEL = 'model.safetensors'
+OUTPUT_FINAL = 'final.extxyz'
+OUTPUT_ERROR = 'error.json'
+#: Strain step of the numerical stress of the classical calculator (OpenMM gives no virial).
+CLASSICAL_STRESS_STRAIN = 1e-5
+
+
+def exit_status(status: int) -> int:
+    """The process exit status of an ``MDStatus`` (walltime moves to 2, since 1 means bad input)."""
+    from aiida_qrnn.core.md import MDStatus
+
+    return EXIT_WALLTIME if status == MDStatus.STOPPED_WALLTIME else int(status)
+
+
+def classical_calculator(atoms, bonds, *, with_stress: bool):
+    """OPLS-AA in OpenMM (double precision); for NPT with the normal stress from strain differences of the energy.
+
+    OpenMM gives no virial: :class:`~aiida_qrnn.core.md.numerical_stress.NormalStressCalculator` adds it with 6
+    extra energy evaluations per step, affordable for the small boxes of the identical-code comparison
+    (production classical runs use :class:`~aiida_qrnn.calculations.classical_md.ClassicalMdCalculation`).
+    """
+    from aiida_qrnn.core.forcefield import OplsAaCalculator
+    from aiida_qrnn.core.forcefield.md import cutoff_for_cell
+    from aiida_qrnn.core.md.numerical_stress import NormalStressCalculator
+
+    calculator = OplsAaCalculator(bonds, cutoff_nm=cutoff_for_cell(atoms), platform='Reference')
+    return NormalStressCalculator(calculator, strain=CLASSICAL_STRESS_STRAIN) if with_stress else calculator
+
+
+@click.command('md')
+@click.argument('job_folder', type=click.Path(file_okay=False, exists=True, path_type=pathlib.Path), default='.')
+@click.option('--device', default='cpu', show_default=True, help='Torch device of the QRNN (cuda for a GPU).')
+def md(job_folder: pathlib.Path, device: str) -> None:
+    """Run or continue MD in JOB_FOLDER with the QRNN (model.safetensors) or the OPLS-AA baseline (no model)."""
+    import ase.io
+    import numpy as np
+
+    from aiida_qrnn.core.forcefield import UnsupportedChemistryError
+    from aiida_qrnn.core.md import MDSettings, run_md
+    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+
+    os.chdir(job_folder)
+    try:
+        parameters = json.loads(pathlib.Path(INPUT_PARAMETERS).read_text())
+        settings = MDSettings.from_dict(parameters.get('settings', {}))
+        seed = int(parameters.get('seed', 0))
+        atoms = ase.io.read(INPUT_STRUCTURE, format='extxyz')
+    except (OSError, ValueError, TypeError) as exception:
+        _fail(f"'{job_folder / INPUT_STRUCTURE}' / '{job_folder / INPUT_PARAMETERS}': {exception}")
+    bonds = find_bonds(atoms)
+    if 'molecule' not in atoms.arrays:
+        atoms.arrays['molecule'] = molecule_ids(len(atoms), bonds)
+    try:
+        if pathlib.Path(INPUT_MODEL).is_file():
+            from aiida_qrnn.core.model.calculator import QRNNCalculator
+
+            calculator = QRNNCalculator.from_model(INPUT_MODEL, device=device, neighbor_skin_A=1.0)
+        else:
+            from aiida_qrnn.core.forcefield.topology import build_topology
+
+            if settings.ensemble == 'npt' and settings.cell_fluctuations == 'full':
+                raise ValueError("the classical baseline has normal stresses only: use cell_fluctuations='isotropic'.")
+            build_topology(atoms.numbers, bonds)  # refuses chemistry outside OPLS-AA HO-(CH2CH2O)n-H, naming atoms
+            calculator = classical_calculator(atoms, bonds, with_stress=settings.ensemble == 'npt')
+    except (UnsupportedChemistryError, ValueError) as exception:
+        _fail(f"'{job_folder}': {exception}")
+    result = run_md(settings, atoms, calculator, pathlib.Path.cwd(), rng=np.random.default_rng(seed))
+    _write_final_structure(atoms)
+    click.echo(result.message)
+    sys.exit(exit_status(result.status))
+
+
+def _write_final_structure(atoms) -> None:
+    """The checkpoint's configuration as extended XYZ (momenta included), if there is a checkpoint."""
+    from aiida_qrnn.core.md.checkpoint import Checkpoint
+    from aiida_qrnn.core.md.runner import CHECKPOINT_FILE
+
+    if not pathlib.Path(CHECKPOINT_FILE).is_file():
+        return
+    state = Checkpoint.load(pathlib.Path(CHECKPOINT_FILE)).integrator_state
+    final = atoms.copy()
+    final.set_cell(state['cell'], scale_atoms=False)
+    final.set_positions(state['positions'])
+    final.set_momenta(state['momenta'])
+    final.write(OUTPUT_FINAL, format='extxyz')
+
+
+def _fail(message: str) -> t.NoReturn:
+    message = message.replace('\n', ' ')
+    pathlib.Path(OUTPUT_ERROR).write_text(json.dumps({'status': EXIT_BAD_INPUT, 'message': message}))
+    click.echo(message, err=True)
+    sys.exit(EXIT_BAD_INPUT)
