@@ -14,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
+import subprocess
 import sys
 import typing as t
 
@@ -22,7 +24,7 @@ if t.TYPE_CHECKING:
     from aiida.manage.configuration.profile import Profile
     from aiida.orm import Computer
 
-__all__ = ('CODES', 'SetupError', 'SetupReport', 'setup_profile')
+__all__ = ('CODES', 'CONSUMER_TIMEOUT_FIX', 'SetupError', 'SetupReport', 'check_consumer_timeout', 'setup_profile')
 
 EMBEDDED_PROFILE = 'qrnn'
 PRODUCTION_PROFILE = 'qrnn-production'
@@ -30,12 +32,14 @@ LOCALHOST = 'localhost'
 #: Code label -> (executable on PATH, default CalcJob plugin or None until that plugin exists).
 CODES: dict[str, tuple[str, str | None]] = {
     'xtb': ('xtb', 'qrnn.xtb'),
-    'psi4': ('psi4', None),
+    'psi4': ('psi4', 'qrnn.psi4'),
     'aiida-qrnn-exec': ('aiida-qrnn-exec', None),
 }
 #: Environment set for every job on localhost: one BLAS/OpenMP thread per process (two BLAS pools on two cores
 #: make a Psi4 gradient three times slower; xtb likewise).
 LOCALHOST_PREPEND = 'export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1'
+#: The line of RabbitMQ's ``advanced.config`` that lets a task stay unacknowledged for as long as its process runs.
+CONSUMER_TIMEOUT_FIX = '[{rabbit,[{consumer_timeout,undefined}]}].'
 
 
 class SetupError(RuntimeError):
@@ -52,6 +56,7 @@ class SetupReport:
     created: list[str] = dataclasses.field(default_factory=list)
     existing: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def setup_profile(
@@ -84,10 +89,44 @@ def setup_profile(
         config.set_default_profile(name, overwrite=True)
         config.store()
 
+    if production:
+        warning = check_consumer_timeout()
+        if warning:
+            report.warnings.append(warning)
     load_profile(name, allow_switch=True)
     computer = _ensure_localhost(profile, report)
     _ensure_codes(computer, report)
     return report
+
+
+def check_consumer_timeout(rabbitmqctl: str = 'rabbitmqctl') -> str | None:
+    """A warning when the local RabbitMQ broker would cancel a task unacknowledged for its ``consumer_timeout``.
+
+    AiiDA acknowledges a process task only when the process ends, so a work chain that runs longer than the
+    timeout (RabbitMQ's default: 30 min) has its task requeued and its daemon worker's channel closed. The value
+    is read from the running broker with ``rabbitmqctl eval`` (needs the Erlang cookie, i.e. root or the rabbitmq
+    user, on the broker's host); where that is impossible the check is skipped silently, since the broker may
+    live elsewhere.
+    """
+    executable = shutil.which(rabbitmqctl) or shutil.which(rabbitmqctl, path='/usr/sbin:/usr/local/sbin')
+    if executable is None:
+        return None
+    try:
+        result = subprocess.run([executable, 'eval', 'application:get_env(rabbit, consumer_timeout).'],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = result.stdout.strip()
+    if result.returncode != 0 or value == 'undefined':
+        return None
+    match = re.fullmatch(r'\{ok,\s*(\d+)\}', value)
+    if match is None:  # e.g. {ok,undefined} or an unexpected answer: nothing to warn about
+        return None
+    minutes = int(match.group(1)) / 60_000
+    return (
+        f'RabbitMQ cancels a task after its consumer_timeout of {minutes:g} min, which kills longer AiiDA processes. '
+        f'Add `{CONSUMER_TIMEOUT_FIX}` to /etc/rabbitmq/advanced.config and restart RabbitMQ.'
+    )
 
 
 def _create_profile(config, name: str, production: bool, email: str, postgres_host: str, postgres_port: int,

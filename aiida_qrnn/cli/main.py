@@ -45,20 +45,20 @@ def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, 
         click.echo(f'  exists    {item}')
     for item in report.skipped:
         click.secho(f'  skipped   {item}', fg='yellow')
+    for item in report.warnings:
+        click.secho(f'Warning: {item}', fg='yellow', err=True)
 
 
 @cli.command('demo')
-@click.option('-n', '--n-clusters', default=4, show_default=True, type=click.IntRange(1, 100),
-              help='Number of ethylene-glycol clusters to build and label.')
-@click.option('--seed', default=0, show_default=True, type=int, help='Seed of the cluster sampling.')
-@click.option('--code', 'code_label', default='xtb@localhost', show_default=True, help='The xtb code to label with.')
+@click.option('--protocol', default='tiny', show_default=True, help='Sampling protocol (sampling.yaml).')
+@click.option('--batch-size', default=10, show_default=True, type=click.IntRange(1), help='Clusters per xtb job.')
 @with_profile
 @translate_errors
-def demo(n_clusters: int, seed: int, code_label: str) -> None:
-    """End-to-end demo: build ethylene-glycol clusters, label them with GFN2-xTB, show the provenance."""
+def demo(protocol: str, batch_size: int) -> None:
+    """End-to-end demo: sample ethylene-glycol clusters, label them with GFN2-xTB, show the provenance."""
     from aiida_qrnn.demo import run_demo
 
-    run_demo(n_clusters=n_clusters, seed=seed, code_label=code_label, echo=click.echo)
+    run_demo(protocol=protocol, batch_size=batch_size, echo=click.echo)
 
 
 @cli.group('computer')

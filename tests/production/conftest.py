@@ -1,0 +1,160 @@
+"""The production path with real parts: a PostgreSQL + RabbitMQ profile, its daemon, and the local SLURM cluster.
+
+Everything AiiDA does runs in subprocesses (``aiida-qrnn``, ``verdi``, ``verdi run driver.py``) with a temporary
+``AIIDA_PATH``, so the pytest process never loads the production profile. The profile, its database and its
+RabbitMQ queues are deleted at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import textwrap
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.test_computers import CLUSTER_DIR, CLUSTER_SCRIPT, local_cluster  # noqa: F401 (a fixture)
+from tests.test_profiles import BIN, reachable
+
+DRIVER = Path(__file__).with_name('driver.py')
+#: Executables on the "remote" that stand in for heavier or misbehaving programs around the real xtb.
+WRAPPERS = {
+    # One second per cluster: a batch long enough to be cancelled, timed out or interrupted mid-way.
+    'xtb-slow': 'sleep 1\nexec xtb "$@"',
+    # A full disk on the first cluster of the first job that runs it: xtb finishes, its gradient file is cut.
+    'xtb-truncating': textwrap.dedent('''\
+        xtb "$@"; status=$?
+        case " $* " in *" --namespace c000001 "*)
+          if mkdir "$(dirname "$0")/truncated.once" 2>/dev/null; then head -c 200 c000001.gradient > cut \\
+            && mv cut c000001.gradient; fi ;;
+        esac
+        exit $status'''),
+}
+
+
+@dataclass
+class Production:
+    """A production profile in its own ``AIIDA_PATH``, with the SLURM computer ``cluster`` and its codes."""
+
+    name: str
+    aiida_path: Path
+    workdir: Path
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, 'AIIDA_PATH': str(self.aiida_path), 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}',
+                'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
+
+    def run(self, *arguments: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(argument) for argument in arguments], env=self.environment, capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f'{arguments} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+        return result
+
+    def verdi(self, *arguments: str, **kwargs) -> subprocess.CompletedProcess:
+        return self.run(BIN / 'verdi', '-p', self.name, *arguments, **kwargs)
+
+    def driver(self, *arguments: str | int, timeout: float = 600) -> dict:
+        """Run a command of ``driver.py`` in ``verdi run``; its JSON result."""
+        result = self.verdi('run', str(DRIVER), '--', *(str(argument) for argument in arguments), timeout=timeout)
+        line = next(line for line in result.stdout.splitlines() if line.startswith('RESULT '))
+        return json.loads(line.removeprefix('RESULT '))
+
+    def start_daemon(self) -> None:
+        self.verdi('daemon', 'start', '1')
+
+    def stop_daemon(self) -> None:
+        self.verdi('daemon', 'stop', check=False)
+
+    def submit_xtb(self, n_clusters: int, seed: int, *, code: str = 'xtb@cluster', batch_size: int | None = None,
+                   **options) -> dict:
+        options = {'max_wallclock_seconds': 600, **options}
+        return self.driver('submit', 'xtb', code, n_clusters, seed, batch_size or n_clusters, json.dumps(options))
+
+
+@pytest.fixture(scope='session')
+def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fixture)
+    """The production profile with the SLURM computer ``cluster`` (codes xtb, psi4, aiida-qrnn-exec and the
+    wrappers of ``WRAPPERS``) and its daemon running; deleted afterwards."""
+    if not (reachable(5432) and reachable(5672)):
+        pytest.skip('the production profile needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672')
+    name = f'qrnn-prod-{secrets.token_hex(3)}'
+    profile = Production(name, tmp_path_factory.mktemp('aiida-production'), CLUSTER_DIR / f'work-{name}')
+    wrappers = CLUSTER_DIR / f'bin-{name}'
+    wrappers.mkdir(parents=True)
+    for label, body in WRAPPERS.items():
+        (wrappers / label).write_text(f'#!/bin/sh\n{body}\n')
+        (wrappers / label).chmod(0o755)
+    try:
+        profile.run(BIN / 'aiida-qrnn', '-p', name, 'setup', '--production')
+        profile.run(BIN / 'aiida-qrnn', '-p', name, 'computer', 'add-slurm', 'cluster', '--host', local_cluster,
+                    '--workdir', profile.workdir, '--partition', 'debug',
+                    '--code', f'aiida-qrnn-exec={BIN / "aiida-qrnn-exec"}')
+        # Short transport retries (default: 20 s doubling, 5 attempts) keep the SSH-outage test short.
+        profile.verdi('config', 'set', 'transport.task_retry_initial_interval', '2')
+        setup = profile.aiida_path / 'setup_codes.py'
+        setup.write_text(textwrap.dedent(f'''
+            from aiida import orm
+            computer = orm.load_computer('cluster')
+            computer.set_minimum_job_poll_interval(1)
+            for label in {sorted(WRAPPERS)!r}:
+                orm.InstalledCode(label=label, computer=computer, filepath_executable='{wrappers}/' + label,
+                                  default_calc_job_plugin='qrnn.xtb').store()
+        '''))
+        profile.verdi('run', str(setup))
+        profile.start_daemon()
+        yield profile
+    finally:
+        profile.stop_daemon()
+        profile.run(BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force', check=False)
+        shutil.rmtree(profile.workdir, ignore_errors=True)
+        shutil.rmtree(wrappers, ignore_errors=True)
+
+
+def cluster_command(*arguments: str) -> subprocess.CompletedProcess:
+    """``scripts/local-cluster.sh`` with the test cluster's folder."""
+    environment = {**os.environ, 'QRNN_CLUSTER_DIR': str(CLUSTER_DIR), 'QRNN_CLUSTER_SSH_PORT': '2222'}
+    result = subprocess.run(['bash', str(CLUSTER_SCRIPT), *arguments], env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def slurm(*arguments: str) -> str:
+    environment = {**os.environ, 'SLURM_CONF': str(CLUSTER_DIR / 'slurm' / 'slurm.conf')}
+    return subprocess.run(list(arguments), env=environment, capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+
+
+def wait_for_files(folder: Path, pattern: str, count: int, timeout: float = 120) -> None:
+    """Wait until ``folder`` holds ``count`` files matching ``pattern`` (the job's progress on the cluster)."""
+    deadline = time.monotonic() + timeout
+    while len(list(folder.glob(pattern))) < count:
+        assert time.monotonic() < deadline, f'{folder} never held {count} files {pattern}'
+        time.sleep(0.2)
+
+
+def assert_nothing_lost(audit: dict, *, min_jobs: int = 1) -> None:
+    """Finished; every input cluster labelled exactly once over all jobs; the output carries them all."""
+    assert audit['state'] == 'finished' and audit['exit_status'] == 0, audit
+    labelled = Counter(cluster_id for calcjob in audit['calcjobs'] for cluster_id in calcjob['labelled_ids'])
+    assert set(labelled) == set(audit['input_ids']), 'a cluster was lost'
+    assert max(labelled.values()) == 1, f'clusters labelled twice: {[i for i, n in labelled.items() if n > 1]}'
+    assert sorted(audit['output_ids']) == sorted(audit['input_ids'])
+    assert len(audit['calcjobs']) >= min_jobs, audit['calcjobs']
+
+
+def assert_retry_in_provenance(audit: dict) -> None:
+    """The second job got exactly the clusters the first left without labels, cut out by ``select_clusters``."""
+    first, second = audit['calcjobs'][:2]
+    assert first['exit_status'] != 0
+    assert set(second['input_ids']) == set(first['input_ids']) - set(first['labelled_ids'])
+    assert second['input_created_by'] == 'select_clusters'
