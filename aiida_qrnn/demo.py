@@ -1,7 +1,8 @@
 """The end-to-end demo that the README's first command runs; each issue extends it with the step it adds.
 
-Now: build ethylene-glycol clusters, label them with GFN2-xTB through a real CalcJob on localhost (two batches),
-merge the labelled batches with a calcfunction, find the result with the QueryBuilder, and print its provenance.
+Now: sample ethylene-glycol clusters from a packed cell run with the OPLS-AA baseline (SamplingWorkChain), label
+them with GFN2-xTB in batches (LabelWorkChain on localhost), label them again to show that nothing is recomputed,
+find the result with the QueryBuilder, and print its provenance back to the cell.
 """
 
 from __future__ import annotations
@@ -32,37 +33,34 @@ def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
     return images
 
 
-def label_with_xtb(clusters: ClusterSetData, code_label: str) -> ClusterSetData:
-    """Run ``XtbCalculation`` on ``clusters`` in this process and return the labelled set."""
-    from aiida.engine import run_get_node
-    from aiida.orm import load_code
+def provenance_lines(node: Node, max_depth: int = 12) -> list[str]:
+    """An indented text tree of how ``node`` was made: its creator, the creator's inputs, and so on.
 
-    from aiida_qrnn.calculations.xtb import XtbCalculation
-
-    outputs, node = run_get_node(XtbCalculation, code=load_code(code_label), clusters=clusters)
-    if not node.is_finished_ok:
-        raise RuntimeError(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
-    return outputs['clusters']
-
-
-def provenance_lines(node: Node, depth: int = 0, max_depth: int = 4) -> list[str]:
-    """An indented text tree of how ``node`` was made: its creator, the creator's inputs, and so on."""
+    A node reached a second time is named, not expanded again.
+    """
+    from aiida.common.links import LinkType
     from aiida.orm import CalculationNode, Data
 
-    indent = '    ' * depth
-    lines = [f'{indent}{type(node).__name__}<{node.pk}> {_describe(node)}']
-    if depth >= max_depth:
-        return lines
-    if isinstance(node, Data) and node.creator is not None:
-        lines.extend(provenance_lines(node.creator, depth + 1, max_depth))
-    elif isinstance(node, CalculationNode):
-        for link in node.base.links.get_incoming().all():
-            if link.link_label.startswith('metadata') or link.node.__class__.__name__ == 'InstalledCode':
-                lines.append(f'{indent}    <- {link.link_label}: {type(link.node).__name__}<{link.node.pk}> '
-                             f'{_describe(link.node)}')
-                continue
-            lines.append(f'{indent}    <- {link.link_label}:')
-            lines.extend(provenance_lines(link.node, depth + 2, max_depth))
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def visit(current: Node, depth: int, link_label: str = '') -> None:
+        text = f'{"    " * depth}{link_label}{type(current).__name__}<{current.pk}> {_describe(current)}'.rstrip()
+        if current.pk in seen:
+            lines.append(f'{text} (shown above)')
+            return
+        seen.add(current.pk)
+        lines.append(text)
+        if depth >= max_depth:
+            return
+        if isinstance(current, Data) and current.creator is not None:
+            visit(current.creator, depth + 1)
+        elif isinstance(current, CalculationNode):
+            incoming = current.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+            for link in sorted(incoming, key=lambda link: link.link_label):
+                visit(link.node, depth + 1, f'<- {link.link_label}: ')
+
+    visit(node, 0)
     return lines
 
 
@@ -75,40 +73,50 @@ def _describe(node: Node) -> str:
         level = node.level_of_theory or 'unlabelled'
         return f'{node.n_clusters} clusters, {node.n_atoms} atoms, {"".join(node.elements)}, {level}'
     if isinstance(node, CalculationNode):
-        return f'{node.process_label} [{node.process_state.value if node.process_state else "?"}]'
+        caller = f' in {node.caller.process_label}<{node.caller.pk}>' if node.caller else ''
+        return f'{node.process_label} [{node.process_state.value if node.process_state else "?"}]{caller}'
     if node.__class__.__name__ == 'InstalledCode':
         return node.full_label
+    if node.__class__.__name__ == 'StructureData':
+        return node.get_formula()
+    if node.__class__.__name__ == 'SinglefileData':
+        return node.filename
     return ''
 
 
-def run_demo(n_clusters: int = 4, seed: int = 0, code_label: str = 'xtb@localhost', echo=print) -> ClusterSetData:
-    """Run the demo on the loaded profile and return the merged, labelled cluster set."""
-    from aiida.orm import QueryBuilder
+def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> ClusterSetData:
+    """Run the demo on the loaded profile and return the labelled cluster set."""
+    from aiida.engine import run_get_node
+    from aiida.orm import Int, QueryBuilder, Str, load_code
 
-    from aiida_qrnn.calculations.merge import merge_cluster_sets
     from aiida_qrnn.data.cluster_set import ClusterSetData
+    from aiida_qrnn.workchains.label import LabelWorkChain
+    from aiida_qrnn.workchains.sampling import SamplingWorkChain
 
-    echo(f'1. Building {n_clusters} ethylene-glycol clusters in two batches (RDKit conformers, seed {seed}) ...')
-    images = build_ethylene_glycol_clusters(n_clusters, seed)
-    half = max(1, n_clusters // 2)
-    batches = [ClusterSetData.from_atoms(part).store() for part in (images[:half], images[half:]) if part]
-    for batch in batches:
-        echo(f'   stored {type(batch).__name__}<{batch.pk}>: {_describe(batch)}')
+    echo(f'1. Sampling (protocol {protocol!r}): packmol cell -> OPLS-AA relax/NPT/NVT in OpenMM -> clusters ...')
+    builder = SamplingWorkChain.get_builder_from_protocol(load_code('aiida-qrnn-exec@localhost'), protocol=protocol)
+    sampled = _finished(*run_get_node(builder))[0]['clusters']
+    echo(f'   {type(sampled).__name__}<{sampled.pk}>: {_describe(sampled)}, '
+         f'kinds {sampled.base.attributes.get("kind_counts")}')
 
-    echo('2. Labelling each batch with GFN2-xTB (XtbCalculation on localhost) ...')
-    labelled = [label_with_xtb(batch, code_label) for batch in batches]
-    for node in labelled:
-        echo(f'   {type(node).__name__}<{node.pk}>: {_describe(node)}')
-
-    echo('3. Merging the labelled batches (calcfunction merge_cluster_sets) ...')
-    merged = merge_cluster_sets(**{f'batch_{index}': node for index, node in enumerate(labelled)})
-    arrays = merged.get_arrays()
-    echo(f'   {"cluster":>7} {"atoms":>5} {"energy / eV":>14} {"max |F| / eV/Å":>15} {"Σq / e":>8}')
-    for index in range(arrays.n_clusters):
+    echo(f'2. Labelling with GFN2-xTB in batches of {batch_size} (LabelWorkChain -> XtbBaseWorkChain -> '
+         'XtbCalculation) ...')
+    label_inputs = {'clusters': sampled, 'engine': Str('xtb'), 'code': load_code('xtb@localhost'),
+                    'batch_size': Int(batch_size)}
+    outputs, first = _finished(*run_get_node(LabelWorkChain, **label_inputs))
+    labelled = outputs['clusters']
+    echo(f'   {type(labelled).__name__}<{labelled.pk}>: {_describe(labelled)}; {len(_xtb_jobs(first))} xtb job(s)')
+    arrays = labelled.get_arrays()
+    echo(f'   {"cluster":>7} {"kind":>15} {"atoms":>5} {"energy / eV":>14} {"max |F| / eV/Å":>15} {"Σq / e":>8}')
+    for index in range(min(arrays.n_clusters, 6)):
         start, stop = arrays.offsets[index], arrays.offsets[index + 1]
         max_force = np.linalg.norm(arrays.labels['forces'][start:stop], axis=1).max()
-        echo(f'   {index:>7} {stop - start:>5} {arrays.labels["energy"][index]:>14.4f} {max_force:>15.4f} '
-             f'{arrays.labels["charges"][start:stop].sum():>8.4f}')
+        echo(f'   {index:>7} {arrays.kind[index]:>15} {stop - start:>5} {arrays.labels["energy"][index]:>14.4f} '
+             f'{max_force:>15.4f} {arrays.labels["charges"][start:stop].sum():>8.4f}')
+
+    echo('3. Labelling the same set again: labels of the same cluster at the same level are reused ...')
+    _, second = _finished(*run_get_node(LabelWorkChain, **label_inputs))
+    echo(f'   LabelWorkChain<{second.pk}> ran {len(_xtb_jobs(second))} xtb job(s)')
 
     echo('4. Querying the database: labelled sets at gfn2-xtb that contain oxygen ...')
     query = QueryBuilder().append(
@@ -117,7 +125,17 @@ def run_demo(n_clusters: int = 4, seed: int = 0, code_label: str = 'xtb@localhos
     )
     echo(f'   found (pk, n_clusters): {sorted(query.all())}')
 
-    echo('5. Provenance of the merged set:')
-    for line in provenance_lines(merged, max_depth=6):
+    echo('5. Provenance of the labelled set:')
+    for line in provenance_lines(labelled):
         echo(f'   {line}')
-    return merged
+    return labelled
+
+
+def _finished(outputs: dict, node):
+    if not node.is_finished_ok:
+        raise RuntimeError(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+    return outputs, node
+
+
+def _xtb_jobs(workchain) -> list:
+    return [node for node in workchain.called_descendants if node.process_type == 'aiida.calculations:qrnn.xtb']
