@@ -13,6 +13,7 @@ from aiida.parsers import Parser
 from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.label_records import RESUBMIT_REASONS, STABILISE_REASONS, RecordError
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.parsers.files import read_text_files
 
 __all__ = ('RecordParser',)
 
@@ -34,8 +35,7 @@ class RecordParser(Parser):
 
     def parse(self, **kwargs) -> ExitCode | None:
         arrays = self.node.inputs.clusters.get_arrays()
-        names = self.retrieved.base.repository.list_object_names()
-        files = {name: self._read(name) for name in names}
+        files = read_text_files(self.retrieved)
         if not any(name.startswith('c') and name.endswith(('.json', '.out')) for name in files):
             return self.exit_codes.ERROR_NO_OUTPUT.format(n_clusters=arrays.n_clusters)
 
@@ -90,7 +90,3 @@ class RecordParser(Parser):
                 n_failed=len(failures), n_clusters=arrays.n_clusters, reasons=summary
             )
         return None
-
-    def _read(self, name: str) -> str:
-        """Read a retrieved file; stray non-UTF-8 bytes in program output must not stop the parse."""
-        return self.retrieved.base.repository.get_object_content(name, mode='rb').decode('utf-8', errors='replace')

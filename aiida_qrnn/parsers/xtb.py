@@ -11,6 +11,7 @@ from aiida.parsers import Parser
 
 from aiida_qrnn.calculations.xtb import XtbCalculation, level_of_theory
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.parsers.files import read_text_files
 from aiida_qrnn.parsers.parse_raw.xtb import FailureReason, parse_cluster
 
 __all__ = ('XtbParser',)
@@ -26,20 +27,17 @@ class XtbParser(Parser):
 
     def parse(self, **kwargs) -> ExitCode | None:
         arrays = self.node.inputs.clusters.get_arrays()
-        present = set(self.retrieved.base.repository.list_object_names())
+        retrieved = read_text_files(self.retrieved)
         prefixes = [XtbCalculation.prefix(index) for index in range(arrays.n_clusters)]
         stdout_suffix = XtbCalculation.OUTPUT_SUFFIXES['stdout']
-        if not any(prefix + stdout_suffix in present for prefix in prefixes):
+        if not any(prefix + stdout_suffix in retrieved for prefix in prefixes):
             return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(n_clusters=arrays.n_clusters)
 
         labels: dict[str, list[np.ndarray]] = defaultdict(list)
         failures: dict[FailureReason, list[tuple[int, str]]] = defaultdict(list)
         warnings: dict[str, list[int]] = defaultdict(list)
         for index, (prefix, n_atoms) in enumerate(zip(prefixes, np.diff(arrays.offsets), strict=True)):
-            files = {
-                key: self._read(prefix + suffix) if prefix + suffix in present else None
-                for key, suffix in XtbCalculation.OUTPUT_SUFFIXES.items()
-            }
+            files = {key: retrieved.get(prefix + suffix) for key, suffix in XtbCalculation.OUTPUT_SUFFIXES.items()}
             data, logs = parse_cluster(n_atoms=int(n_atoms), **files)
             for message in logs.warnings:
                 warnings[message].append(index)
@@ -85,7 +83,3 @@ class XtbParser(Parser):
                 n_failed=len(failed), n_clusters=arrays.n_clusters, reasons=summary
             )
         return None
-
-    def _read(self, name: str) -> str:
-        """Read a retrieved file; stray non-UTF-8 bytes in xtb output must not stop the parse."""
-        return self.retrieved.base.repository.get_object_content(name, mode='rb').decode('utf-8', errors='replace')

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
-from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.calculations.psi4 import PROPERTIES
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
 from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
+from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains.base import (
     Psi4BaseWorkChain,
@@ -21,38 +22,97 @@ from aiida_qrnn.workchains.base import (
     sorted_failures,
 )
 
-__all__ = ('LabelWorkChain', 'collect_labels')
+__all__ = ('CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'assemble_labels', 'collect_labels')
 
 ENGINES = {'xtb': XtbBaseWorkChain, 'psi4': Psi4BaseWorkChain, 'pyscf': PyscfBaseWorkChain}
 XTB_LABELS = ['charges', 'dipole', 'energy', 'forces']
+#: Level of theory of the ``charges`` label that ``charges_code`` adds to a DFT-labelled set.
+CHARGES_LEVEL_OF_THEORY = xtb_level_of_theory({})
+#: The two labelling tasks of a work chain: the engine's labels, and optionally GFN2-xTB charges.
+LABELS, CHARGES = 'labels', 'charges'
 
 
 @calcfunction
 def collect_labels(selection: orm.Dict, **sources: ClusterSetData) -> ClusterSetData:
     """Labelled clusters taken from earlier label sets: ``selection`` maps a source name to its row indices."""
-    parts = [
-        sources[name].get_arrays().select(rows)
-        for name, rows in sorted(selection.get_dict().items())
-    ]
-    merged = parts[0]
-    for part in parts[1:]:
-        merged = _concatenate(merged, part)
-    return ClusterSetData.from_arrays(merged, level_of_theory=sources[sorted(sources)[0]].level_of_theory)
+    parts = [sources[name].get_arrays().select(rows) for name, rows in sorted(selection.get_dict().items())]
+    return ClusterSetData.from_arrays(_concatenate(parts), level_of_theory=_common_level(sources.values()))
 
 
-def _concatenate(first, second):
-    from aiida_qrnn.core.dataset import ClusterArrays
+@calcfunction
+def assemble_labels(clusters: ClusterSetData, **parts: ClusterSetData) -> ClusterSetData:
+    """The labelled parts of ``clusters`` as one set, in the input order of ``clusters``.
 
-    return ClusterArrays(
-        numbers=np.concatenate([first.numbers, second.numbers]),
-        positions=np.concatenate([first.positions, second.positions]),
-        offsets=np.concatenate([first.offsets, first.offsets[-1] + second.offsets[1:]]),
-        molecule=np.concatenate([first.molecule, second.molecule]),
-        total_charge=np.concatenate([first.total_charge, second.total_charge]),
-        cell=np.concatenate([first.cell, second.cell]), pbc=np.concatenate([first.pbc, second.pbc]),
-        kind=[*first.kind, *second.kind], source=[*first.source, *second.source],
-        labels={name: np.concatenate([first.labels[name], second.labels[name]]) for name in first.labels},
+    Parts named ``labels_*`` carry the engine's labels. Parts named ``charges_*`` (GFN2-xTB sets of the same
+    cluster ids), when given, supply the per-atom ``charges`` label: only clusters labelled in both are kept, and
+    the node's attribute ``charges_level_of_theory`` records that the charges are at the xTB level, not at the
+    node's ``level_of_theory``.
+    """
+    label_parts = [parts[name] for name in sorted(parts) if name.startswith(f'{LABELS}_')]
+    charge_parts = [parts[name] for name in sorted(parts) if name.startswith(f'{CHARGES}_')]
+    if not label_parts:
+        raise ValueError(f'assemble_labels: no part named {LABELS}_* among {sorted(parts)}.')
+    input_ids = [str(cluster_id) for cluster_id in clusters.get_arrays().ids]
+    labelled = _in_input_order(_concatenate([part.get_arrays() for part in label_parts]), input_ids)
+    if charge_parts:
+        labelled = _with_charges(labelled, _concatenate([part.get_arrays() for part in charge_parts]))
+    node = ClusterSetData.from_arrays(labelled, level_of_theory=_common_level(label_parts))
+    if charge_parts:
+        node.base.attributes.set('charges_level_of_theory', _common_level(charge_parts))
+    return node
+
+
+def _common_level(nodes) -> str | None:
+    levels = {node.level_of_theory for node in nodes}
+    if len(levels) != 1:
+        raise ValueError(f'label sets to merge have different levels of theory: {sorted(map(str, levels))}.')
+    return levels.pop()
+
+
+def _concatenate(parts: Sequence[ClusterArrays]) -> ClusterArrays:
+    """One set of all ``parts`` (same label names), keeping the first cluster of every id."""
+    first = parts[0]
+    merged = ClusterArrays(
+        numbers=np.concatenate([part.numbers for part in parts]),
+        positions=np.concatenate([part.positions for part in parts]),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate([np.diff(part.offsets) for part in parts]))]),
+        molecule=np.concatenate([part.molecule for part in parts]),
+        total_charge=np.concatenate([part.total_charge for part in parts]),
+        cell=np.concatenate([part.cell for part in parts]), pbc=np.concatenate([part.pbc for part in parts]),
+        kind=[kind for part in parts for kind in part.kind], source=[s for part in parts for s in part.source],
+        labels={name: np.concatenate([part.labels[name] for part in parts]) for name in first.labels},
     ).validate()
+    _, unique = np.unique(merged.ids.astype(str), return_index=True)
+    return merged if len(unique) == merged.n_clusters else merged.select(np.sort(unique))
+
+
+def _in_input_order(labelled: ClusterArrays, input_ids: list[str]) -> ClusterArrays:
+    """``labelled`` reordered as its cluster ids first occur in ``input_ids``."""
+    rank: dict[str, int] = {}
+    for position, cluster_id in enumerate(input_ids):
+        rank.setdefault(cluster_id, position)
+    foreign = [str(cluster_id) for cluster_id in labelled.ids if str(cluster_id) not in rank]
+    if foreign:
+        raise ValueError(f'labelled cluster {foreign[0]} is not in the input set ({len(foreign)} such cluster(s)).')
+    order = np.argsort([rank[str(cluster_id)] for cluster_id in labelled.ids], kind='stable')
+    return labelled if np.array_equal(order, np.arange(len(order))) else labelled.select(order)
+
+
+def _with_charges(labelled: ClusterArrays, charges: ClusterArrays) -> ClusterArrays:
+    """The clusters of ``labelled`` that ``charges`` also labels, with its per-atom ``charges`` label added."""
+    row_of = {str(cluster_id): row for row, cluster_id in enumerate(charges.ids)}
+    keep = [index for index, cluster_id in enumerate(labelled.ids) if str(cluster_id) in row_of]
+    labelled = labelled.select(keep)
+    values = []
+    for index, cluster_id in enumerate(labelled.ids):
+        row = row_of[str(cluster_id)]
+        atoms = slice(charges.offsets[row], charges.offsets[row + 1])
+        own_atoms = slice(labelled.offsets[index], labelled.offsets[index + 1])
+        if not np.array_equal(charges.numbers[atoms], labelled.numbers[own_atoms]):
+            raise ValueError(f'cluster {cluster_id}: the charge set has other atoms than the labelled set.')
+        values.append(charges.labels['charges'][atoms])  # (n_atoms_i,)
+    labelled.labels = {**labelled.labels, 'charges': np.concatenate(values) if values else np.zeros(0)}
+    return labelled.validate()
 
 
 class LabelWorkChain(WorkChain):
@@ -61,11 +121,15 @@ class LabelWorkChain(WorkChain):
     1. Reuse: a cluster whose content id already carries labels at the same level of theory (and the same label
        names) in any ``ClusterSetData`` of the database is not recomputed.
     2. The rest is split into batches of ``batch_size``; each runs through the engine's restart work chain, at
-       most ``max_concurrent`` at a time. When the oldest batch in flight finishes, every finished slot is
-       refilled (a job that finishes earlier than the oldest waits for it before its slot is refilled).
-    3. All labelled parts are merged by a calcfunction into ``clusters``; clusters that could not be labelled are
-       the ``failed`` output with the reason for each. Past ``max_failed_fraction`` the work chain fails with
-       ``ERROR_TOO_MANY_FAILED`` (outputs still attached), so a biased subset is never silently used.
+       most ``max_concurrent`` at a time. With ``charges_code`` (DFT engines), every cluster is also labelled with
+       GFN2-xTB in batches of its own, in the same queue, for the ``charges`` label.
+    3. Free slots are refilled whenever the work chain wakes, which is when the oldest batch in flight finishes:
+       AiiDA's ``WorkChain`` resumes a step only after *all* processes it awaits have terminated and has no public
+       "wait for any", so a batch that finishes before the oldest one waits for it before its slot is refilled.
+    4. All labelled parts are merged by a calcfunction into ``clusters``, in the input order; clusters that could
+       not be labelled are the ``failed`` output with the reason for each. Past ``max_failed_fraction`` the work
+       chain fails with ``ERROR_TOO_MANY_FAILED`` (outputs still attached), so a biased subset is never silently
+       used.
     """
 
     @classmethod
@@ -75,6 +139,13 @@ class LabelWorkChain(WorkChain):
         spec.input('engine', valid_type=orm.Str, validator=cls._validate_engine, help='xtb, psi4 or pyscf.')
         spec.input('code', valid_type=orm.AbstractCode, help='xtb, psi4, or aiida-qrnn-exec (pyscf).')
         spec.input('d3bj_code', valid_type=orm.AbstractCode, required=False, help='aiida-qrnn-exec for psi4 -d3bj.')
+        spec.input(
+            'charges_code', valid_type=orm.AbstractCode, required=False,
+            help=(
+                'xtb code: also label every cluster with GFN2-xTB and add its per-atom charges as the charges label '
+                '(psi4 and pyscf engines; the output records charges_level_of_theory).'
+            ),
+        )
         spec.input('parameters', valid_type=orm.Dict, required=False, help='Parameters of the engine calculation.')
         spec.input('options', valid_type=orm.Dict, required=False, help='metadata.options of every job.')
         spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100), help='Clusters per job.')
@@ -84,6 +155,7 @@ class LabelWorkChain(WorkChain):
             'max_failed_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.05),
             help='Fail with ERROR_TOO_MANY_FAILED when a larger fraction of clusters cannot be labelled.',
         )
+        spec.inputs.validator = cls._validate_inputs
         spec.outline(
             cls.setup,
             cls.reuse_labels,
@@ -103,104 +175,129 @@ class LabelWorkChain(WorkChain):
             return f'engine: must be one of {sorted(ENGINES)}, got {value.value!r}.'
         return None
 
-    def level_of_theory(self) -> str:
+    @staticmethod
+    def _validate_inputs(inputs: dict[str, Any], _) -> str | None:
+        engine = inputs.get('engine')
+        if 'charges_code' in inputs and engine is not None and engine.value == 'xtb':
+            return 'charges_code: the xtb engine labels GFN2-xTB charges already; give charges_code only for DFT.'
+        return None
+
+    def level_of_theory(self, task: str = LABELS) -> str:
+        if task == CHARGES:
+            return CHARGES_LEVEL_OF_THEORY
         parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
         if self.inputs.engine.value == 'xtb':
             return xtb_level_of_theory(parameters)
         return dft_level_of_theory(parameters)
 
-    def label_names(self) -> list[str]:
-        if self.inputs.engine.value == 'xtb':
+    def label_names(self, task: str = LABELS) -> list[str]:
+        if task == CHARGES or self.inputs.engine.value == 'xtb':
             return XTB_LABELS
         return sorted(self.inputs.parameters.get_dict().get('properties', PROPERTIES))
 
     def setup(self) -> None:
         arrays = self.inputs.clusters.get_arrays()
         self.ctx.ids = [str(cluster_id) for cluster_id in arrays.ids]
-        self.ctx.todo = list(range(arrays.n_clusters))
-        self.ctx.queue: list[list[int]] = []
-        self.ctx.running: dict[str, list[int]] = {}  # child uuid -> input indices
-        self.ctx.parts: dict[str, ClusterSetData] = {}
-        self.ctx.failed: list[dict[str, Any]] = []
+        self.ctx.tasks = [LABELS, CHARGES] if 'charges_code' in self.inputs else [LABELS]
+        self.ctx.queue: list[list] = []  # [task, input indices] per batch
+        self.ctx.running: dict[str, list] = {}  # child uuid -> [task, input indices]
+        self.ctx.parts: dict[str, dict[str, ClusterSetData]] = {task: {} for task in self.ctx.tasks}
+        self.ctx.failed: dict[str, list[dict[str, Any]]] = {task: [] for task in self.ctx.tasks}
 
     def reuse_labels(self) -> None:
         """Find labels of the same cluster ids at the same level of theory; queue the rest in batches."""
-        if self.inputs.reuse.value:
-            wanted = {cluster_id: index for index, cluster_id in enumerate(self.ctx.ids)}
-            query = orm.QueryBuilder().append(
-                ClusterSetData, filters={'attributes.level_of_theory': self.level_of_theory()}, project='*'
-            )
-            selection, sources = {}, {}
-            for (node,) in query.iterall():
-                if sorted(node.label_names or []) != self.label_names() or not wanted:
-                    continue
-                with node.open_cluster_set() as stored:
-                    stored_ids = [str(cluster_id) for cluster_id in stored.ids]
-                rows = [row for row, cluster_id in enumerate(stored_ids) if wanted.pop(cluster_id, None) is not None]
-                if rows:
-                    name = f'source_{len(sources):03d}'
-                    selection[name], sources[name] = rows, node
-            if sources:
-                reused = collect_labels(selection=orm.Dict(selection), **sources)
-                self.ctx.parts['reused'] = reused
-                self.report(f'reusing {reused.n_clusters} label(s) already computed at {self.level_of_theory()}')
-            self.ctx.todo = sorted(wanted.values())
         size = self.inputs.batch_size.value
-        self.ctx.queue = [self.ctx.todo[start:start + size] for start in range(0, len(self.ctx.todo), size)]
+        for task in self.ctx.tasks:
+            todo = self._reuse(task) if self.inputs.reuse.value else list(range(len(self.ctx.ids)))
+            self.ctx.queue.extend([task, todo[start:start + size]] for start in range(0, len(todo), size))
+
+    def _reuse(self, task: str) -> list[int]:
+        """Collect the stored labels of ``task`` for the input ids; return the input indices still to label."""
+        level = self.level_of_theory(task)
+        wanted = {cluster_id: index for index, cluster_id in enumerate(self.ctx.ids)}
+        query = orm.QueryBuilder().append(ClusterSetData, filters={'attributes.level_of_theory': level}, project='*')
+        selection, sources = {}, {}
+        for (node,) in query.iterall():
+            if sorted(node.label_names or []) != self.label_names(task) or not wanted:
+                continue
+            with node.open_cluster_set() as stored:
+                stored_ids = [str(cluster_id) for cluster_id in stored.ids]
+            rows = [row for row, cluster_id in enumerate(stored_ids) if wanted.pop(cluster_id, None) is not None]
+            if rows:
+                name = f'source_{len(sources):03d}'
+                selection[name], sources[name] = rows, node
+        if sources:
+            reused = collect_labels(selection=orm.Dict(selection), **sources)
+            self.ctx.parts[task]['reused'] = reused
+            self.report(f'reusing {reused.n_clusters} {task} label(s) already computed at {level}')
+        return sorted(wanted.values())
 
     def has_work(self) -> bool:
         return bool(self.ctx.queue or self.ctx.running)
 
     def submit_batches(self):
         """Collect finished batches, fill the free slots from the queue, wait for the oldest batch in flight."""
-        for uuid, indices in list(self.ctx.running.items()):
+        for uuid, (task, indices) in list(self.ctx.running.items()):
             child = orm.load_node(uuid)
             if child.is_terminated:
-                self._collect(child, indices)
+                self._collect(child, task, indices)
                 del self.ctx.running[uuid]
         while self.ctx.queue and len(self.ctx.running) < self.inputs.max_concurrent.value:
-            indices = self.ctx.queue.pop(0)
-            child = self.submit(ENGINES[self.inputs.engine.value], **self._batch_inputs(indices))
-            self.ctx.running[child.uuid] = indices
-            self.report(f'submitted batch of {len(indices)} cluster(s) as {child.process_label}<{child.pk}>')
+            task, indices = self.ctx.queue.pop(0)
+            engine = 'xtb' if task == CHARGES else self.inputs.engine.value
+            child = self.submit(ENGINES[engine], **self._batch_inputs(task, indices))
+            self.ctx.running[child.uuid] = [task, indices]
+            self.report(f'submitted {task} batch of {len(indices)} cluster(s) as {child.process_label}<{child.pk}>')
         if self.ctx.running:
             oldest = next(iter(self.ctx.running))
             return ToContext(oldest_batch=orm.load_node(oldest))
         return None
 
-    def _batch_inputs(self, indices: list[int]) -> dict[str, Any]:
-        engine = self.inputs.engine.value
+    def _batch_inputs(self, task: str, indices: list[int]) -> dict[str, Any]:
         clusters = self.inputs.clusters
         if len(indices) != clusters.n_clusters:
             clusters = select_clusters(clusters, orm.List(indices))
-        inputs: dict[str, Any] = {'code': self.inputs.code, 'clusters': clusters}
-        if 'parameters' in self.inputs:
-            inputs['parameters'] = self.inputs.parameters
-        if 'd3bj_code' in self.inputs and engine == 'psi4':
-            inputs['d3bj_code'] = self.inputs.d3bj_code
+        if task == CHARGES:
+            engine, inputs = 'xtb', {'code': self.inputs.charges_code, 'clusters': clusters}
+        else:
+            engine, inputs = self.inputs.engine.value, {'code': self.inputs.code, 'clusters': clusters}
+            if 'parameters' in self.inputs:
+                inputs['parameters'] = self.inputs.parameters
+            if 'd3bj_code' in self.inputs and engine == 'psi4':
+                inputs['d3bj_code'] = self.inputs.d3bj_code
         if 'options' in self.inputs:
             inputs['metadata'] = {'options': self.inputs.options.get_dict()}
         return {engine: inputs}
 
-    def _collect(self, child, indices: list[int]) -> None:
+    def _collect(self, child, task: str, indices: list[int]) -> None:
         if 'clusters' in child.outputs:
-            self.ctx.parts[f'batch_{indices[0]:09d}'] = child.outputs.clusters
+            self.ctx.parts[task][f'batch_{indices[0]:09d}'] = child.outputs.clusters
         failures = child.outputs.failed_clusters.get_list() if 'failed_clusters' in child.outputs else []
         if not child.is_finished or ('clusters' not in child.outputs and not failures):
             failures = [{'index': i, 'reason': 'job_failed', 'message': f'{child.process_label}<{child.pk}> '
                          f'ended with {child.exit_status}: {child.exit_message}'} for i in range(len(indices))]
         for failure in failures:
             index = indices[failure['index']]
-            self.ctx.failed.append({**failure, 'index': index, 'id': self.ctx.ids[index]})
+            self.ctx.failed[task].append({**failure, 'index': index, 'id': self.ctx.ids[index]})
+
+    def _all_failures(self) -> list[dict[str, Any]]:
+        """Failures of the engine's labels, then those of the charges for clusters whose labels did not fail."""
+        failed = list(self.ctx.failed[LABELS])
+        if CHARGES in self.ctx.failed:
+            seen = {failure['index'] for failure in failed}
+            failed += [
+                {**failure, 'message': f'GFN2-xTB charges: {failure["message"]}'}
+                for failure in self.ctx.failed[CHARGES] if failure['index'] not in seen
+            ]
+        return failed
 
     def results(self):
         n_clusters = len(self.ctx.ids)
-        if self.ctx.parts:
-            parts = self.ctx.parts
-            self.out('clusters', next(iter(parts.values())) if len(parts) == 1 else merge_cluster_sets(**parts))
-        if not self.ctx.failed:
+        failed = self._all_failures()
+        if len(failed) < n_clusters:
+            self.out('clusters', self._merged())
+        if not failed:
             return None
-        failed = self.ctx.failed
         self.out('failed', sorted_failures(orm.List(failed)))
         fraction = len(failed) / n_clusters
         limit = self.inputs.max_failed_fraction.value
@@ -210,3 +307,14 @@ class LabelWorkChain(WorkChain):
                 n_failed=len(failed), n_clusters=n_clusters, fraction=fraction, limit=limit
             )
         return None
+
+    def _merged(self) -> ClusterSetData:
+        """The labelled set in input order: one part already in that order is returned as it is, else merged."""
+        parts = {f'{task}_{name}': part for task in self.ctx.tasks for name, part in self.ctx.parts[task].items()}
+        if len(parts) == 1:
+            (part,) = parts.values()
+            with part.open_cluster_set() as stored:
+                in_order = [str(cluster_id) for cluster_id in stored.ids] == self.ctx.ids
+            if in_order:
+                return part
+        return assemble_labels(clusters=self.inputs.clusters, **parts)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from tblite.interface import Calculator
 
+from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from aiida_qrnn.workchains.label import LabelWorkChain
+from aiida_qrnn.workchains.label import LabelWorkChain, assemble_labels
 from tests.conftest import make_water_clusters
 
 XTB = shutil.which('xtb') or 'xtb'
+EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 
 
 @pytest.fixture
@@ -41,12 +46,13 @@ def test_batches_then_reuse(xtb_code):
     assert node.exit_status == 0, node.exit_message
     first = results['clusters'].get_arrays()
     old_ids = list(old.get_arrays().ids)
-    assert sorted(first.ids) == sorted(old_ids)
+    assert list(first.ids) == old_ids
     assert sorted(len(ids) for ids in labelled_ids(node)) == [1, 2, 2]
     assert results['clusters'].level_of_theory == 'gfn2-xtb'
 
     new_images = make_water_clusters(2, seed=22)
-    union = ClusterSetData.from_atoms([*make_water_clusters(5, seed=21), *new_images])
+    old_images = make_water_clusters(5, seed=21)
+    union = ClusterSetData.from_atoms([new_images[0], *old_images[:3], new_images[1], *old_images[3:]])
     results, node = run_get_node(
         LabelWorkChain, clusters=union, engine=orm.Str('xtb'), code=xtb_code, batch_size=orm.Int(10),
     )
@@ -55,7 +61,7 @@ def test_batches_then_reuse(xtb_code):
     new_ids = list(ClusterSetData.from_atoms(new_images).get_arrays().ids)
     assert sorted(computed) == sorted(new_ids)
     second = results['clusters'].get_arrays()
-    assert sorted(second.ids) == sorted(old_ids + new_ids)
+    assert list(second.ids) == list(union.get_arrays().ids)  # input order, although reused and new parts differ
     energy = dict(zip(second.ids, second.labels['energy'], strict=True))
     np.testing.assert_array_equal([energy[i] for i in first.ids], first.labels['energy'])
 
@@ -87,3 +93,70 @@ def test_engine_is_validated(xtb_code):
     with pytest.raises(ValueError, match='engine'):
         run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(1)),
                      engine=orm.Str('orca'), code=xtb_code)
+
+
+@pytest.fixture
+def pyscf_code(aiida_code_installed) -> orm.InstalledCode:
+    return aiida_code_installed(default_calc_job_plugin='qrnn.pyscf', filepath_executable=EXEC)
+
+
+def test_dft_labels_with_xtb_charges(xtb_code, pyscf_code):
+    """PySCF HF/STO-3G labels plus GFN2-xTB charges: every cluster gets both, the charges are tblite's GFN2-xTB
+    charges (1e-4 e), sum to the total charge, and the node says which level the charges come from."""
+    images = make_water_clusters(2, seed=31)
+    clusters = ClusterSetData.from_atoms(images)
+    results, node = run_get_node(
+        LabelWorkChain, clusters=clusters, engine=orm.Str('pyscf'), code=pyscf_code, charges_code=xtb_code,
+        parameters=orm.Dict({'method': 'hf', 'basis': 'sto-3g'}), reuse=orm.Bool(False),
+    )
+    assert node.exit_status == 0, node.exit_message
+    labelled = results['clusters']
+    assert labelled.level_of_theory == 'hf/sto-3g'
+    assert labelled.base.attributes.get('charges_level_of_theory') == 'gfn2-xtb'
+    assert sorted(labelled.label_names) == ['charges', 'dipole', 'energy', 'forces']
+    arrays = labelled.get_arrays()
+    assert list(arrays.ids) == list(clusters.get_arrays().ids)
+    assert labelled_ids(node) == [list(clusters.get_arrays().ids)]  # one xtb job for the charges
+    for index, atoms in enumerate(images):
+        calculator = Calculator('GFN2-xTB', atoms.numbers, atoms.positions / BOHR_TO_ANGSTROM)
+        calculator.set('verbosity', 0)
+        rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
+        np.testing.assert_allclose(arrays.labels['charges'][rows], calculator.singlepoint().get('charges'), atol=1e-4)
+        assert abs(arrays.labels['charges'][rows].sum()) < 1e-6
+    # The DFT energy, not the xTB one: HF/STO-3G of water is about -74.96 Eh per molecule.
+    n_molecules = np.array([len(atoms) // 3 for atoms in images])
+    np.testing.assert_allclose(arrays.labels['energy'] / HARTREE_TO_EV / n_molecules, -74.96, atol=0.01)
+
+
+def dft_part(images, level: str, drop_charges: bool = True) -> ClusterSetData:
+    arrays = ClusterSetData.from_atoms(images, level_of_theory='random').get_arrays()
+    if drop_charges:
+        arrays.labels.pop('charges')
+    return ClusterSetData.from_arrays(arrays, level_of_theory=level)
+
+
+def test_assemble_labels_orders_and_adds_charges():
+    """Parts come back in the input order; a cluster without xTB charges is left out; charges follow the ids."""
+    images = make_water_clusters(4, labelled=True, seed=41)
+    clusters = ClusterSetData.from_atoms(images, level_of_theory='random')
+    parts = {
+        'labels_batch_2': dft_part([images[3], images[2]], 'hf/sto-3g'),
+        'labels_reused': dft_part([images[1], images[0]], 'hf/sto-3g'),
+        'charges_batch': dft_part([images[2], images[0], images[3]], 'gfn2-xtb', drop_charges=False),
+    }
+    assembled = assemble_labels(clusters=clusters, **parts)
+    arrays = assembled.get_arrays()
+    input_ids = list(clusters.get_arrays().ids)
+    assert list(arrays.ids) == [input_ids[0], input_ids[2], input_ids[3]]  # cluster 1 has no charges
+    assert assembled.base.attributes.get('charges_level_of_theory') == 'gfn2-xtb'
+    assert assembled.level_of_theory == 'hf/sto-3g'
+    for row, index in enumerate([0, 2, 3]):
+        np.testing.assert_array_equal(arrays.labels['charges'][arrays.offsets[row]:arrays.offsets[row + 1]],
+                                      images[index].get_charges())
+        assert arrays.labels['energy'][row] == images[index].get_potential_energy()
+
+
+def test_charges_code_is_refused_for_xtb(xtb_code):
+    with pytest.raises(ValueError, match='charges_code'):
+        run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(1)),
+                     engine=orm.Str('xtb'), code=xtb_code, charges_code=xtb_code)
