@@ -211,23 +211,21 @@ class ClusterArrays:
             raise ClusterSetError(f'{_where(origin, cluster)}: {name} contains NaN or infinite values.')
 
     def _per_atom(self, name: str, values, shape: tuple[int, ...], origin) -> np.ndarray:
-        array = np.asarray(values)
-        if array.shape != (self.n_atoms, *shape):
-            raise ClusterSetError(
-                f'{_where(origin)}: per-atom array {name!r} has shape {array.shape}, expected '
-                f'{(self.n_atoms, *shape)} for {self.n_atoms} atoms.'
-            )
-        self._check_finite(name, array, True, origin)
-        return array
+        return self._checked(name, values, shape, origin, per_atom=True)
 
     def _per_cluster(self, name: str, values, shape: tuple[int, ...], origin) -> np.ndarray:
+        return self._checked(name, values, shape, origin, per_atom=False)
+
+    def _checked(self, name: str, values, shape: tuple[int, ...], origin, per_atom: bool) -> np.ndarray:
         array = np.asarray(values)
-        if array.shape != (self.n_clusters, *shape):
+        rows, scope, unit = (self.n_atoms, 'per-atom', 'atoms') if per_atom else (
+            self.n_clusters, 'per-cluster', 'clusters')
+        if array.shape != (rows, *shape):
             raise ClusterSetError(
-                f'{_where(origin)}: per-cluster array {name!r} has shape {array.shape}, expected '
-                f'{(self.n_clusters, *shape)} for {self.n_clusters} clusters.'
+                f'{_where(origin)}: {scope} array {name!r} has shape {array.shape}, expected {(rows, *shape)} for '
+                f'{rows} {unit}.'
             )
-        self._check_finite(name, array, False, origin)
+        self._check_finite(name, array, per_atom, origin)
         return array
 
     def _strings(self, name: str, values, default: str, origin, allow_empty: bool = False) -> np.ndarray:
