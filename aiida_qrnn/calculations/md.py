@@ -98,9 +98,9 @@ class MdCalculation(CalcJob):
         with folder.open(INPUT_PARAMETERS, 'w') as handle:
             json.dump({'settings': settings, 'seed': self.inputs.seed.value}, handle, indent=2)
         if 'model' in self.inputs:
-            with self.inputs.model.base.repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source:
-                with folder.open(INPUT_MODEL, 'wb') as target:
-                    target.write(source.read())
+            repository = self.inputs.model.base.repository
+            with repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, folder.open(INPUT_MODEL, 'wb') as target:
+                target.write(source.read())
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid

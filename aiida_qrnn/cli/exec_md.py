@@ -17,7 +17,7 @@ Exit status (the run's outcome is also in ``status.json``; bad input in ``error.
 ==== ======================================================================
 
 On every outcome but bad input ``final.extxyz`` holds the checkpoint's configuration (positions, momenta, cell):
-the last good state of an unstable run.
+the last good state of an unstable run; its ``info`` has the checkpoint's ``step`` and ``time_fs``.
 """
 
 from __future__ import annotations
@@ -114,8 +114,10 @@ def _write_final_structure(atoms) -> None:
 
     if not pathlib.Path(CHECKPOINT_FILE).is_file():
         return
-    state = Checkpoint.load(pathlib.Path(CHECKPOINT_FILE)).integrator_state
+    checkpoint = Checkpoint.load(pathlib.Path(CHECKPOINT_FILE))
+    state = checkpoint.integrator_state
     final = atoms.copy()
+    final.info.update(step=checkpoint.step, time_fs=checkpoint.time_fs)
     final.set_cell(state['cell'], scale_atoms=False)
     final.set_positions(state['positions'])
     final.set_momenta(state['momenta'])

@@ -27,8 +27,9 @@ UNSTABLE_EXIT_CODES = {
 class MdParser(Parser):
     """Attach whatever the run wrote, then map ``status.json`` onto 0, 400 (walltime) or 510-512 (unstable).
 
-    A job killed by the scheduler leaves no ``status.json``; if it left a checkpoint it is a walltime stop (400),
-    which the restart work chain continues, otherwise output is missing (300).
+    ``output_parameters`` add ``checkpoint_step`` (None: no checkpoint, a restart must start again). A job killed
+    by the scheduler leaves no ``status.json``; if it left a checkpoint it is a walltime stop (400), which the
+    restart work chain continues, otherwise output is missing (300).
     """
 
     def parse(self, **kwargs) -> ExitCode | None:
@@ -53,21 +54,29 @@ class MdParser(Parser):
                 for name, values in columns.items():
                     log.set_array(name, np.asarray(values))
                 self.out('log', log)
+            checkpoint_step = None
             if OUTPUT_FINAL in names:
                 final = ase.io.read(io.StringIO(repository.get_object_content(OUTPUT_FINAL)), format='extxyz')
+                checkpoint_step = int(final.info['step'])
                 self.out('structure', orm.StructureData(ase=final))
             status = json.loads(repository.get_object_content(STATUS_FILE)) if STATUS_FILE in names else None
         except Exception as exception:  # h5py, csv, json and ASE raise many types for malformed files
             return self.exit_codes.ERROR_READING_OUTPUT.format(filename=', '.join(sorted(names)), exception=exception)
 
-        has_checkpoint = CHECKPOINT_FILE in names
         if status is None:
-            if has_checkpoint:
-                self.out('output_parameters', orm.Dict({'status': int(MDStatus.STOPPED_WALLTIME), 'checkpoint': True,
-                                                        'message': 'killed without status.json (scheduler)'}))
-                return self.exit_codes.ERROR_WALLTIME.format(step='unknown')
+            if CHECKPOINT_FILE in names:
+                from aiida_qrnn.core.md.checkpoint import Checkpoint
+
+                with repository.as_path(CHECKPOINT_FILE) as path:
+                    checkpoint_step = Checkpoint.load(path).step
+                self.out('output_parameters', orm.Dict({
+                    'status': int(MDStatus.STOPPED_WALLTIME), 'name': MDStatus.STOPPED_WALLTIME.name,
+                    'step': checkpoint_step, 'checkpoint_step': checkpoint_step,
+                    'message': 'killed before it wrote status.json (scheduler walltime?)',
+                }))
+                return self.exit_codes.ERROR_WALLTIME.format(step=checkpoint_step)
             return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(filename=STATUS_FILE)
-        self.out('output_parameters', orm.Dict({**status, 'checkpoint': has_checkpoint}))
+        self.out('output_parameters', orm.Dict({**status, 'checkpoint_step': checkpoint_step}))
         code = MDStatus(status['status'])
         if code == MDStatus.STOPPED_WALLTIME:
             return self.exit_codes.ERROR_WALLTIME.format(step=status['step'])

@@ -14,7 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 
 class NormalStressCalculator(Calculator):
-    """Energy and forces from ``calculator``; stress σ_aa = (E(+ε) − E(−ε)) / (2 ε V) per axis, shear 0.
+    """Energy and forces from ``calculator``; stress s_aa = (E(+eps) - E(-eps)) / (2 eps V) per axis, shear 0.
 
     Homogeneous strain of the cell with the atoms scaled along (the atomic virial, as the barostat expects).
     Six extra energy evaluations per stress.

@@ -1,0 +1,98 @@
+"""``MdBaseWorkChain``: handlers called directly on stored job nodes, and a real unstable run that is restarted."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from aiida.engine import ProcessHandlerReport, run_get_node
+from aiida.engine.utils import instantiate_process
+from aiida.manage import get_manager
+
+from aiida_qrnn.core.structures import pack_cell
+from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
+from tests.calculations.test_md import EXECUTABLE, SHORT
+
+
+@pytest.fixture
+def md_code(aiida_code_installed) -> orm.InstalledCode:
+    return aiida_code_installed(default_calc_job_plugin='qrnn.md', filepath_executable=EXECUTABLE)
+
+
+@pytest.fixture(scope='module')
+def tiny_structure(aiida_profile) -> orm.StructureData:
+    return orm.StructureData(ase=pack_cell(1, 10, density_g_cm3=0.9, seed=1))
+
+
+def _failed_job(code, exit_status: int, output_parameters: dict) -> orm.CalcJobNode:
+    """A finished ``qrnn.md`` job node with a remote folder and output parameters, as the engine would leave it."""
+    node = orm.CalcJobNode(computer=code.computer, process_type='aiida.calculations:qrnn.md')
+    node.set_option('resources', {'num_machines': 1})
+    node.set_process_state('finished')
+    node.set_exit_status(exit_status)
+    node.store()
+    remote = orm.RemoteData(computer=code.computer, remote_path='/tmp/job')
+    remote.base.links.add_incoming(node, LinkType.CREATE, 'remote_folder')
+    remote.store()
+    parameters = orm.Dict(output_parameters)
+    parameters.base.links.add_incoming(node, LinkType.CREATE, 'output_parameters')
+    parameters.store()
+    return node
+
+
+def _work_chain(code, structure, settings: dict) -> MdBaseWorkChain:
+    inputs = {'md': {'code': code, 'structure': structure, 'parameters': orm.Dict(settings)}}
+    process = instantiate_process(get_manager().get_runner(), MdBaseWorkChain, **inputs)
+    process.setup()
+    return process
+
+
+def test_continued_settings_keep_the_simulated_time():
+    settings = {'n_steps': 100, 'timestep_fs': 2.0}
+    continued = continued_settings(settings, step=40, factor=0.5)
+    assert continued == {'n_steps': 160, 'timestep_fs': 1.0}
+    assert 40 * 2.0 + (continued['n_steps'] - 40) * continued['timestep_fs'] == 100 * 2.0
+    assert continued_settings(settings, step=0, factor=0.3)['n_steps'] == 334  # ceil(100 / 0.3)
+
+
+def test_walltime_handler_continues_from_the_checkpoint(md_code, tiny_structure):
+    process = _work_chain(md_code, tiny_structure, SHORT)
+    node = _failed_job(md_code, 400, {'status': 1, 'step': 7, 'checkpoint_step': 7})
+    report = process.handle_walltime(node)
+    assert isinstance(report, ProcessHandlerReport) and report.do_break
+    assert process.ctx.inputs.parent_folder.uuid == node.outputs.remote_folder.uuid
+    assert process.ctx.inputs.parameters.get_dict() == SHORT
+
+
+@pytest.mark.parametrize('checkpoint_step', [10, None])
+def test_unstable_handler_shrinks_the_timestep(md_code, tiny_structure, checkpoint_step):
+    process = _work_chain(md_code, tiny_structure, SHORT)
+    node = _failed_job(md_code, 512, {'status': 12, 'step': 13, 'checkpoint_step': checkpoint_step})
+    process.handle_unstable(node)
+    settings = process.ctx.inputs.parameters.get_dict()
+    assert settings['timestep_fs'] == SHORT['timestep_fs'] / 2
+    if checkpoint_step is None:  # nothing to continue from: start again, whole run at the smaller step
+        assert 'parent_folder' not in process.ctx.inputs and settings['n_steps'] == 2 * SHORT['n_steps']
+    else:
+        assert process.ctx.inputs.parent_folder.uuid == node.outputs.remote_folder.uuid
+        assert settings['n_steps'] == 10 + 2 * (SHORT['n_steps'] - 10)
+
+
+def test_unstable_run_is_restarted_with_a_smaller_timestep(md_code, tiny_structure):
+    """OPLS-AA at 20 fs runs away (X-H vibrations have ~10 fs periods); at 1 fs it finishes the same 200 fs."""
+    settings = {**SHORT, 'ensemble': 'nvt', 'timestep_fs': 20.0, 'n_steps': 10, 'trajectory_interval': 100,
+                'log_interval': 10, 'checkpoint_interval': 2}
+    results, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': tiny_structure,
+                                                      'parameters': orm.Dict(settings)},
+                                 timestep_factor=orm.Float(0.05))
+    assert node.is_finished_ok, node.exit_message
+    jobs = sorted(node.called, key=lambda job: job.ctime)
+    assert len(jobs) == 2
+    assert 510 <= jobs[0].exit_status <= 512 and jobs[1].exit_status == 0
+    assert jobs[1].inputs.parameters['timestep_fs'] == pytest.approx(1.0)
+    final = results['output_parameters']
+    assert final['time_fs'] == pytest.approx(200.0)
+    step = jobs[0].outputs.output_parameters['checkpoint_step']
+    if step is not None:
+        assert jobs[1].inputs.parent_folder.uuid == jobs[0].outputs.remote_folder.uuid
+        assert final['step'] == step + (10 - step) * 20
