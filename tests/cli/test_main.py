@@ -119,3 +119,12 @@ def test_commands_without_a_profile_say_what_to_do(tmp_path):
     result = run([BIN / 'aiida-qrnn', 'demo'], tmp_path, check=False)
     assert result.returncode != 0
     assert 'run `aiida-qrnn setup` first' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_sample_is_one_command_from_lengths_to_a_cluster_set(embedded_profile):
+    aiida_path, _ = embedded_profile
+    output = run([BIN / 'aiida-qrnn', 'sample', '--protocol', 'tiny'], aiida_path, timeout=300).stdout
+    assert 'SamplingWorkChain<' in output and 'made ClusterSetData<' in output
+    assert "'extracted'" in output
+    refused = run([BIN / 'aiida-qrnn', 'sample', '--protocol', 'huge'], aiida_path, check=False)
+    assert refused.returncode != 0 and "unknown sampling protocol 'huge'" in refused.stderr
