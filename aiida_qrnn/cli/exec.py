@@ -56,3 +56,7 @@ cli.add_command(classical_md)
 from aiida_qrnn.cli.exec_md import md  # noqa: E402  (sub-command of the MD job)
 
 cli.add_command(md)
+
+from aiida_qrnn.cli.exec_selection import score  # noqa: E402  (sub-command of the committee-scoring job)
+
+cli.add_command(score)
