@@ -4,6 +4,7 @@
 #   bash scripts/local-cluster.sh start    # munged, slurmctld, slurmd, and sshd on 127.0.0.1:2222
 #   bash scripts/local-cluster.sh status
 #   bash scripts/local-cluster.sh stop
+#   bash scripts/local-cluster.sh stop-slurmd|start-slurmd|stop-sshd|start-sshd   # failure injection
 #
 # Root only (it starts daemons as root and as the munge user). Needs Debian's slurm-wlm, munge and openssh-server
 # (scripts/install.sh installs them). Everything it writes lives in $QRNN_CLUSTER_DIR (default /tmp/qrnn-cluster),
@@ -135,6 +136,25 @@ EOF
   return 1
 }
 
+# A compute node going away: slurmd stops; the jobs' slurmstepd processes are left alone, as on a real restart.
+stop_slurmd() {
+  [ -f "$STATE/slurmd.pid" ] || return 0
+  local pid
+  pid=$(cat "$STATE/slurmd.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+# An SSH outage: the listening sshd and every session it forked (a stopped server alone keeps open sessions).
+stop_sshd() {
+  [ -f "$STATE/sshd.pid" ] || return 0
+  local master
+  master=$(cat "$STATE/sshd.pid")
+  for session in $(pgrep -P "$master" || true); do kill "$session" 2>/dev/null || true; done
+  kill "$master" 2>/dev/null || true
+  rm -f "$STATE/sshd.pid"
+}
+
 stop_all() {
   for pidfile in "$STATE/sshd.pid" "$STATE/slurmd.pid" "$STATE/slurmctld.pid"; do
     if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi
@@ -158,5 +178,9 @@ case "${1:-start}" in
     ssh -o BatchMode=yes "$ALIAS" 'echo ssh ok; squeue' 2>&1 || true
     ;;
   stop) stop_all ;;
-  *) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+  stop-slurmd) stop_slurmd ;;
+  start-slurmd) start_slurm ;;
+  stop-sshd) stop_sshd ;;
+  start-sshd) start_sshd ;;
+  *) echo "usage: $0 start|status|stop|stop-slurmd|start-slurmd|stop-sshd|start-sshd" >&2; exit 2 ;;
 esac

@@ -26,8 +26,13 @@ from tests.test_profiles import BIN, reachable
 DRIVER = Path(__file__).with_name('driver.py')
 #: Executables on the "remote" that stand in for heavier or misbehaving programs around the real xtb.
 WRAPPERS = {
-    # One second per cluster: a batch long enough to be cancelled, timed out or interrupted mid-way.
-    'xtb-slow': 'sleep 1\nexec xtb "$@"',
+    # A job that stops at its third cluster while the file ``stall`` beside it exists: two clusters are done,
+    # one is in progress, the rest not started, whenever a failure is injected.
+    'xtb-stalling': textwrap.dedent('''\
+        case " $* " in *" --namespace c000002 "*)
+          while [ -e "$(dirname "$0")/stall" ]; do sleep 0.2; done ;;
+        esac
+        exec xtb "$@"'''),
     # A full disk on the first cluster of the first job that runs it: xtb finishes, its gradient file is cut.
     'xtb-truncating': textwrap.dedent('''\
         xtb "$@"; status=$?
@@ -40,12 +45,26 @@ WRAPPERS = {
 
 
 @dataclass
+class StalledJob:
+    """A labelling work chain whose first job is on SLURM with two clusters done and the third stalled."""
+
+    pk: int
+    job_id: str
+    remote: Path
+    stall: Path
+
+    def release(self) -> None:
+        self.stall.unlink(missing_ok=True)
+
+
+@dataclass
 class Production:
     """A production profile in its own ``AIIDA_PATH``, with the SLURM computer ``cluster`` and its codes."""
 
     name: str
     aiida_path: Path
     workdir: Path
+    wrappers: Path
 
     @property
     def environment(self) -> dict[str, str]:
@@ -79,6 +98,16 @@ class Production:
         options = {'max_wallclock_seconds': 600, **options}
         return self.driver('submit', 'xtb', code, n_clusters, seed, batch_size or n_clusters, json.dumps(options))
 
+    def stalled_job(self, seed: int, n_clusters: int = 4, **options) -> StalledJob:
+        """Submit ``n_clusters`` to ``xtb-stalling@cluster`` and return once the first two have their output."""
+        stall = self.wrappers / 'stall'
+        stall.touch()
+        submitted = self.submit_xtb(n_clusters, seed, code='xtb-stalling@cluster', **options)
+        job = self.driver('wait-job', submitted['pk'], 120)
+        remote = Path(job['remote'])
+        wait_for_files(remote, 'c00000[01].gradient', 2)
+        return StalledJob(submitted['pk'], job['job_id'], remote, stall)
+
 
 @pytest.fixture(scope='session')
 def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fixture)
@@ -87,8 +116,8 @@ def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fix
     if not (reachable(5432) and reachable(5672)):
         pytest.skip('the production profile needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672')
     name = f'qrnn-prod-{secrets.token_hex(3)}'
-    profile = Production(name, tmp_path_factory.mktemp('aiida-production'), CLUSTER_DIR / f'work-{name}')
     wrappers = CLUSTER_DIR / f'bin-{name}'
+    profile = Production(name, tmp_path_factory.mktemp('aiida-production'), CLUSTER_DIR / f'work-{name}', wrappers)
     wrappers.mkdir(parents=True)
     for label, body in WRAPPERS.items():
         (wrappers / label).write_text(f'#!/bin/sh\n{body}\n')
@@ -117,6 +146,14 @@ def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fix
         profile.run(BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force', check=False)
         shutil.rmtree(profile.workdir, ignore_errors=True)
         shutil.rmtree(wrappers, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def release_stalled_jobs(request):
+    """A failed test must not leave the next one's jobs stalled."""
+    yield
+    if 'production' in request.fixturenames:
+        (request.getfixturevalue('production').wrappers / 'stall').unlink(missing_ok=True)
 
 
 def cluster_command(*arguments: str) -> subprocess.CompletedProcess:
