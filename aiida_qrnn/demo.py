@@ -131,9 +131,14 @@ def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> Cluste
     return labelled
 
 
+class DemoError(RuntimeError):
+    """A step of the demo did not finish; the message names the process to inspect."""
+
+
 def _finished(outputs: dict, node):
     if not node.is_finished_ok:
-        raise RuntimeError(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+        raise DemoError(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message} '
+                        f'(see `verdi process report {node.pk}`)')
     return outputs, node
 
 

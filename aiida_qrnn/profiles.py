@@ -240,15 +240,23 @@ def _ensure_codes(computer: Computer, report: SetupReport) -> None:
 
     for label, (executable, plugin) in CODES.items():
         full_label = f'{label}@{computer.label}'
-        try:
-            load_code(full_label)
-            report.existing.append(f'code {full_label}')
-            continue
-        except NotExistent:
-            pass
         # The package's own executable sits beside the running interpreter even when its venv is not on PATH.
         search_path = os.pathsep.join([os.environ.get('PATH', ''), str(pathlib.Path(sys.executable).parent)])
         path = shutil.which(executable, path=search_path)
+        try:
+            existing = load_code(full_label)
+        except NotExistent:
+            existing = None
+        if existing is not None:
+            if path is None or str(existing.filepath_executable) == path:
+                report.existing.append(f'code {full_label}')
+                continue
+            # Codes are immutable: keep the old one (its calculations point to it) under another label.
+            existing.label = f'{label}-{existing.pk}'
+            report.existing.append(
+                f'code {full_label} pointed to {existing.filepath_executable}, now {path}; the old code is kept '
+                f'as {existing.label}@{computer.label}'
+            )
         if path is None:
             report.skipped.append(f'code {full_label} ({executable!r} is not on PATH)')
             continue

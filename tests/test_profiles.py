@@ -6,7 +6,9 @@ Each test runs the real command in a subprocess with its own ``AIIDA_PATH``, as 
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,3 +78,22 @@ def test_production_profile_twice(tmp_path):
         assert f'postgresql+psycopg://aiida-qrnn-{name}:' in status
     finally:
         run([BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force'], tmp_path, check=False)
+
+
+def test_moved_executable_gets_a_new_code_and_the_old_one_is_kept(tmp_path):
+    """A second checkout (another venv) must not run the first one's aiida-qrnn-exec: the code is replaced, and the
+    old one, which earlier calculations point to, is kept under another label."""
+    aiida_path = tmp_path / 'aiida'
+    run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
+    elsewhere = tmp_path / 'bin'
+    elsewhere.mkdir()
+    (elsewhere / 'xtb').symlink_to(shutil.which('xtb'))
+    environment_path = f'{elsewhere}{os.pathsep}{os.environ["PATH"]}'
+    result = subprocess.run(
+        [BIN / 'aiida-qrnn', 'setup'], capture_output=True, text=True, timeout=120,
+        env={**os.environ, 'AIIDA_PATH': str(aiida_path), 'PATH': f'{BIN}{os.pathsep}{environment_path}'},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f'now {elsewhere / "xtb"}' in result.stdout and 'created   code xtb@localhost' in result.stdout
+    codes = run([BIN / 'verdi', 'code', 'list', '-a', '-A'], aiida_path).stdout
+    assert 'xtb@localhost' in codes and re.search(r'xtb-\d+@localhost', codes)

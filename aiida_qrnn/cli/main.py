@@ -56,9 +56,12 @@ def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, 
 @translate_errors
 def demo(protocol: str, batch_size: int) -> None:
     """End-to-end demo: sample ethylene-glycol clusters, label them with GFN2-xTB, show the provenance."""
-    from aiida_qrnn.demo import run_demo
+    from aiida_qrnn.demo import DemoError, run_demo
 
-    run_demo(protocol=protocol, batch_size=batch_size, echo=click.echo)
+    try:
+        run_demo(protocol=protocol, batch_size=batch_size, echo=click.echo)
+    except DemoError as exception:
+        raise click.ClickException(str(exception)) from None
 
 
 @cli.group('computer')
