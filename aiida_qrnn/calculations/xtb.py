@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
 import numpy as np
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo, CodeRunMode
+from aiida.common.datastructures import CalcInfo, CodeInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 from ase.data import atomic_numbers, chemical_symbols
@@ -80,9 +81,12 @@ def validate_clusters(value: ClusterSetData, _) -> str | None:
 class XtbCalculation(CalcJob):
     """Label every cluster of a ``ClusterSetData`` with GFN-xTB in one job.
 
-    Cluster ``i`` is written as ``c{i:06d}.xyz`` and gets its own xtb run (one ``CodeInfo`` each, run one after
-    another), so that a cluster on which xtb fails does not stop the rest: the job labels what it can, and a
-    restart only has to relabel the clusters listed in ``failed_clusters``.
+    Cluster ``i`` is written as ``c{i:06d}.xyz`` and gets its own xtb run (one line each in ``run_clusters.sh``,
+    run one after another), so that a cluster on which xtb fails does not stop the rest: the job labels what it
+    can, and a restart only has to relabel the clusters listed in ``failed_clusters``. The per-cluster output files
+    (packed into ``outputs.tar`` when every cluster has run) are retrieved into a temporary folder, parsed and
+    dropped (the labels are the output); the job's only code line, ``xtb --version``, leaves ``xtb_version.out``
+    in ``retrieved``.
 
     Labels are the SCF energy, forces (minus the gradient), Mulliken-type partial charges and the dipole moment,
     all converted to eV, eV/Å, e and e·Å; they replace any labels the input set carried. For a charged cluster
@@ -91,6 +95,9 @@ class XtbCalculation(CalcJob):
 
     #: Output file name suffixes after the cluster prefix, keyed by the argument of ``parse_cluster``.
     OUTPUT_SUFFIXES = {'stdout': '.out', 'stderr': '.err', 'gradient': '.gradient', 'xtbout_json': '.xtbout.json'}
+    RUN_SCRIPT = 'run_clusters.sh'
+    VERSION_FILENAME = 'xtb_version.out'
+    OUTPUT_ARCHIVE = 'outputs.tar'
 
     @staticmethod
     def prefix(index: int) -> str:
@@ -142,7 +149,7 @@ class XtbCalculation(CalcJob):
         )
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
-        """Write one xyz file and one xtb command line per cluster."""
+        """Write one xyz file and one xtb command line (in ``run_clusters.sh``) per cluster."""
         arrays = self.inputs.clusters.get_arrays()
         parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
         flags = ['--gfn', str(parameters.get('gfn', DEFAULT_GFN))]
@@ -150,30 +157,50 @@ class XtbCalculation(CalcJob):
             if key in parameters:
                 flags += [flag, str(parameters[key])]
 
-        codes_info = []
+        # One line per cluster in a script of their own rather than one CodeInfo each: AiiDA loads the code from
+        # the database for every CodeInfo (twice), which cost more than xtb itself on small clusters.
+        lines = ['# One xtb run per cluster; a cluster that fails does not stop the others.',
+                 f'XTB={shlex.quote(str(self.inputs.code.get_executable()))}']
         for index in range(arrays.n_clusters):
             prefix = self.prefix(index)
             rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
-            lines = [str(rows.stop - rows.start), f'cluster {index}']
-            lines += [
+            geometry = [str(rows.stop - rows.start), f'cluster {index}']
+            geometry += [
                 f'{chemical_symbols[number]:<2} ' + ' '.join(f'{x:.10f}' for x in position)
                 for number, position in zip(arrays.numbers[rows], arrays.positions[rows], strict=True)
             ]
             with folder.open(f'{prefix}.xyz', 'w') as handle:
-                handle.write('\n'.join(lines) + '\n')
-
-            codeinfo = CodeInfo()
-            codeinfo.code_uuid = self.inputs.code.uuid
-            codeinfo.cmdline_params = [
+                handle.write('\n'.join(geometry) + '\n')
+            arguments = [
                 f'{prefix}.xyz', *flags, '--grad', '--chrg', str(int(arrays.total_charge[index])), '--uhf', '0',
                 '--json', '--namespace', prefix,
             ]
-            codeinfo.stdout_name = prefix + self.OUTPUT_SUFFIXES['stdout']
-            codeinfo.stderr_name = prefix + self.OUTPUT_SUFFIXES['stderr']
-            codes_info.append(codeinfo)
+            stdout, stderr = (prefix + self.OUTPUT_SUFFIXES[key] for key in ('stdout', 'stderr'))
+            lines.append(f'"$XTB" {shlex.join(arguments)} > {stdout} 2> {stderr}')
+        # Hand back one archive instead of four files per cluster; a job killed earlier leaves the loose files.
+        patterns = ' '.join(f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values())
+        lines.append(
+            f'tar -cf {self.OUTPUT_ARCHIVE}.part {patterns} && mv {self.OUTPUT_ARCHIVE}.part {self.OUTPUT_ARCHIVE} '
+            f'&& rm -f {patterns}'
+        )
+        lines.append('exit 0')
+        with folder.open(self.RUN_SCRIPT, 'w') as handle:
+            handle.write('\n'.join(lines) + '\n')
+
+        # The job's one code line records the xtb version; the clusters run from the script just before it.
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['--version']
+        codeinfo.stdout_name = self.VERSION_FILENAME
 
         calcinfo = CalcInfo()
-        calcinfo.codes_info = codes_info
-        calcinfo.codes_run_mode = CodeRunMode.SERIAL
-        calcinfo.retrieve_list = [f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values()]
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.prepend_text = f'bash {self.RUN_SCRIPT}'
+        # The per-cluster files only feed the parser: their labels end up in the output set. Storing thousands of
+        # small files in the repository cost more than xtb itself on small clusters, so they are retrieved into a
+        # temporary folder; ``metadata.options.additional_retrieve_list`` keeps any of them.
+        calcinfo.retrieve_list = [self.VERSION_FILENAME]
+        calcinfo.retrieve_temporary_list = [
+            self.OUTPUT_ARCHIVE, *(f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values())
+        ]
         return calcinfo
