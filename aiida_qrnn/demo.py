@@ -11,9 +11,9 @@ import typing as t
 
 import numpy as np
 
-if t.TYPE_CHECKING:
-    from aiida.orm import Node
+from aiida_qrnn.provenance import describe, provenance_lines
 
+if t.TYPE_CHECKING:
     from aiida_qrnn.data.cluster_set import ClusterSetData
 
 
@@ -33,57 +33,6 @@ def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
     return images
 
 
-def provenance_lines(node: Node, max_depth: int = 12) -> list[str]:
-    """An indented text tree of how ``node`` was made: its creator, the creator's inputs, and so on.
-
-    A node reached a second time is named, not expanded again.
-    """
-    from aiida.common.links import LinkType
-    from aiida.orm import CalculationNode, Data
-
-    lines: list[str] = []
-    seen: set[int] = set()
-
-    def visit(current: Node, depth: int, link_label: str = '') -> None:
-        text = f'{"    " * depth}{link_label}{type(current).__name__}<{current.pk}> {_describe(current)}'.rstrip()
-        if current.pk in seen:
-            lines.append(f'{text} (shown above)')
-            return
-        seen.add(current.pk)
-        lines.append(text)
-        if depth >= max_depth:
-            return
-        if isinstance(current, Data) and current.creator is not None:
-            visit(current.creator, depth + 1)
-        elif isinstance(current, CalculationNode):
-            incoming = current.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
-            for link in sorted(incoming, key=lambda link: link.link_label):
-                visit(link.node, depth + 1, f'<- {link.link_label}: ')
-
-    visit(node, 0)
-    return lines
-
-
-def _describe(node: Node) -> str:
-    from aiida.orm import CalculationNode
-
-    from aiida_qrnn.data.cluster_set import ClusterSetData
-
-    if isinstance(node, ClusterSetData):
-        level = node.level_of_theory or 'unlabelled'
-        return f'{node.n_clusters} clusters, {node.n_atoms} atoms, {"".join(node.elements)}, {level}'
-    if isinstance(node, CalculationNode):
-        caller = f' in {node.caller.process_label}<{node.caller.pk}>' if node.caller else ''
-        return f'{node.process_label} [{node.process_state.value if node.process_state else "?"}]{caller}'
-    if node.__class__.__name__ == 'InstalledCode':
-        return node.full_label
-    if node.__class__.__name__ == 'StructureData':
-        return node.get_formula()
-    if node.__class__.__name__ == 'SinglefileData':
-        return node.filename
-    return ''
-
-
 def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> ClusterSetData:
     """Run the demo on the loaded profile and return the labelled cluster set."""
     from aiida.engine import run_get_node
@@ -96,7 +45,7 @@ def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> Cluste
     echo(f'1. Sampling (protocol {protocol!r}): packmol cell -> OPLS-AA relax/NPT/NVT in OpenMM -> clusters ...')
     builder = SamplingWorkChain.get_builder_from_protocol(load_code('aiida-qrnn-exec@localhost'), protocol=protocol)
     sampled = _finished(*run_get_node(builder))[0]['clusters']
-    echo(f'   {type(sampled).__name__}<{sampled.pk}>: {_describe(sampled)}, '
+    echo(f'   {type(sampled).__name__}<{sampled.pk}>: {describe(sampled)}, '
          f'kinds {sampled.base.attributes.get("kind_counts")}')
 
     echo(f'2. Labelling with GFN2-xTB in batches of {batch_size} (LabelWorkChain -> XtbBaseWorkChain -> '
@@ -105,7 +54,7 @@ def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> Cluste
                     'batch_size': Int(batch_size)}
     outputs, first = _finished(*run_get_node(LabelWorkChain, **label_inputs))
     labelled = outputs['clusters']
-    echo(f'   {type(labelled).__name__}<{labelled.pk}>: {_describe(labelled)}; {len(_xtb_jobs(first))} xtb job(s)')
+    echo(f'   {type(labelled).__name__}<{labelled.pk}>: {describe(labelled)}; {len(_xtb_jobs(first))} xtb job(s)')
     arrays = labelled.get_arrays()
     echo(f'   {"cluster":>7} {"kind":>15} {"atoms":>5} {"energy / eV":>14} {"max |F| / eV/Å":>15} {"Σq / e":>8}')
     for index in range(min(arrays.n_clusters, 6)):

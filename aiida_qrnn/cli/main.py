@@ -139,3 +139,30 @@ def sample(protocol: str, code_label: str, to_daemon: bool) -> None:
     clusters = results['clusters']
     click.echo(f'SamplingWorkChain<{node.pk}> made ClusterSetData<{clusters.pk}>: {clusters.n_clusters} clusters, '
                f'{clusters.n_atoms} atoms, kinds {clusters.base.attributes.get("kind_counts")}')
+
+
+@cli.command('lineage')
+@click.argument('identifier')
+@click.option('--tree/--no-tree', default=True, show_default=True, help='Also print how the node was made.')
+@click.option('--depth', default=12, show_default=True, type=click.IntRange(1), help='Depth of the tree.')
+@with_profile
+def lineage(identifier: str, tree: bool, depth: int) -> None:
+    """Which labels, models and work chains produced a node (a model, a cluster set, a property)."""
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+    from aiida.orm import load_node
+
+    from aiida_qrnn.provenance import describe, lineage, provenance_lines
+
+    try:
+        node = load_node(identifier)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        raise click.BadParameter(str(exception), param_hint='IDENTIFIER') from None
+    click.echo(f'{type(node).__name__}<{node.pk}> {describe(node)}')
+    for heading, lines in lineage(node).items():
+        click.echo(f'{heading}:')
+        for line in lines or ['(none)']:
+            click.echo(f'  {line}')
+    if tree:
+        click.echo('made by:')
+        for line in provenance_lines(node, max_depth=depth):
+            click.echo(f'  {line}')

@@ -1,0 +1,96 @@
+"""Reading the provenance graph: how a node was made, and which data, labels and models it descends from.
+
+Used by ``aiida-qrnn lineage`` and the demo. Only the database is read; nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+if t.TYPE_CHECKING:
+    from aiida.orm import Node
+
+__all__ = ('describe', 'lineage', 'provenance_lines')
+
+
+def provenance_lines(node: Node, max_depth: int = 12) -> list[str]:
+    """An indented text tree of how ``node`` was made: its creator, the creator's inputs, and so on.
+
+    A node reached a second time is named, not expanded again.
+    """
+    from aiida.common.links import LinkType
+    from aiida.orm import CalculationNode, Data
+
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def visit(current: Node, depth: int, link_label: str = '') -> None:
+        text = f'{"    " * depth}{link_label}{type(current).__name__}<{current.pk}> {describe(current)}'.rstrip()
+        if current.pk in seen:
+            lines.append(f'{text} (shown above)')
+            return
+        seen.add(current.pk)
+        lines.append(text)
+        if depth >= max_depth:
+            return
+        if isinstance(current, Data) and current.creator is not None:
+            visit(current.creator, depth + 1)
+        elif isinstance(current, CalculationNode):
+            incoming = current.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+            for link in sorted(incoming, key=lambda link: link.link_label):
+                visit(link.node, depth + 1, f'<- {link.link_label}: ')
+
+    visit(node, 0)
+    return lines
+
+
+def describe(node: Node) -> str:
+    """One line about ``node``: sizes and level of a cluster set, state and caller of a process, ..."""
+    from aiida.orm import CalculationNode
+
+    from aiida_qrnn.data.cluster_set import ClusterSetData
+
+    if isinstance(node, ClusterSetData):
+        level = node.level_of_theory or 'unlabelled'
+        return f'{node.n_clusters} clusters, {node.n_atoms} atoms, {"".join(node.elements)}, {level}'
+    if isinstance(node, CalculationNode):
+        caller = f' in {node.caller.process_label}<{node.caller.pk}>' if node.caller else ''
+        return f'{node.process_label} [{node.process_state.value if node.process_state else "?"}]{caller}'
+    if node.__class__.__name__ == 'InstalledCode':
+        return node.full_label
+    if node.__class__.__name__ == 'StructureData':
+        return node.get_formula()
+    if node.__class__.__name__ == 'SinglefileData':
+        return node.filename
+    if node.__class__.__name__ == 'ModelData':
+        return f'{", ".join(node.elements)} hash {node.model_hash[:12]}'
+    return ''
+
+
+def lineage(node: Node) -> dict[str, list[str]]:
+    """What ``node`` descends from: labelled cluster sets (with level of theory), models, and the work chains that
+    ran the calculations on its path, each as one line, oldest first."""
+    from aiida.orm import CalculationNode, QueryBuilder, WorkflowNode
+
+    from aiida_qrnn.data.cluster_set import ClusterSetData
+    from aiida_qrnn.data.model import ModelData
+
+    def ancestors(node_class) -> list:
+        builder = QueryBuilder().append(type(node), filters={'id': node.pk}, tag='target')
+        builder.append(node_class, with_descendants='target', project='*')
+        return sorted(builder.all(flat=True), key=lambda ancestor: ancestor.pk)
+
+    workflows: dict[int, WorkflowNode] = {}
+    for calculation in ancestors(CalculationNode):
+        caller = calculation.caller
+        while caller is not None:
+            workflows.setdefault(caller.pk, caller)
+            caller = caller.caller
+    labelled = [data for data in ancestors(ClusterSetData) if data.level_of_theory]
+    return {
+        'labels': [f'ClusterSetData<{data.pk}> {describe(data)}' for data in labelled],
+        'models': [f'ModelData<{model.pk}> {", ".join(model.elements)} hash {model.model_hash[:12]}'
+                   for model in ancestors(ModelData)],
+        'workflows': [f'{workflow.process_label}<{workflow.pk}> [{workflow.process_state.value}]'
+                      for _, workflow in sorted(workflows.items())],
+    }
