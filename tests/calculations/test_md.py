@@ -20,21 +20,27 @@ EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent 
 SHORT = {'n_steps': 20, 'timestep_fs': 0.5, 'trajectory_interval': 10, 'log_interval': 5, 'checkpoint_interval': 10}
 
 
-def small_qrnn_node():
-    """A random-weight QRNN with small layers (pipeline tests only: its forces are not physical)."""
+def small_qrnn_model():
+    """A random-weight QRNN with small layers, float64 (pipeline tests only: its forces are not physical)."""
     import torch
 
     from aiida_qrnn.core.model.aev import AEVConfig
     from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
-    from aiida_qrnn.data.model import ModelData
 
     torch.manual_seed(0)
     config = QRNNConfig(
         aev=AEVConfig(radial_shifts=(0.9, 1.8, 2.7, 3.6, 4.5), angular_shifts=(0.9, 2.2), angle_sections=(0.4, 2.0)),
         charge_hidden=(8,), energy_hidden=(8,), dispersion=None,
     )
-    model = QRNN(config).double()
-    return ModelData(model.state_dict(), config=config.to_dict(), elements=list(config.elements))
+    return QRNN(config).double()
+
+
+def small_qrnn_node():
+    """:func:`small_qrnn_model` as a ``ModelData`` node."""
+    from aiida_qrnn.data.model import ModelData
+
+    model = small_qrnn_model()
+    return ModelData(model.state_dict(), config=model.config.to_dict(), elements=list(model.config.elements))
 
 
 @pytest.fixture(scope='module')

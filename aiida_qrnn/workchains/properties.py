@@ -1,0 +1,208 @@
+"""``PropertiesWorkChain`` (``qrnn.properties``): the paper's property protocol over chain lengths and replicas.
+
+Per cell: NPT (``MdBaseWorkChain``) → the NPT frame whose density is closest to the NPT mean → NVT → analyses
+(:mod:`aiida_qrnn.core.analysis.properties`). Per chain length the replicas are combined into property nodes with
+value, standard deviation over replicas and unit. Without a ``model`` every MD job uses the classical OPLS-AA
+baseline, so the classical and the QRNN properties come from identical code. Protocols: ``protocols/properties.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction
+
+from aiida_qrnn.calculations.sampling import build_cells, validate_cell_parameters
+from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.workchains.md import MdBaseWorkChain
+
+__all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'select_density_frame')
+
+PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'properties.yaml'
+ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'n_blocks': 5, 'msd_fit_start_fraction': 0.1, 'msd_fit_end_fraction': 0.5}
+CELL_LABEL = re.compile(r'^n(\d{3})_r(\d{2})$')
+
+
+def load_protocol(name: str | None = None) -> dict[str, Any]:
+    """The ``cells``, ``npt``, ``nvt`` and ``analysis`` parameters of protocol ``name`` (the default when None)."""
+    document = yaml.safe_load(PROTOCOL_FILE.read_text())
+    name = name or document['default_protocol']
+    if name not in document['protocols']:
+        raise ValueError(f"unknown properties protocol {name!r}; available: {sorted(document['protocols'])}.")
+    return document['protocols'][name]
+
+
+def _trajectory(node: orm.SinglefileData):
+    from aiida_qrnn.core.md import read_trajectory
+
+    with node.as_path() as path:
+        return read_trajectory(path)
+
+
+@calcfunction
+def select_density_frame(trajectory: orm.SinglefileData, log: orm.ArrayData, analysis: orm.Dict) -> orm.StructureData:
+    """The NPT frame whose density is closest to the mean density of the production part of the NPT log."""
+    from aiida_qrnn.core.analysis.density import average_density, density_g_cm3, frame_closest_to_mean
+
+    settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
+    frames = _trajectory(trajectory)
+    total_mass = float(frames.masses.sum())
+    mean = average_density(log.get_array('volume_A3'), total_mass, discard_fraction=settings['discard_fraction'],
+                           n_blocks=settings['n_blocks']).mean_g_cm3
+    index = frame_closest_to_mean(density_g_cm3(total_mass, np.abs(np.linalg.det(frames.cells))), mean)
+    atoms = frames.to_atoms(index)
+    structure = orm.StructureData(ase=atoms)
+    structure.base.attributes.set('npt_step', int(frames.steps[index]))
+    structure.base.attributes.set('npt_mean_density_g_cm3', float(mean))
+    return structure
+
+
+@calcfunction
+def analyse_replica(npt_log: orm.ArrayData, nvt_trajectory: orm.SinglefileData, temperature_K: orm.Float,
+                    analysis: orm.Dict) -> dict[str, orm.Data]:
+    """Scalars (density, c_p, D, mean R_g with units) and distributions (OCCO, O-H g(r), R_g) of one replica."""
+    from aiida_qrnn.core.analysis.properties import replica_properties
+
+    settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
+    log = {name: npt_log.get_array(name) for name in npt_log.get_arraynames()}
+    scalars, distributions = replica_properties(
+        log, _trajectory(nvt_trajectory), temperature_K=temperature_K.value,
+        discard_fraction=settings['discard_fraction'], n_blocks=settings['n_blocks'],
+        msd_fit=(settings['msd_fit_start_fraction'], settings['msd_fit_end_fraction']),
+    )
+    return {'scalars': orm.Dict(scalars), 'distributions': _distribution_node(distributions)}
+
+
+@calcfunction
+def combine_chain_length(**replicas: orm.Data) -> dict[str, orm.Data]:
+    """Mean and standard deviation over the replicas of one chain length (inputs ``scalars_rXX``,
+    ``distributions_rXX``): a ``properties`` Dict of {value, uncertainty, unit, n_replicas, replicas} and the
+    averaged distributions with their ``*_std`` arrays."""
+    from aiida_qrnn.core.analysis.properties import DISTRIBUTIONS, combine_distributions, combine_replicas
+
+    labels = sorted(key.removeprefix('scalars_') for key in replicas if key.startswith('scalars_'))
+    properties = combine_replicas([replicas[f'scalars_{label}'].get_dict() for label in labels])
+    distributions = {}
+    for name, (x_name, _, y_name) in DISTRIBUTIONS.items():
+        per_replica = [{x_name: replicas[f'distributions_{label}'].get_array(f'{name}__{x_name}'),
+                        y_name: replicas[f'distributions_{label}'].get_array(f'{name}__{y_name}')} for label in labels]
+        distributions[name] = combine_distributions(per_replica, x_name, y_name)
+    return {'properties': orm.Dict(properties), 'distributions': _distribution_node(distributions)}
+
+
+def _distribution_node(distributions: dict[str, dict[str, np.ndarray]]) -> orm.ArrayData:
+    """One ArrayData; arrays named ``<distribution>__<array>`` (units in the array names)."""
+    node = orm.ArrayData()
+    for name, arrays in distributions.items():
+        for array_name, values in arrays.items():
+            node.set_array(f'{name}__{array_name}', np.asarray(values))
+    return node
+
+
+class PropertiesWorkChain(WorkChain):
+    """Density, c_p, self-diffusivity, R_g, OCCO torsions and O-H g(r) per chain length, mean ± std over replicas."""
+
+    @classmethod
+    def define(cls, spec) -> None:
+        super().define(spec)
+        spec.input('code', valid_type=orm.AbstractCode, help='aiida-qrnn-exec on the computer that runs the MD.')
+        spec.input('model', valid_type=ModelData, required=False, help='The QRNN; absent: the OPLS-AA baseline.')
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
+                             help='Starting cells labelled n{units:03d}_r{replica:02d} (e.g. OPLS-AA equilibrated).')
+        spec.input('cells', valid_type=orm.Dict, required=False, validator=validate_cell_parameters,
+                   help='build_cells parameters, used when no structures are given.')
+        spec.input('npt', valid_type=orm.Dict, help='MDSettings of the NPT run.')
+        spec.input('nvt', valid_type=orm.Dict, help='MDSettings of the NVT run (starts from the mean-density frame).')
+        spec.input('analysis', valid_type=orm.Dict, default=lambda: orm.Dict(ANALYSIS_DEFAULTS),
+                   help='discard_fraction, n_blocks, msd_fit_start_fraction, msd_fit_end_fraction.')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Velocity seed (plus the replica).')
+        spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the MD jobs.')
+        spec.outline(cls.setup, cls.run_npt, cls.run_nvt, cls.analyse, cls.combine)
+        spec.output_namespace('properties', valid_type=orm.Dict, dynamic=True,
+                              help='Per chain length n{units:03d}: {property: {value, uncertainty, unit, ...}}.')
+        spec.output_namespace('distributions', valid_type=orm.ArrayData, dynamic=True,
+                              help='Per chain length: OCCO torsion, O-H g(r), R_g distributions (mean, *_std).')
+        spec.exit_code(401, 'ERROR_NO_STRUCTURES', message='Give either structures or cells parameters.')
+        spec.exit_code(402, 'ERROR_BAD_LABEL',
+                       message='Structure label {label!r} is not n{{units:03d}}_r{{replica:02d}}.')
+        spec.exit_code(410, 'ERROR_NPT_FAILED', message='The NPT run of {label} failed: {message}')
+        spec.exit_code(420, 'ERROR_NVT_FAILED', message='The NVT run of {label} failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, protocol: str | None = None, *,
+                                  model: ModelData | None = None, overrides: dict[str, dict] | None = None):
+        """A builder filled from ``protocols/properties.yaml``; ``overrides`` update cells, npt, nvt, analysis."""
+        values = load_protocol(protocol)
+        builder = cls.get_builder()
+        builder.code = code
+        if model is not None:
+            builder.model = model
+        for key in ('cells', 'npt', 'nvt', 'analysis'):
+            builder[key] = orm.Dict({**values[key], **(overrides or {}).get(key, {})})
+        return builder
+
+    def setup(self):
+        if 'structures' in self.inputs and self.inputs.structures:
+            structures = dict(self.inputs.structures)
+        elif 'cells' in self.inputs:
+            structures = build_cells(self.inputs.cells)
+        else:
+            return self.exit_codes.ERROR_NO_STRUCTURES
+        for label in structures:
+            if not CELL_LABEL.match(label):
+                return self.exit_codes.ERROR_BAD_LABEL.format(label=label)
+        self.ctx.structures = structures
+        return None
+
+    def _md_inputs(self, label: str, structure: orm.StructureData, parameters: orm.Dict) -> dict:
+        replica = int(CELL_LABEL.match(label).group(2))
+        md = {'code': self.inputs.code, 'structure': structure, 'parameters': parameters,
+              'seed': orm.Int(self.inputs.seed.value + replica), 'metadata': {'options': dict(self.inputs.options)}}
+        if 'model' in self.inputs:
+            md['model'] = self.inputs.model
+        return {'md': md, 'metadata': {'call_link_label': label}}
+
+    def run_npt(self):
+        return ToContext(**{f'npt_{label}': self.submit(MdBaseWorkChain, **self._md_inputs(label, structure,
+                                                                                             self.inputs.npt))
+                            for label, structure in sorted(self.ctx.structures.items())})
+
+    def run_nvt(self):
+        submitted = {}
+        for label in sorted(self.ctx.structures):
+            npt = self.ctx[f'npt_{label}']
+            if not npt.is_finished_ok:
+                return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=npt.exit_message)
+            start = select_density_frame(npt.outputs.trajectory, npt.outputs.log, self.inputs.analysis)
+            nvt = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
+            submitted[f'nvt_{label}'] = self.submit(MdBaseWorkChain, **self._md_inputs(label, start, orm.Dict(nvt)))
+        return ToContext(**submitted)
+
+    def analyse(self):
+        self.ctx.analysed = {}
+        temperature = orm.Float(self.inputs.nvt.get_dict().get('temperature_K', 300.0))
+        for label in sorted(self.ctx.structures):
+            nvt = self.ctx[f'nvt_{label}']
+            if not nvt.is_finished_ok:
+                return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=nvt.exit_message)
+            self.ctx.analysed[label] = analyse_replica(self.ctx[f'npt_{label}'].outputs.log, nvt.outputs.trajectory,
+                                                       temperature, self.inputs.analysis)
+        return None
+
+    def combine(self):
+        lengths = sorted({label[:4] for label in self.ctx.analysed})
+        for length in lengths:
+            inputs = {}
+            for label, results in self.ctx.analysed.items():
+                if label.startswith(length):
+                    replica = label[5:]
+                    inputs[f'scalars_{replica}'] = results['scalars']
+                    inputs[f'distributions_{replica}'] = results['distributions']
+            combined = combine_chain_length(**inputs)
+            self.out(f'properties.{length}', combined['properties'])
+            self.out(f'distributions.{length}', combined['distributions'])

@@ -1,0 +1,80 @@
+"""``PropertiesWorkChain`` end to end (tiny protocol: 100-atom EG boxes, 40 NPT + 60 NVT steps) with the OPLS-AA
+baseline and a small random-weight QRNN (pipeline test: its forces are not physical), through identical code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qrnn.core.md import read_trajectory
+from aiida_qrnn.core.structures import density_g_cm3
+from aiida_qrnn.workchains.properties import PropertiesWorkChain, load_protocol
+from tests.calculations.test_md import EXECUTABLE, small_qrnn_node
+
+
+@pytest.fixture
+def md_code(aiida_code_installed) -> orm.InstalledCode:
+    return aiida_code_installed(default_calc_job_plugin='qrnn.md', filepath_executable=EXECUTABLE)
+
+
+def _check_properties(node, n_replicas: int) -> dict:
+    assert node.is_finished_ok, node.exit_message
+    properties = node.outputs.properties.n001.get_dict()
+    assert set(properties) == {'density', 'heat_capacity', 'self_diffusivity', 'radius_of_gyration'}
+    for entry in properties.values():
+        assert entry['n_replicas'] == n_replicas and len(entry['replicas']) == n_replicas
+        assert np.isfinite(entry['value']) and entry['uncertainty'] >= 0
+        assert entry['value'] == pytest.approx(np.mean(entry['replicas']))
+        if n_replicas > 1:
+            assert entry['uncertainty'] == pytest.approx(np.std(entry['replicas'], ddof=1))
+    assert properties['density']['unit'] == 'g/cm^3' and 0.3 < properties['density']['value'] < 2.0
+    # Ethylene glycol: R_g of a 10-atom molecule is between 1 and 3 Å whatever the force field.
+    assert 1.0 < properties['radius_of_gyration']['value'] < 3.0
+    distributions = node.outputs.distributions.n001
+    angles = distributions.get_array('occo_torsion__angle_deg')
+    torsion = distributions.get_array('occo_torsion__probability_density_per_deg')
+    assert np.sum(torsion) * 5.0 == pytest.approx(1.0)  # normalised over 5-degree bins
+    assert angles.min() > -180 and angles.max() < 180
+    assert distributions.get_array('oh_rdf__g').shape == distributions.get_array('oh_rdf__r_A').shape
+    return properties
+
+
+def test_classical_baseline_two_replicas(md_code):
+    builder = PropertiesWorkChain.get_builder_from_protocol(md_code, 'tiny')
+    _, node = run_get_node(builder)
+    properties = _check_properties(node, n_replicas=2)
+    # The NVT run started from the NPT frame whose density is closest to the NPT mean density.
+    starts = [call for call in node.called_descendants if call.process_label == 'select_density_frame']
+    assert len(starts) == 2
+    for start in starts:
+        mean = start.outputs.result.base.attributes.get('npt_mean_density_g_cm3')
+        with start.inputs.trajectory.as_path() as path:
+            frames = read_trajectory(path)
+        densities = [density_g_cm3(frames.to_atoms(index)) for index in range(len(frames.steps))]
+        chosen = density_g_cm3(start.outputs.result.get_ase())
+        assert abs(chosen - mean) == pytest.approx(min(abs(np.array(densities) - mean)), abs=1e-9)
+        assert len(set(np.round(densities, 9))) > 1  # the barostat moved the cell
+    assert properties['density']['replicas'][0] != properties['density']['replicas'][1]
+
+
+def test_small_qrnn_one_replica(md_code):
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        md_code, 'tiny', model=small_qrnn_node(),
+        # The random model has no short-range repulsion: atoms fly almost freely, so allow closer contacts.
+        overrides={'cells': {'replicas': 1}, 'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}},
+    )
+    _, node = run_get_node(builder)
+    _check_properties(node, n_replicas=1)
+    jobs = [call for call in node.called_descendants if call.process_type == 'aiida.calculations:qrnn.md']
+    assert len(jobs) == 2 and all('model' in job.inputs for job in jobs)
+
+
+def test_protocols_are_complete():
+    for name in ('tiny', 'paper'):
+        protocol = load_protocol(name)
+        assert protocol['npt']['ensemble'] == 'npt' and protocol['nvt']['ensemble'] == 'nvt'
+    paper = load_protocol('paper')
+    assert paper['npt']['n_steps'] * paper['npt']['timestep_fs'] == 1_000_000  # 1 ns
+    assert paper['nvt']['trajectory_interval'] * paper['nvt']['timestep_fs'] == 500  # frames every 0.5 ps
