@@ -1,0 +1,79 @@
+"""The multitask loss of the paper (eq. 1) with learned task weights (Kendall, Gal, Cipolla, arXiv 1705.07115).
+
+    L = Σ_t L_t / (2 σ_t²) + log Π_t σ_t  =  Σ_t ½ (e^{-s_t} L_t + s_t),   s_t = log σ_t²
+
+L_t are mean squared errors: energy per cluster (eV²), force components (eV²/Å²), per-atom charges (e²) or dipole
+components (e²Å²). s_t is the trainable parameter (stable for any real value) and is kept out of weight decay by the
+trainer. ``learned=False`` gives fixed weights: L = Σ_t w_t L_t.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import ClusterBatch
+
+__all__ = ('TASKS', 'MultitaskLoss', 'task_errors')
+
+#: Task -> (prediction key in the model output, label field of the batch).
+TASKS: dict[str, tuple[str, str]] = {
+    'energy': ('energy', 'energy'),
+    'forces': ('forces', 'forces'),
+    'charges': ('charges', 'charges'),
+    'dipole': ('dipole', 'dipole'),
+}
+
+
+def task_errors(prediction: dict[str, torch.Tensor], batch: ClusterBatch, tasks: tuple[str, ...]) -> dict:
+    """Prediction minus label per task: (systems,), (atoms, 3), (atoms,) or (systems, 3)."""
+    errors = {}
+    for task in tasks:
+        key, label = TASKS[task]
+        target = getattr(batch, label)
+        if target is None:
+            raise ValueError(f'the loss uses {task!r}, but the training set has no {label!r} labels.')
+        errors[task] = prediction[key] - target
+    return errors
+
+
+class MultitaskLoss(torch.nn.Module):
+    """Weighted sum of per-task mean squared errors; ``log_variances`` (s_t) are parameters when ``learned``."""
+
+    def __init__(self, tasks: tuple[str, ...], *, learned: bool = True, weights: dict[str, float] | None = None):
+        super().__init__()
+        unknown = [task for task in tasks if task not in TASKS]
+        if not tasks or unknown or len(set(tasks)) != len(tasks):
+            raise ValueError(f'loss tasks must be distinct names from {sorted(TASKS)}, got {list(tasks)}.')
+        self.tasks = tuple(tasks)
+        self.learned = learned
+        weights = weights or {}
+        extra = sorted(set(weights) - set(tasks))
+        if extra:
+            raise ValueError(f'loss weights given for {extra}, which are not among the tasks {list(tasks)}.')
+        if any(value <= 0 for value in weights.values()):
+            raise ValueError(f'loss weights must be positive, got {weights}.')
+        fixed = torch.tensor([float(weights.get(task, 1.0)) for task in tasks], dtype=torch.float64)
+        self.register_buffer('fixed_weights', fixed)  # (tasks,)
+        # s_t = log σ_t²; 0 gives σ = 1 at the start.
+        self.log_variances = torch.nn.Parameter(torch.zeros(len(tasks), dtype=torch.float64), requires_grad=learned)
+
+    def task_losses(self, prediction: dict[str, torch.Tensor], batch: ClusterBatch) -> torch.Tensor:
+        """(tasks,) mean squared error of each task."""
+        errors = task_errors(prediction, batch, self.tasks)
+        return torch.stack([errors[task].square().mean() for task in self.tasks])
+
+    def combine(self, losses: torch.Tensor) -> torch.Tensor:
+        """Total loss from the (tasks,) mean squared errors."""
+        if self.learned:
+            s = self.log_variances.to(losses.dtype)  # (tasks,)
+            return 0.5 * (torch.exp(-s) * losses + s).sum()
+        return (self.fixed_weights.to(losses.dtype) * losses).sum()
+
+    def weights(self) -> dict[str, float]:
+        """Effective weight of each task's mean squared error: 1/(2σ_t²) when learned, w_t when fixed."""
+        values = 0.5 * torch.exp(-self.log_variances.detach()) if self.learned else self.fixed_weights
+        return {task: float(value) for task, value in zip(self.tasks, values, strict=True)}
+
+    def forward(self, prediction: dict[str, torch.Tensor], batch: ClusterBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        losses = self.task_losses(prediction, batch)
+        return self.combine(losses), losses

@@ -1,0 +1,460 @@
+"""Training a :class:`~aiida_qrnn.core.model.qrnn.QRNN` on energies, forces and charges or dipoles.
+
+The paper's settings are the defaults (AdamW, lr 1e-3, weight decay 1e-4, batch 256, validation batch 1024,
+weight normalisation, multitask loss with learned σ, 90/10 split). Per epoch: a shuffled pass (or
+``samples_per_epoch`` samples), a validation pass, a ReduceLROnPlateau step, early stopping on the validation
+score, a row in ``metrics.csv`` and a checkpoint. The checkpoint holds everything the run depends on (model,
+loss weights, optimizer, scheduler, torch RNG, epoch, batch within the epoch, the epoch's running sums, the best
+weights, the history), and the batch order is a function of (seed, epoch), so a resumed run continues exactly:
+on CPU its weights are bit-identical to those of an uninterrupted run.
+
+The validation score that drives the scheduler and early stopping is Σ_t MSE_t / scale_t over the loss tasks,
+with scale_t the mean square of the task's training labels (energies after the self-energy fit): dimensionless
+and independent of the learned σ, which move during training.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import enum
+import math
+import os
+import pathlib
+import time
+import typing as t
+
+import numpy as np
+import torch
+
+from .data import ClusterBatch, ClusterSource, batch_slices, epoch_order
+from .loss import MultitaskLoss, task_errors
+from .self_energies import composition_matrix, fit_self_energies
+
+__all__ = ('CHECKPOINT_FILE', 'METRICS_FILE', 'Trainer', 'TrainingConfig', 'TrainingDiverged', 'TrainingResult',
+           'TrainingStatus', 'plain_model', 'predict')
+
+CHECKPOINT_FILE = 'checkpoint.pt'
+METRICS_FILE = 'metrics.csv'
+CHECKPOINT_VERSION = 1
+DTYPES = {'float32': torch.float32, 'float64': torch.float64}
+#: Labels whose MAE/RMSE are reported when the set has them (loss task or not).
+METRIC_LABELS = ('energy', 'forces', 'charges', 'dipole')
+
+
+class TrainingStatus(enum.IntEnum):
+    FINISHED = 0  # ran max_epochs
+    EARLY_STOPPED = 1  # validation score stopped improving
+    STOPPED_WALLTIME = 2  # max_time_s reached; a checkpoint is left to continue from
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of one training run; :meth:`from_dict` refuses unknown keys and bad values, naming them."""
+
+    tasks: tuple[str, ...] = ('energy', 'forces', 'charges')
+    learned_weights: bool = True  # Kendall σ's; False: fixed loss_weights
+    loss_weights: dict = dataclasses.field(default_factory=dict)  # fixed weights per task (default 1)
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    validation_batch_size: int = 1024
+    max_epochs: int = 500
+    samples_per_epoch: int | None = None  # None: one pass over the training set
+    validation_fraction: float = 0.1
+    seed: int = 0  # weights and batch order
+    split_seed: int | None = None  # train/validation split; None: seed
+    weight_norm: bool = True
+    gradient_clip: float | None = 10.0  # max global gradient norm; None: off
+    scheduler_factor: float = 0.5
+    scheduler_patience: int = 10  # epochs
+    min_learning_rate: float = 1e-6
+    early_stopping_patience: int = 50  # epochs without a better validation score
+    fit_self_energies: bool = True  # least-squares per-element energies before training (fresh models)
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed (transfer learning)
+    dtype: str = 'float64'
+    max_time_s: float | None = None  # wall-clock budget of this invocation; then checkpoint and stop
+    progress: bool = False  # tqdm bar over the batches of an epoch
+
+    def __post_init__(self) -> None:
+        positive = {'learning_rate': self.learning_rate, 'batch_size': self.batch_size,
+                    'validation_batch_size': self.validation_batch_size, 'max_epochs': self.max_epochs,
+                    'scheduler_patience': self.scheduler_patience + 1,
+                    'early_stopping_patience': self.early_stopping_patience}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f'training setting {name} must be positive, got {value!r}.')
+        if self.weight_decay < 0:
+            raise ValueError(f'training setting weight_decay must be >= 0, got {self.weight_decay}.')
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f'training setting validation_fraction must lie in (0, 1), got {self.validation_fraction}.')
+        if self.dtype not in DTYPES:
+            raise ValueError(f'training setting dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}.')
+        if not 0.0 < self.scheduler_factor < 1.0:
+            raise ValueError(f'training setting scheduler_factor must lie in (0, 1), got {self.scheduler_factor}.')
+        if self.gradient_clip is not None and self.gradient_clip <= 0:
+            raise ValueError(f'training setting gradient_clip must be positive or None, got {self.gradient_clip}.')
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f'training setting samples_per_epoch must be positive, got {self.samples_per_epoch}.')
+        if self.max_time_s is not None and self.max_time_s < 0:
+            raise ValueError(f'training setting max_time_s must be >= 0, got {self.max_time_s}.')
+        if 'charges' in self.tasks and 'dipole' in self.tasks:
+            raise ValueError("training setting tasks: use either 'charges' or 'dipole' as the charge task, not both.")
+        MultitaskLoss(self.tasks, learned=self.learned_weights, weights=self.loss_weights)  # validates tasks
+
+    @classmethod
+    def from_dict(cls, values: t.Mapping) -> TrainingConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'unknown training setting(s) {unknown}; known: {sorted(known)}.')
+        values = dict(values)
+        for name in ('tasks', 'freeze'):
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as exception:
+            raise ValueError(f'training settings: {exception}') from None
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values.update(tasks=list(self.tasks), freeze=list(self.freeze))
+        return values
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    status: TrainingStatus
+    epochs: int  # epochs completed
+    best_epoch: int | None
+    best_metrics: dict[str, float]  # validation metrics of the best epoch (the weights the model ends with)
+
+
+def apply_weight_norm(model: torch.nn.Module) -> None:
+    """Weight normalisation (w = g v/|v|) on every linear layer of the element networks."""
+    for networks in (model.charge_networks, model.energy_networks):
+        for module in networks.modules():
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.utils.parametrizations.weight_norm(module)
+
+
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` without weight-norm parametrisations (the state dict a ``QRNN`` loads)."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if torch.nn.utils.parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                torch.nn.utils.parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+def _evaluate(model, batch: ClusterBatch, *, forces: bool, create_graph: bool) -> dict[str, torch.Tensor]:
+    from aiida_qrnn.core.model.qrnn import evaluate
+
+    return evaluate(model, batch.positions, batch.numbers, batch.system_index, batch.cells, batch.pbc,
+                    batch.total_charge, compute_forces=forces, create_graph=create_graph)
+
+
+def predict(model, source: ClusterSource, indices: np.ndarray, *, batch_size: int = 1024,
+            device: str | torch.device = 'cpu') -> dict[str, np.ndarray]:
+    """Predictions and labels of ``indices`` (parity plots, metrics of a stored model): ``{name: (pred, label)}``
+    for energy (clusters,), forces (atoms, 3), charges (atoms,), dipole (clusters, 3), plus ``n_atoms`` (clusters,)."""
+    dtype = next(model.parameters()).dtype
+    collected: dict[str, tuple[list, list]] = {name: ([], []) for name in source.label_names}
+    sizes = []
+    for part in batch_slices(len(indices), batch_size):
+        batch = source.batch(indices[part]).to(device, dtype)
+        output = _evaluate(model, batch, forces='forces' in source.label_names, create_graph=False)
+        sizes.append(torch.bincount(batch.system_index, minlength=batch.n_systems).cpu().numpy())
+        for name, (predicted, labels) in collected.items():
+            predicted.append(output[name].detach().cpu().numpy())
+            labels.append(getattr(batch, name).cpu().numpy())
+    result = {name: (np.concatenate(predicted), np.concatenate(labels)) for name, (predicted, labels)
+              in collected.items()}
+    result['n_atoms'] = np.concatenate(sizes)
+    return result
+
+
+def error_metrics(predictions: dict[str, t.Any]) -> dict[str, float]:
+    """MAE and RMSE per label (eV, eV/Å, e, e·Å) and the energy per atom (eV/atom)."""
+    metrics = {}
+    for name in METRIC_LABELS:
+        if name in predictions:
+            error = predictions[name][0] - predictions[name][1]
+            metrics[f'{name}_mae'] = float(np.abs(error).mean())
+            metrics[f'{name}_rmse'] = float(np.sqrt(np.square(error).mean()))
+            if name == 'energy':
+                per_atom = error / predictions['n_atoms']
+                metrics['energy_per_atom_mae'] = float(np.abs(per_atom).mean())
+                metrics['energy_per_atom_rmse'] = float(np.sqrt(np.square(per_atom).mean()))
+    return metrics
+
+
+class Trainer:
+    """Train ``model`` on ``source[train_indices]``, validating on ``source[validation_indices]``.
+
+    ``directory`` receives ``metrics.csv`` and ``checkpoint.pt``; an existing checkpoint there is continued
+    (:meth:`fit`). ``transfer=True`` keeps the model's self-energies (a parent model's) instead of fitting them.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, source: ClusterSource, train_indices: np.ndarray,
+        validation_indices: np.ndarray, config: TrainingConfig, directory: str | os.PathLike, *,
+        device: str | torch.device = 'cpu', transfer: bool = False,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.train_indices = np.asarray(train_indices, dtype=np.int64)
+        self.validation_indices = np.asarray(validation_indices, dtype=np.int64)
+        if not len(self.train_indices) or not len(self.validation_indices):
+            raise ValueError('training needs at least one training and one validation cluster.')
+        missing = [task for task in config.tasks if task not in source.label_names]
+        if missing:
+            raise ValueError(f'the loss uses {missing}, but the cluster set has only labels {source.label_names}.')
+        self.directory = pathlib.Path(directory)
+        self.device = torch.device(device)
+        self.dtype = DTYPES[config.dtype]
+        torch.manual_seed(config.seed)
+        model = model.to(device=self.device, dtype=self.dtype)
+        if config.fit_self_energies and not transfer and 'energy' in source.label_names:
+            self._fit_self_energies(model)
+        if config.weight_norm:
+            apply_weight_norm(model)
+        self._freeze(model, config.freeze)
+        self.model = model
+        self.loss = MultitaskLoss(config.tasks, learned=config.learned_weights, weights=config.loss_weights).to(
+            self.device)
+        groups = [{'params': [p for p in model.parameters() if p.requires_grad], 'weight_decay': config.weight_decay}]
+        if config.learned_weights:  # σ's stay out of weight decay
+            groups.append({'params': [self.loss.log_variances], 'weight_decay': 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=config.scheduler_factor, patience=config.scheduler_patience,
+            min_lr=config.min_learning_rate)
+        self.scales = self._label_scales(model)
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.running = {'loss': 0.0, 'task_losses': [0.0] * len(config.tasks), 'batches': 0}
+        self.best_score = math.inf
+        self.best_epoch: int | None = None
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.best_metrics: dict[str, float] = {}
+        self.bad_epochs = 0
+        self.history: list[dict[str, float]] = []
+        if (self.directory / CHECKPOINT_FILE).is_file():
+            self.load_checkpoint(self.directory / CHECKPOINT_FILE)
+
+    # -- set-up ----------------------------------------------------------------------------------------------
+    def _training_labels(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        batch = self.source.batch(self.train_indices)
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(batch.system_index.numpy(),
+                                                             minlength=batch.n_systems))])
+        labels = {name: getattr(batch, name).numpy() for name in self.source.label_names}
+        return batch.numbers.numpy(), offsets, labels
+
+    def _fit_self_energies(self, model) -> None:
+        numbers, offsets, labels = self._training_labels()
+        counts = composition_matrix(numbers, offsets, model.config.elements)
+        fitted = fit_self_energies(counts, labels['energy'])
+        model.self_energies.copy_(torch.as_tensor(fitted, dtype=model.self_energies.dtype))
+
+    def _label_scales(self, model) -> torch.Tensor:
+        """(tasks,) mean square of each task's training labels, energies after the self-energies."""
+        numbers, offsets, labels = self._training_labels()
+        scales = []
+        for task in self.config.tasks:
+            values = labels[task]
+            if task == 'energy':
+                counts = composition_matrix(numbers, offsets, model.config.elements)
+                values = values - counts @ model.self_energies.detach().cpu().double().numpy()
+                values = values - values.mean()
+            scales.append(max(float(np.square(values).mean()), 1e-12))
+        return torch.tensor(scales, dtype=torch.float64)
+
+    @staticmethod
+    def _freeze(model, prefixes: tuple[str, ...]) -> None:
+        names = [name for name, _ in model.named_parameters()]
+        for prefix in prefixes:
+            if not any(name.startswith(prefix) for name in names):
+                raise ValueError(f'freeze: no model parameter starts with {prefix!r} (e.g. charge_networks, '
+                                 f'energy_networks.networks.0).')
+        for name, parameter in model.named_parameters():
+            if any(name.startswith(prefix) for prefix in prefixes):
+                parameter.requires_grad_(False)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            'version': CHECKPOINT_VERSION, 'config': self.config.to_dict(), 'model': self.model.state_dict(),
+            'loss': self.loss.state_dict(), 'optimizer': self.optimizer.state_dict(),
+            'scheduler': self.scheduler.state_dict(), 'torch_rng': torch.get_rng_state(), 'epoch': self.epoch,
+            'batch_in_epoch': self.batch_in_epoch, 'running': self.running, 'best_score': self.best_score,
+            'best_epoch': self.best_epoch, 'best_state': self.best_state, 'best_metrics': self.best_metrics,
+            'bad_epochs': self.bad_epochs, 'history': self.history, 'scales': self.scales,
+            'train_indices': torch.from_numpy(self.train_indices),
+            'validation_indices': torch.from_numpy(self.validation_indices),
+        }
+
+    def save_checkpoint(self) -> pathlib.Path:
+        """Write the checkpoint atomically (temporary file, then rename)."""
+        path = self.directory / CHECKPOINT_FILE
+        temporary = path.with_name(path.name + '.partial')
+        torch.save(self.state(), temporary)
+        os.replace(temporary, path)
+        return path
+
+    def load_checkpoint(self, path: pathlib.Path) -> None:
+        """Continue from ``path``; refuses a checkpoint of other data or settings, naming what differs."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exception:
+            raise ValueError(f"'{path}': not a readable training checkpoint ({exception}).") from None
+        if state.get('version') != CHECKPOINT_VERSION:
+            raise ValueError(f"'{path}': checkpoint version {state.get('version')} is not supported.")
+        same_split = (np.array_equal(state['train_indices'].cpu().numpy(), self.train_indices)
+                      and np.array_equal(state['validation_indices'].cpu().numpy(), self.validation_indices))
+        if not same_split:
+            raise ValueError(f"'{path}': the checkpoint was made with another train/validation split or data set.")
+        ignored = {'max_time_s', 'progress', 'max_epochs'}
+        previous, current = state['config'], self.config.to_dict()
+        differing = sorted(key for key in current if key not in ignored and previous.get(key) != current[key])
+        if differing:
+            raise ValueError(f"'{path}': the checkpoint was made with other training settings: {differing}.")
+        self.model.load_state_dict(state['model'])
+        self.loss.load_state_dict(state['loss'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.scheduler.load_state_dict(state['scheduler'])
+        torch.set_rng_state(state['torch_rng'].cpu())
+        for name in ('epoch', 'batch_in_epoch', 'running', 'best_score', 'best_epoch', 'best_state', 'best_metrics',
+                     'bad_epochs', 'history', 'scales'):
+            setattr(self, name, state[name])
+
+    # -- training --------------------------------------------------------------------------------------------
+    def _train_step(self, batch: ClusterBatch) -> None:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        output = _evaluate(self.model, batch, forces='forces' in self.config.tasks, create_graph=True)
+        total, losses = self.loss(output, batch)
+        if not torch.isfinite(total):
+            raise TrainingDiverged(f'the training loss is {float(total)} at epoch {self.epoch}, '
+                                   f'batch {self.batch_in_epoch}.')
+        total.backward()
+        if self.config.gradient_clip is not None:
+            parameters = [p for group in self.optimizer.param_groups for p in group['params']]
+            torch.nn.utils.clip_grad_norm_(parameters, self.config.gradient_clip)
+        self.optimizer.step()
+        self.running['loss'] += float(total.detach())
+        sums = self.running['task_losses']
+        self.running['task_losses'] = [a + float(b) for a, b in zip(sums, losses.detach(), strict=True)]
+        self.running['batches'] += 1
+
+    def validate(self) -> dict[str, float]:
+        """Validation MAE/RMSE of every label, plus the score (Σ_t MSE_t / scale_t over the loss tasks)."""
+        self.model.eval()
+        predictions = predict(self.model, self.source, self.validation_indices,
+                              batch_size=self.config.validation_batch_size, device=self.device)
+        metrics = error_metrics(predictions)
+        errors = task_errors({name: torch.from_numpy(predictions[name][0]) for name in self.config.tasks},
+                             _LabelView(predictions), self.config.tasks)
+        mse = torch.stack([errors[task].square().mean() for task in self.config.tasks]).double()
+        metrics['score'] = float((mse / self.scales.cpu()).sum())
+        return metrics
+
+    def _end_epoch(self) -> None:
+        metrics = self.validate()
+        self.scheduler.step(metrics['score'])
+        batches = max(self.running['batches'], 1)
+        row = {'epoch': self.epoch, 'learning_rate': self.optimizer.param_groups[0]['lr'],
+               'train_loss': self.running['loss'] / batches}
+        for task, value in zip(self.config.tasks, self.running['task_losses'], strict=True):
+            row[f'train_{task}_mse'] = value / batches
+        for task, weight in self.loss.weights().items():
+            row[f'weight_{task}'] = weight
+        row.update({f'validation_{name}': value for name, value in metrics.items()})
+        self.history.append(row)
+        if metrics['score'] < self.best_score:
+            self.best_score, self.best_epoch, self.bad_epochs = metrics['score'], self.epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_metrics = metrics
+        else:
+            self.bad_epochs += 1
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.running = {'loss': 0.0, 'task_losses': [0.0] * len(self.config.tasks), 'batches': 0}
+        self.write_metrics()
+
+    def write_metrics(self) -> pathlib.Path:
+        path = self.directory / METRICS_FILE
+        if self.history:
+            with path.open('w', newline='') as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
+                writer.writeheader()
+                writer.writerows(self.history)
+        return path
+
+    def _finished(self) -> TrainingStatus | None:
+        if self.bad_epochs >= self.config.early_stopping_patience:
+            return TrainingStatus.EARLY_STOPPED
+        if self.epoch >= self.config.max_epochs:
+            return TrainingStatus.FINISHED
+        return None
+
+    def fit(self) -> TrainingResult:
+        """Train until ``max_epochs``, early stopping or ``max_time_s`` (at least one batch per call).
+
+        Leaves the best weights in :attr:`model` unless stopped at the walltime (then the checkpoint's state).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        steps = 0
+        config = self.config
+        while (status := self._finished()) is None:
+            order = epoch_order(self.train_indices, config.seed, self.epoch, config.samples_per_epoch)
+            slices = batch_slices(len(order), config.batch_size)
+            progress = None
+            if config.progress:
+                from tqdm import tqdm
+
+                progress = tqdm(total=len(slices), initial=self.batch_in_epoch, desc=f'epoch {self.epoch}',
+                                leave=False)
+            while self.batch_in_epoch < len(slices):
+                if steps and config.max_time_s is not None and time.monotonic() - start >= config.max_time_s:
+                    self.save_checkpoint()
+                    return TrainingResult(TrainingStatus.STOPPED_WALLTIME, self.epoch, self.best_epoch,
+                                          self.best_metrics)
+                batch = self.source.batch(order[slices[self.batch_in_epoch]]).to(self.device, self.dtype)
+                self._train_step(batch)
+                self.batch_in_epoch += 1
+                steps += 1
+                if progress is not None:
+                    progress.update()
+            if progress is not None:
+                progress.close()
+            self._end_epoch()
+            self.save_checkpoint()
+        self.model.load_state_dict(self.best_state)
+        return TrainingResult(status, self.epoch, self.best_epoch, self.best_metrics)
+
+    def trained_model(self) -> torch.nn.Module:
+        """The model with the current weights, without weight-norm parametrisations, in eval mode."""
+        return plain_model(self.model).eval()
+
+
+class _LabelView:
+    """Labels of :func:`predict`'s output under the batch field names (for :func:`task_errors`)."""
+
+    def __init__(self, predictions: dict[str, t.Any]) -> None:
+        self._predictions = predictions
+
+    def __getattr__(self, name: str) -> torch.Tensor | None:
+        if name.startswith('_'):
+            raise AttributeError(name)
+        pair = self._predictions.get(name)
+        return None if pair is None else torch.from_numpy(pair[1])
