@@ -159,8 +159,9 @@ class XtbCalculation(CalcJob):
 
         # One line per cluster in a script of their own rather than one CodeInfo each: AiiDA loads the code from
         # the database for every CodeInfo (twice), which cost more than xtb itself on small clusters.
-        lines = ['# One xtb run per cluster; a cluster that fails does not stop the others.',
-                 f'XTB={shlex.quote(str(self.inputs.code.get_executable()))}']
+        code = self.inputs.code
+        command = shlex.join([*code.get_prepend_cmdline_params(), *code.get_executable_cmdline_params()])
+        lines = ['# One xtb run per cluster; a cluster that fails does not stop the others.']
         for index in range(arrays.n_clusters):
             prefix = self.prefix(index)
             rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
@@ -176,7 +177,7 @@ class XtbCalculation(CalcJob):
                 '--json', '--namespace', prefix,
             ]
             stdout, stderr = (prefix + self.OUTPUT_SUFFIXES[key] for key in ('stdout', 'stderr'))
-            lines.append(f'"$XTB" {shlex.join(arguments)} > {stdout} 2> {stderr}')
+            lines.append(f'{command} {shlex.join(arguments)} > {stdout} 2> {stderr}')
         # Hand back one archive instead of four files per cluster; a job killed earlier leaves the loose files.
         patterns = ' '.join(f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values())
         lines.append(
