@@ -60,3 +60,7 @@ cli.add_command(md)
 from aiida_qrnn.cli.exec_selection import score  # noqa: E402  (sub-command of the committee-scoring job)
 
 cli.add_command(score)
+
+from aiida_qrnn.cli.exec_training import train  # noqa: E402  (sub-command of the training job)
+
+cli.add_command(train)
