@@ -15,3 +15,4 @@ KJ_PER_MOL_TO_EV: float = _ase.kJ / _ase.mol  # 1 kJ/mol in eV (OpenMM's energy 
 AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3: float = _ase._amu * 1e3 / 1e-24  # 1 amu/Å^3 = 1.66054 g/cm^3 (CODATA via ase)
 ATM_TO_BAR: float = 1.01325  # standard atmosphere, exact by definition
 COULOMB_CONSTANT: float = _ase._e / (4 * _ase.pi * _ase._eps0) * 1e10  # e²/(4π ε0) = 14.399645 eV·Å/e², ase.units
+EV_TO_KCAL_PER_MOL: float = _ase.mol / _ase.kcal  # 1 eV = 23.0605 kcal/mol (the paper's scan plots), ase.units
