@@ -1,0 +1,159 @@
+"""``TrainCalculation`` (``qrnn.train``): train a QRNN on cluster sets with ``aiida-qrnn-exec train``.
+
+Every ``datasets`` input is staged as ``datasets/<key>.h5`` (concatenated in key order), so the model node links
+to exactly the data it was trained on. ``parent_model`` starts from a trained model (transfer learning);
+``parent_folder`` (the ``remote_folder`` or ``retrieved`` folder of an earlier job with the same inputs) supplies
+``checkpoint.pt`` and the run continues exactly where it stopped. A GPU is requested through the scheduler options
+(:func:`aiida_qrnn.computers.scheduler_options` with ``gpus=1``) together with ``device='cuda'``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aiida import orm
+from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.folders import Folder
+from aiida.engine import CalcJobProcessSpec
+from ase.data import atomic_numbers
+
+from aiida_qrnn.calculations.base import CalcJob
+from aiida_qrnn.cli.exec_training import (
+    ERROR_FILE,
+    INPUT_FILE,
+    MODEL_FILE,
+    PARENT_MODEL_FILE,
+    PLOT_FILES,
+    RESULTS_FILE,
+    SPLIT_FILE,
+)
+from aiida_qrnn.core.training.trainer import CHECKPOINT_FILE, METRICS_FILE
+from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
+
+__all__ = ('TrainCalculation', 'validate_datasets', 'validate_parameters')
+
+#: Seconds left between the trainer's own stop and the scheduler's walltime (checkpoint, plots, retrieval).
+WALLTIME_MARGIN_S = 120.0
+DATASET_KEY = re.compile(r'^[A-Za-z0-9_]+$')
+
+
+def validate_parameters(value: orm.Dict, _) -> str | None:
+    """``training`` must be valid ``TrainingConfig`` settings and ``model`` a valid ``QRNNConfig``."""
+    from aiida_qrnn.core.model.qrnn import QRNNConfig
+    from aiida_qrnn.core.training import TrainingConfig
+
+    parameters = value.get_dict()
+    unknown = sorted(set(parameters) - {'training', 'model'})
+    if unknown:
+        return f'parameters: unknown key(s) {unknown}; the accepted keys are model and training.'
+    try:
+        TrainingConfig.from_dict(parameters.get('training', {}))
+        if 'model' in parameters:
+            QRNNConfig.from_dict(parameters['model'])
+    except (TypeError, ValueError) as exception:
+        return f'parameters: {exception}'
+    return None
+
+
+def validate_datasets(value: dict, _) -> str | None:
+    """At least one set; every set labelled, open clusters only, and all with the same labels."""
+    if not value:
+        return 'datasets: give at least one labelled ClusterSetData.'
+    labels = {}
+    for key, node in value.items():
+        if not DATASET_KEY.match(key):
+            return f'datasets: key {key!r} must contain only letters, digits and underscores.'
+        if not node.label_names:
+            return f'datasets.{key}: the cluster set carries no labels (label it first).'
+        if node.base.attributes.get('n_periodic', 0):
+            return f'datasets.{key}: holds periodic clusters; training uses open clusters only.'
+        labels[key] = sorted(node.label_names)
+    if len({tuple(names) for names in labels.values()}) > 1:
+        return f'datasets: the sets carry different labels {labels}; train on sets with the same labels.'
+    return None
+
+
+class TrainCalculation(CalcJob):
+    """Train (or continue training, or transfer-learn) one QRNN on the ``datasets`` cluster sets."""
+
+    @classmethod
+    def define(cls, spec: CalcJobProcessSpec) -> None:
+        super().define(spec)
+        spec.input_namespace('datasets', valid_type=ClusterSetData, dynamic=True, validator=validate_datasets,
+                             help='Labelled cluster sets, concatenated in key order.')
+        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
+                   help='{"training": TrainingConfig settings, "model": QRNNConfig (default: the data\'s elements)}.')
+        spec.input('parent_model', valid_type=ModelData, required=False,
+                   help='Start from this model (transfer learning); its config replaces parameters.model.')
+        spec.input('parent_folder', valid_type=(orm.RemoteData, orm.FolderData), required=False,
+                   help='Folder of an earlier job with the same inputs that stopped at the walltime: continue it.')
+        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'), help='Torch device (cpu, cuda).')
+        options = spec.inputs['metadata']['options']
+        options['parser_name'].default = 'qrnn.train'
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+
+        spec.output('model', valid_type=ModelData, required=False,
+                    help='The best weights; attribute metrics = validation MAE/RMSE of this model.')
+        spec.output('metrics', valid_type=orm.ArrayData, required=False,
+                    help='metrics.csv: one row per epoch (losses, learned weights, validation MAE/RMSE, lr).')
+        spec.output('output_parameters', valid_type=orm.Dict, required=False,
+                    help='results.json: status, epochs, best epoch, validation metrics, self-energies.')
+        spec.output('split', valid_type=orm.ArrayData, required=False,
+                    help='train and validation: indices into the datasets concatenated in key order.')
+        spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True,
+                              help='learning_curves and parity PNGs.')
+
+        spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
+        spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
+        spec.exit_code(400, 'ERROR_WALLTIME', message='Stopped at the walltime in epoch {epoch}; a checkpoint is left.')
+        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='The job refused its input: {message}')
+        spec.exit_code(510, 'ERROR_DIVERGED', message='Training diverged: {message}')
+
+    def prepare_for_submission(self, folder: Folder) -> CalcInfo:
+        """Stage the cluster sets, the settings, the parent model; copy the parent job's checkpoint."""
+        keys = sorted(self.inputs.datasets)
+        folder.get_subfolder('datasets', create=True)
+        # Copied by the engine from the repository, never read into memory here (sets can be gigabytes).
+        local_copy_list = [(self.inputs.datasets[key].uuid, self.inputs.datasets[key].filename, f'datasets/{key}.h5')
+                           for key in keys]
+        parameters = self.inputs.parameters.get_dict()
+        training = dict(parameters.get('training', {}))
+        walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
+        if training.get('max_time_s') is None and walltime:
+            training['max_time_s'] = max(float(walltime) - WALLTIME_MARGIN_S, 0.5 * float(walltime))
+        model = dict(parameters.get('model', {}))
+        if 'elements' not in model:
+            model['elements'] = sorted({symbol for key in keys for symbol in self.inputs.datasets[key].elements},
+                                       key=atomic_numbers.__getitem__)
+        request = {'datasets': [f'datasets/{key}.h5' for key in keys], 'model': model, 'training': training}
+        with folder.open(INPUT_FILE, 'w') as handle:
+            json.dump(request, handle, indent=2)
+        if 'parent_model' in self.inputs:
+            repository = self.inputs.parent_model.base.repository
+            with repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, \
+                    folder.open(PARENT_MODEL_FILE, 'wb') as target:
+                target.write(source.read())
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['train', '.', '--device', self.inputs.device.value]
+        codeinfo.stdout_name = 'train.out'
+        codeinfo.stderr_name = 'train.err'
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        if 'parent_folder' in self.inputs:
+            parent = self.inputs.parent_folder
+            if isinstance(parent, orm.RemoteData):
+                calcinfo.remote_copy_list = [
+                    (parent.computer.uuid, f'{parent.get_remote_path()}/{CHECKPOINT_FILE}', CHECKPOINT_FILE)]
+            else:
+                local_copy_list.append((parent.uuid, CHECKPOINT_FILE, CHECKPOINT_FILE))
+        calcinfo.local_copy_list = local_copy_list
+        calcinfo.retrieve_list = [
+            MODEL_FILE, METRICS_FILE, RESULTS_FILE, ERROR_FILE, SPLIT_FILE, CHECKPOINT_FILE, *PLOT_FILES.values(),
+            codeinfo.stdout_name, codeinfo.stderr_name,
+        ]
+        return calcinfo

@@ -1,0 +1,75 @@
+"""``TrainCalculation`` run for real (``aiida-qrnn-exec train``) on localhost through AiiDA."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_qrnn.calculations.train import TrainCalculation
+from aiida_qrnn.core.training import InMemoryClusters, predict
+from aiida_qrnn.core.training.trainer import error_metrics
+from aiida_qrnn.data.cluster_set import ClusterSetData
+from tests.core.training.helpers import TINY_CONFIG, teacher_labelled_clusters
+
+EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
+TINY_TRAINING = {'max_epochs': 2, 'batch_size': 4, 'validation_fraction': 0.25, 'seed': 3}
+
+
+@pytest.fixture
+def train_code(aiida_code_installed) -> orm.InstalledCode:
+    return aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXECUTABLE)
+
+
+@pytest.fixture(scope='module')
+def datasets(aiida_profile) -> dict[str, ClusterSetData]:
+    """Two teacher-labelled sets (12 + 8 clusters): the job concatenates them in key order."""
+    arrays = teacher_labelled_clusters(20)
+    return {'first': ClusterSetData.from_arrays(arrays.select(range(12)), level_of_theory='teacher'),
+            'second': ClusterSetData.from_arrays(arrays.select(range(12, 20)), level_of_theory='teacher')}
+
+
+def test_model_node_reproduces_its_metrics(train_code, datasets):
+    """The stored model, evaluated on the validation clusters the job reports, gives the model's metrics."""
+    parameters = orm.Dict({'model': TINY_CONFIG.to_dict(), 'training': TINY_TRAINING})
+    results, node = run_get_node(TrainCalculation, code=train_code, datasets=datasets, parameters=parameters)
+    assert node.exit_status == 0, node.exit_message
+    model_node = results['model']
+    assert {link.link_label for link in node.base.links.get_incoming().all()} >= {'datasets__first',
+                                                                                    'datasets__second'}
+    assert results['output_parameters']['epochs'] == 2
+    assert list(results['metrics'].get_array('epoch')) == [0.0, 1.0]
+    assert set(results['plots']) == {'learning_curves', 'parity'}
+
+    from aiida_qrnn.core.model.calculator import load_model
+
+    arrays = teacher_labelled_clusters(20)  # the same clusters, in the order the job concatenated them
+    validation = results['split'].get_array('validation')
+    assert len(validation) == 5 and len(results['split'].get_array('train')) == 15
+    recomputed = error_metrics(predict(load_model(model_node), InMemoryClusters(arrays), validation))
+    for name in ('energy_mae', 'forces_rmse', 'charges_mae', 'dipole_rmse'):
+        assert recomputed[name] == pytest.approx(model_node.metrics[name], rel=1e-9), name
+    assert model_node.metrics == results['output_parameters']['validation']
+
+
+@pytest.mark.slow
+def test_transfer_learning_and_bad_input(train_code, datasets):
+    """A parent model is staged (its config wins); unknown settings are refused before submission."""
+    from aiida_qrnn.data.model import ModelData
+    from tests.core.training.helpers import tiny_model
+
+    parent = tiny_model(5)
+    parent_node = ModelData(parent.state_dict(), config=TINY_CONFIG.to_dict(), elements=list(TINY_CONFIG.elements))
+    parameters = orm.Dict({'training': {**TINY_TRAINING, 'max_epochs': 1}})
+    results, node = run_get_node(TrainCalculation, code=train_code, datasets={'first': datasets['first']},
+                                 parameters=parameters, parent_model=parent_node)
+    assert node.exit_status == 0, node.exit_message
+    assert results['output_parameters']['transfer_learning'] is True
+    assert results['model'].config == parent_node.config
+    with pytest.raises(ValueError, match='unknown training setting'):
+        run_get_node(TrainCalculation, code=train_code, datasets=datasets,
+                     parameters=orm.Dict({'training': {'epochs': 3}}))
