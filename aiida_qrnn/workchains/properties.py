@@ -21,7 +21,8 @@ from aiida_qrnn.calculations.sampling import build_cells, validate_cell_paramete
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.md import MdBaseWorkChain
 
-__all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'select_density_frame')
+__all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'plot_against_experiment',
+           'select_density_frame')
 
 PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'properties.yaml'
 ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'n_blocks': 5, 'msd_fit_start_fraction': 0.1, 'msd_fit_end_fraction': 0.5}
@@ -93,6 +94,34 @@ def combine_chain_length(**replicas: orm.Data) -> dict[str, orm.Data]:
                         y_name: replicas[f'distributions_{label}'].get_array(f'{name}__{y_name}')} for label in labels]
         distributions[name] = combine_distributions(per_replica, x_name, y_name)
     return {'properties': orm.Dict(properties), 'distributions': _distribution_node(distributions)}
+
+
+@calcfunction
+def plot_against_experiment(settings: orm.Dict, **series: orm.Dict) -> orm.SinglefileData:
+    """Property vs chain length beside experiment (the paper's Figs. 2-4, 6-8) as PNG.
+
+    ``settings``: ``property`` ('density' or 'heat_capacity') and ``temperature_K`` (default 300). ``series``: the
+    ``properties.nNNN`` outputs of PropertiesWorkChain runs, keyed ``<label>__nNNN`` (e.g. ``QRNN__n002``,
+    ``OPLS_AA__n002``; underscores in the label are shown as '-').
+    """
+    import tempfile
+
+    from aiida_qrnn.core.analysis.experimental import plot_property_vs_chain_length
+
+    values = settings.get_dict()
+    name = values['property']
+    curves: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    for key in sorted(series, key=lambda key: (key.rsplit('__', 1)[0], key.rsplit('__', 1)[-1])):
+        label, length = key.rsplit('__', 1)
+        entry = series[key].get_dict()[name]
+        n_units, means, errors = curves.setdefault(label.replace('_', '-'), ([], [], []))
+        n_units.append(int(length.removeprefix('n')))
+        means.append(entry['value'])
+        errors.append(entry['uncertainty'])
+    with tempfile.TemporaryDirectory() as directory:
+        path = plot_property_vs_chain_length(name, curves, Path(directory) / f'{name}_vs_chain_length.png',
+                                             temperature_K=values.get('temperature_K', 300.0))
+        return orm.SinglefileData(path)
 
 
 def _distribution_node(distributions: dict[str, dict[str, np.ndarray]]) -> orm.ArrayData:

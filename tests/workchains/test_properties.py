@@ -10,7 +10,7 @@ from aiida.engine import run_get_node
 
 from aiida_qrnn.core.md import read_trajectory
 from aiida_qrnn.core.structures import density_g_cm3
-from aiida_qrnn.workchains.properties import PropertiesWorkChain, load_protocol
+from aiida_qrnn.workchains.properties import PropertiesWorkChain, load_protocol, plot_against_experiment
 from tests.calculations.test_md import EXECUTABLE, small_qrnn_node
 
 
@@ -78,3 +78,13 @@ def test_protocols_are_complete():
     paper = load_protocol('paper')
     assert paper['npt']['n_steps'] * paper['npt']['timestep_fs'] == 1_000_000  # 1 ns
     assert paper['nvt']['trajectory_interval'] * paper['nvt']['timestep_fs'] == 500  # frames every 0.5 ps
+
+
+def test_plot_against_experiment(aiida_profile):
+    def properties(density: float) -> orm.Dict:
+        return orm.Dict({'density': {'value': density, 'uncertainty': 0.01, 'unit': 'g/cm^3', 'n_replicas': 2}})
+
+    plot = plot_against_experiment(orm.Dict({'property': 'density'}), QRNN__n001=properties(1.10),
+                                   QRNN__n002=properties(1.11), OPLS_AA__n001=properties(1.08))
+    assert plot.filename == 'density_vs_chain_length.png'
+    assert plot.get_content(mode='rb')[:4] == b'\x89PNG'
