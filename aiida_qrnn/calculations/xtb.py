@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import shlex
+import tarfile
 from collections.abc import Mapping
 from numbers import Real
 from typing import Any
@@ -81,12 +83,12 @@ def validate_clusters(value: ClusterSetData, _) -> str | None:
 class XtbCalculation(CalcJob):
     """Label every cluster of a ``ClusterSetData`` with GFN-xTB in one job.
 
-    Cluster ``i`` is written as ``c{i:06d}.xyz`` and gets its own xtb run (one line each in ``run_clusters.sh``,
-    run one after another), so that a cluster on which xtb fails does not stop the rest: the job labels what it
-    can, and a restart only has to relabel the clusters listed in ``failed_clusters``. The per-cluster output files
-    (packed into ``outputs.tar`` when every cluster has run) are retrieved into a temporary folder, parsed and
-    dropped (the labels are the output); the job's only code line, ``xtb --version``, leaves ``xtb_version.out``
-    in ``retrieved``.
+    Cluster ``i`` is written as ``c{i:06d}.xyz`` (sent in ``inputs.tar``) and gets its own xtb run (one line
+    each in ``run_clusters.sh``, run one after another), so that a cluster on which xtb fails does not stop the
+    rest: the job labels what it can, and a restart only has to relabel the clusters listed in
+    ``failed_clusters``. The per-cluster output files (packed into ``outputs.tar`` when every cluster has run) are
+    retrieved into a temporary folder, parsed and dropped (the labels are the output); the job's only code line,
+    ``xtb --version``, leaves ``xtb_version.out`` in ``retrieved``.
 
     Labels are the SCF energy, forces (minus the gradient), Mulliken-type partial charges and the dipole moment,
     all converted to eV, eV/Å, e and e·Å; they replace any labels the input set carried. For a charged cluster
@@ -98,6 +100,7 @@ class XtbCalculation(CalcJob):
     RUN_SCRIPT = 'run_clusters.sh'
     VERSION_FILENAME = 'xtb_version.out'
     OUTPUT_ARCHIVE = 'outputs.tar'
+    INPUT_ARCHIVE = 'inputs.tar'
 
     @staticmethod
     def prefix(index: int) -> str:
@@ -161,7 +164,8 @@ class XtbCalculation(CalcJob):
         # the database for every CodeInfo (twice), which cost more than xtb itself on small clusters.
         code = self.inputs.code
         command = shlex.join([*code.get_prepend_cmdline_params(), *code.get_executable_cmdline_params()])
-        lines = ['# One xtb run per cluster; a cluster that fails does not stop the others.']
+        geometries: dict[str, str] = {}
+        lines = [f'tar -xf {self.INPUT_ARCHIVE}', '# One xtb run per cluster; a failing one does not stop the others.']
         for index in range(arrays.n_clusters):
             prefix = self.prefix(index)
             rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
@@ -170,14 +174,21 @@ class XtbCalculation(CalcJob):
                 f'{chemical_symbols[number]:<2} ' + ' '.join(f'{x:.10f}' for x in position)
                 for number, position in zip(arrays.numbers[rows], arrays.positions[rows], strict=True)
             ]
-            with folder.open(f'{prefix}.xyz', 'w') as handle:
-                handle.write('\n'.join(geometry) + '\n')
+            geometries[f'{prefix}.xyz'] = '\n'.join(geometry) + '\n'
             arguments = [
                 f'{prefix}.xyz', *flags, '--grad', '--chrg', str(int(arrays.total_charge[index])), '--uhf', '0',
                 '--json', '--namespace', prefix,
             ]
             stdout, stderr = (prefix + self.OUTPUT_SUFFIXES[key] for key in ('stdout', 'stderr'))
             lines.append(f'{command} {shlex.join(arguments)} > {stdout} 2> {stderr}')
+        # The xyz files travel as one archive: copying thousands of small files to the computer costs more than
+        # the archive's single copy and one tar command on the other side.
+        with folder.open(self.INPUT_ARCHIVE, 'wb') as handle, tarfile.open(fileobj=handle, mode='w') as archive:
+            for name, text in geometries.items():
+                content = text.encode()
+                member = tarfile.TarInfo(name)
+                member.size = len(content)
+                archive.addfile(member, io.BytesIO(content))
         # Hand back one archive instead of four files per cluster; a job killed earlier leaves the loose files.
         patterns = ' '.join(f'c*{suffix}' for suffix in self.OUTPUT_SUFFIXES.values())
         lines.append(
