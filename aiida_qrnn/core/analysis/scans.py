@@ -111,12 +111,16 @@ def relative_curve(energies_eV: np.ndarray, reference: str) -> np.ndarray:
 
 
 def plot_scan(x: np.ndarray, curves: Mapping[str, np.ndarray], path: Path | str, *, xlabel: str,
-              title: str | None = None) -> Path:
-    """One curve per engine (label → relative energies in eV), in kcal/mol as the paper's figures."""
+              title: str | None = None, ymax_kcal_per_mol: float | None = None) -> Path:
+    """One curve per engine (label → relative energies in eV), in kcal/mol as the paper's figures; the energy axis
+    optionally cut at ``ymax_kcal_per_mol`` (the repulsive wall of a pair scan hides the well otherwise)."""
     from ..units import EV_TO_KCAL_PER_MOL
 
     figure, axes = new_axes(xlabel, 'relative energy (kcal mol$^{-1}$)', title)
     for (label, energies), style in zip(curves.items(), ('k-', 'b--', 'r-.', 'g:'), strict=False):
         axes.plot(x, np.asarray(energies) * EV_TO_KCAL_PER_MOL, style, marker='o', markersize=3, label=label)
+    if ymax_kcal_per_mol is not None:
+        lowest = min(float(np.min(energies)) for energies in curves.values()) * EV_TO_KCAL_PER_MOL
+        axes.set_ylim(min(lowest, 0.0) * 1.3 - 0.5, ymax_kcal_per_mol)
     axes.legend()
     return save(figure, path)
