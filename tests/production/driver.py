@@ -4,6 +4,8 @@ The tests drive a real profile (PostgreSQL + RabbitMQ) in subprocesses, as a use
 process never loads that profile. Every command prints one line ``RESULT <json>``.
 
     submit ENGINE CODE N_CLUSTERS SEED BATCH_SIZE OPTIONS_JSON [PARAMETERS_JSON]   -> {"pk": ...}
+    submit-many N SEED FILE     -> N xtb work chains of one cluster each on xtb@cluster; their pks go to FILE
+    wait-many FILE TIMEOUT      -> once all have terminated: states, labels per cluster id, engine timings
     wait-job PK TIMEOUT         -> {"job_id", "remote"} of the first CalcJob of PK once it is with the scheduler
     wait PK TIMEOUT             -> the audit of PK once it has terminated
     audit PK                    -> {"state", "exit_status", "input_ids", "output_ids", "calcjobs": [...], ...}
@@ -97,6 +99,53 @@ def audit(pk: str) -> dict:
     }
 
 
+def submit_many(n_jobs: str, seed: str, path: str) -> dict:
+    """``n_jobs`` labelling work chains of one cluster each, all submitted to the daemon at once."""
+    images = build_ethylene_glycol_clusters(int(n_jobs), seed=int(seed))
+    code, options = orm.load_code('xtb@cluster'), orm.Dict({'max_wallclock_seconds': 600})
+    pks, ids = [], []
+    start = time.perf_counter()
+    for atoms in images:
+        clusters = ClusterSetData.from_atoms([atoms]).store()
+        node = submit(LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=code, options=options,
+                      batch_size=orm.Int(1))
+        pks.append(node.pk)
+        ids += ids_of(clusters)
+    seconds = time.perf_counter() - start
+    with open(path, 'w') as handle:
+        json.dump({'pks': pks, 'input_ids': ids, 'submit_seconds': seconds}, handle)
+    return {'n_jobs': len(pks), 'submit_seconds': seconds}
+
+
+def wait_many(path: str, timeout: str) -> dict:
+    """Wait for every work chain of ``path``; what finished, which clusters got labels how often, and timings."""
+    with open(path) as handle:
+        submitted = json.load(handle)
+    deadline = time.monotonic() + float(timeout)
+    pending = set(submitted['pks'])
+    while pending and time.monotonic() < deadline:
+        pending = {pk for pk in pending if not orm.load_node(pk).is_terminated}
+        time.sleep(2.0)
+    nodes = [orm.load_node(pk) for pk in submitted['pks']]
+    processes = [node for root in nodes for node in (root, *root.called_descendants)]
+    calcjobs = [node for node in processes if isinstance(node, orm.CalcJobNode)]
+    labelled = [cluster_id for calcjob in calcjobs if 'clusters' in calcjob.outputs
+                for cluster_id in ids_of(calcjob.outputs.clusters)]
+    first, last = min(node.ctime for node in nodes), max(node.mtime for node in processes)
+    durations = sorted((node.mtime - node.ctime).total_seconds() for node in calcjobs)
+    return {
+        'n_jobs': len(nodes), 'n_pending': len(pending), 'n_processes': len(processes), 'n_calcjobs': len(calcjobs),
+        'finished_ok': sum(node.is_finished_ok for node in nodes),
+        'not_ok': [(node.pk, node.process_state.value, node.exit_status) for node in nodes if not node.is_finished_ok],
+        'input_ids': submitted['input_ids'], 'labelled_ids': labelled,
+        'submit_seconds': submitted['submit_seconds'],
+        'wall_seconds': (last - first).total_seconds(),
+        'engine_seconds_per_process': (last - first).total_seconds() / len(processes),
+        'calcjob_seconds_median': durations[len(durations) // 2] if durations else None,
+        'calcjob_seconds_max': durations[-1] if durations else None,
+    }
+
+
 def wait(pk: str, timeout: str) -> dict:
     deadline = time.monotonic() + float(timeout)
     while not orm.load_node(int(pk)).is_terminated:
@@ -106,7 +155,8 @@ def wait(pk: str, timeout: str) -> dict:
     return audit(pk)
 
 
-COMMANDS = {'submit': submit_label, 'wait-job': wait_job, 'wait': wait, 'audit': audit}
+COMMANDS = {'submit': submit_label, 'wait-job': wait_job, 'wait': wait, 'audit': audit, 'submit-many': submit_many,
+            'wait-many': wait_many}
 
 if __name__ == '__main__':
     arguments = [argument for argument in sys.argv[1:] if argument != '--']

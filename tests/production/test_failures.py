@@ -41,6 +41,7 @@ def test_walltime_mid_batch(production):
     assert audit['calcjobs'][0]['exit_status'] == 410
 
 
+@pytest.mark.slow
 def test_slurmd_stopped_and_restarted(production):
     """slurmd goes away while the job runs and comes back: the job survives, nothing is recomputed."""
     job = production.stalled_job(seed=203)
@@ -53,6 +54,7 @@ def test_slurmd_stopped_and_restarted(production):
     assert [calcjob['job_id'] for calcjob in audit['calcjobs']] == [job.job_id]
 
 
+@pytest.mark.slow
 def test_compute_node_fails(production):
     """slurmd dies and the node is declared down (what slurmctld does after SlurmdTimeout): the job is lost with
     NODE_FAIL; once the node is back, the clusters without labels, and only those, run again."""
@@ -81,6 +83,7 @@ def test_daemon_stopped_while_work_chains_wait(production):
     assert [calcjob['job_id'] for calcjob in audit['calcjobs']] == [job.job_id]
 
 
+@pytest.mark.slow
 def test_ssh_server_down_for_a_while(production):
     """sshd (and its sessions) down for 12 s while the job runs: the transport retries with exponential back-off
     (2, 4, 8 s here) and the work chain finishes with the one job it had."""
