@@ -146,13 +146,26 @@ def apply_weight_norm(model: torch.nn.Module) -> None:
 
 
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` without weight-norm parametrisations (the state dict a ``QRNN`` loads)."""
-    model = copy.deepcopy(model)
-    for module in model.modules():
+    """A new ``QRNN`` with the weights of ``model``, without weight-norm parametrisations.
+
+    Built from the config and a computed state dict: removing parametrisations from a deep copy would also strip
+    them from ``model`` (the parametrised classes are shared between copies).
+    """
+    from aiida_qrnn.core.model.qrnn import QRNN
+
+    state = {}
+    for name, module in model.named_modules():
+        prefix = f'{name}.' if name else ''
         if torch.nn.utils.parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
-                torch.nn.utils.parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    return model
+            for tensor_name in module.parametrizations:
+                state[prefix + tensor_name] = getattr(module, tensor_name).detach().clone()
+        for tensor_name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if '.parametrizations.' not in f'.{prefix}':  # the parametrisation's own tensors (original0/1)
+                state[prefix + tensor_name] = tensor.detach().clone()
+    reference = next(model.parameters())
+    plain = QRNN(model.config).to(device=reference.device, dtype=reference.dtype)
+    plain.load_state_dict({name: state[name] for name in plain.state_dict()}, strict=True)  # persistent tensors
+    return plain
 
 
 def _evaluate(model, batch: ClusterBatch, *, forces: bool, create_graph: bool) -> dict[str, torch.Tensor]:

@@ -142,7 +142,11 @@ def test_float32_training_runs(source, tmp_path):
     trainer = Trainer(tiny_model(1), source, train, validation, TrainingConfig(max_epochs=1, dtype='float32', **SMALL),
                       tmp_path)
     trainer.fit()
-    assert next(trainer.trained_model().parameters()).dtype == torch.float32
+    exported = trainer.trained_model()
+    assert next(exported.parameters()).dtype == torch.float32
+    indices = np.arange(len(source))  # exporting leaves the weight-normalised training model intact
+    np.testing.assert_allclose(predict(trainer.model, source, indices)['energy'][0],
+                               predict(exported, source, indices)['energy'][0], rtol=1e-6)
     assert np.isfinite(trainer.history[-1]['validation_forces_rmse'])
 
 
