@@ -27,7 +27,7 @@ class XtbParser(Parser):
 
     def parse(self, **kwargs) -> ExitCode | None:
         arrays = self.node.inputs.clusters.get_arrays()
-        retrieved = read_text_files(self.retrieved)
+        retrieved = read_text_files(self.retrieved, kwargs.get('retrieved_temporary_folder'))
         prefixes = [XtbCalculation.prefix(index) for index in range(arrays.n_clusters)]
         stdout_suffix = XtbCalculation.OUTPUT_SUFFIXES['stdout']
         if not any(prefix + stdout_suffix in retrieved for prefix in prefixes):
