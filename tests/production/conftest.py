@@ -71,9 +71,10 @@ class Production:
         return {**os.environ, 'AIIDA_PATH': str(self.aiida_path), 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}',
                 'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
 
-    def run(self, *arguments: str | Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    def run(self, *arguments: str | Path, check: bool = True, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([str(argument) for argument in arguments], env=self.environment, capture_output=True,
-                                text=True, timeout=timeout)
+                                text=True, timeout=timeout, cwd=cwd)
         if check and result.returncode != 0:
             raise AssertionError(f'{arguments} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
         return result

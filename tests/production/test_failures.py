@@ -69,6 +69,7 @@ def test_compute_node_fails(production):
     assert_retry_in_provenance(audit)
 
 
+@pytest.mark.slow
 def test_daemon_stopped_while_work_chains_wait(production):
     job = production.stalled_job(seed=205)
     production.stop_daemon()

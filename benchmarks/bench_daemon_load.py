@@ -1,0 +1,82 @@
+"""Load on the production path: N small labelling work chains submitted at once to the daemon of a PostgreSQL +
+RabbitMQ profile, each labelling one ethylene-glycol cluster with GFN2-xTB as its own SLURM job over SSH.
+
+Reports whether all finished and none was lost (every cluster labelled exactly once), the wall time from the
+first submission to the last state change, and the engine time per process (that wall time divided by the number
+of processes: work chains and CalcJobs). Needs root, PostgreSQL and RabbitMQ on 127.0.0.1 and the packages of
+``scripts/local-cluster.sh``, which this script starts (and stops when it started it).
+
+    .venv/bin/python benchmarks/bench_daemon_load.py --jobs 1000 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+from tests.production.conftest import Production  # noqa: E402 (the test helpers, shared)
+from tests.test_computers import CLUSTER_DIR, CLUSTER_SCRIPT  # noqa: E402
+from tests.test_profiles import BIN  # noqa: E402
+
+RESULTS = REPOSITORY / 'benchmarks' / 'results' / 'daemon_load.json'
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--jobs', type=int, default=1000)
+    parser.add_argument('--workers', type=int, default=1, help='daemon workers')
+    parser.add_argument('--timeout', type=float, default=6 * 3600)
+    arguments = parser.parse_args()
+
+    environment = {**os.environ, 'QRNN_CLUSTER_DIR': str(CLUSTER_DIR), 'QRNN_CLUSTER_SSH_PORT': '2222'}
+    subprocess.run(['bash', str(CLUSTER_SCRIPT), 'start'], env=environment, check=True, capture_output=True)
+    name = f'qrnn-bench-{secrets.token_hex(3)}'
+    profile = Production(name, Path(tempfile.mkdtemp(prefix='aiida-bench-')), CLUSTER_DIR / f'work-{name}',
+                         Path(tempfile.mkdtemp()))
+    try:
+        profile.run(BIN / 'aiida-qrnn', '-p', name, 'setup', '--production')
+        profile.run(BIN / 'aiida-qrnn', '-p', name, 'computer', 'add-slurm', 'cluster', '--host', 'qrnn-local-slurm',
+                    '--workdir', profile.workdir, '--partition', 'debug')
+        setup = profile.aiida_path / 'poll.py'
+        setup.write_text("from aiida import orm\norm.load_computer('cluster').set_minimum_job_poll_interval(1)\n")
+        profile.verdi('run', str(setup))
+        profile.verdi('daemon', 'start', str(arguments.workers))
+        pks = profile.aiida_path / 'pks.json'
+        start = time.perf_counter()
+        profile.driver('submit-many', arguments.jobs, 9001, pks, timeout=arguments.timeout)
+        summary = profile.driver('wait-many', pks, arguments.timeout, timeout=arguments.timeout + 600)
+        elapsed = time.perf_counter() - start
+    finally:
+        profile.stop_daemon()
+        profile.run(BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force', check=False)
+        shutil.rmtree(profile.workdir, ignore_errors=True)
+
+    labelled = Counter(summary.pop('labelled_ids'))
+    inputs = summary.pop('input_ids')
+    result = {
+        'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores '
+                   '(shared with other work: wall times are upper bounds)',
+        'jobs': arguments.jobs, 'daemon_workers': arguments.workers,
+        'all_finished_ok': summary['finished_ok'] == arguments.jobs,
+        'none_lost': set(labelled) == set(inputs), 'none_twice': max(labelled.values(), default=0) == 1,
+        'elapsed_seconds_with_submission': elapsed, **summary,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + '\n')
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == '__main__':
+    main()
