@@ -54,6 +54,7 @@ def md_code(aiida_code_installed) -> orm.InstalledCode:
     return aiida_code_installed(default_calc_job_plugin='qrnn.md', filepath_executable=EXECUTABLE)
 
 
+@pytest.mark.slow  # ~20 s; the tiny PropertiesWorkChain runs classical NPT jobs in CI
 def test_classical_npt_gives_trajectory_log_and_final_cell(md_code, tiny_cell):
     results, node = run_get_node(
         MdCalculation, code=md_code, structure=orm.StructureData(ase=tiny_cell),
@@ -93,6 +94,7 @@ def test_qrnn_walltime_stop_then_continue_from_the_parent_folder(md_code, tiny_c
     assert np.isfinite(results['log'].get_array('potential_energy_eV')).all()
 
 
+@pytest.mark.slow  # ~20 s; the 410 mapping is also tested on a stored output (tests/parsers/test_md.py)
 def test_bad_input_is_refused(md_code):
     """Methanol passes the AiiDA validators; the job's OPLS-AA typing refuses it (410). Unknown settings: validator."""
     from ase.build import molecule

@@ -44,6 +44,7 @@ def test_pair_scan_of_two_ethylene_glycols(xtb_code):
     assert results['plot'].get_content(mode='rb')[:4] == b'\x89PNG'
 
 
+@pytest.mark.slow  # ~30 s; the pair scan covers the shared steps in CI
 def test_rigid_torsion_scan_of_diethylene_glycol(xtb_code):
     results, node = run_get_node(
         TorsionScanWorkChain, parameters=orm.Dict({'step_deg': 60.0}),
