@@ -73,3 +73,22 @@ def test_transfer_learning_and_bad_input(train_code, datasets):
     with pytest.raises(ValueError, match='unknown training setting'):
         run_get_node(TrainCalculation, code=train_code, datasets=datasets,
                      parameters=orm.Dict({'training': {'epochs': 3}}))
+
+
+@pytest.mark.slow
+def test_trains_on_xtb_labelled_ethylene_glycol_clusters(train_code, aiida_code_installed):
+    """The demo's path: xtb labels (XtbCalculation) -> TrainCalculation with a small model; elements from the data."""
+    from aiida_qrnn.calculations.xtb import XtbCalculation
+    from aiida_qrnn.demo import build_ethylene_glycol_clusters
+
+    xtb = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
+    labelled, node = run_get_node(XtbCalculation, code=xtb,
+                                  clusters=ClusterSetData.from_atoms(build_ethylene_glycol_clusters(8, seed=0)))
+    assert node.exit_status == 0, node.exit_message
+    parameters = {'model': {'charge_hidden': [16], 'energy_hidden': [16], 'dispersion': None},
+                  'training': {'max_epochs': 3, 'batch_size': 4, 'validation_fraction': 0.25}}
+    results, job = run_get_node(TrainCalculation, code=train_code, datasets={'demo': labelled['clusters']},
+                                parameters=orm.Dict(parameters))
+    assert job.exit_status == 0, job.exit_message
+    assert results['model'].elements == ['H', 'C', 'O']
+    assert results['model'].metrics['forces_mae'] > 0
