@@ -33,7 +33,9 @@ def test_demo_samples_labels_reuses_and_shows_provenance(embedded_profile):
         assert kind in {'extracted', 'conformational', 'decomposed'}
         assert int(n_atoms) % 10 == 0  # whole ethylene-glycol molecules
         assert float(energy) < 0 and 0 < float(max_force) < 50 and abs(float(total_charge)) < 1e-3
-    provenance = output.split('5. Provenance')[1]
+    properties = output.split('6. Liquid properties')[1]
+    assert 'density:' in properties and 'g/cm^3 over 2 replicas' in properties and 'experiment 1.1' in properties
+    provenance = output.split('5. Provenance')[1].split('6. Liquid properties')[0]
     for step in ('LabelWorkChain', 'XtbCalculation', 'extract_clusters', 'SamplingWorkChain',
                  'ClassicalMdCalculation', 'build_cells'):
         assert step in provenance, step
