@@ -2,8 +2,9 @@
 
 Now: sample ethylene-glycol clusters from a packed cell run with the OPLS-AA baseline (SamplingWorkChain), label
 them with GFN2-xTB in batches (LabelWorkChain on localhost), label them again to show that nothing is recomputed,
-find the result with the QueryBuilder, print its provenance back to the cell, and compute liquid properties with
-the MD job and analyses that a QRNN uses too (PropertiesWorkChain, here with the OPLS-AA baseline).
+find the result with the QueryBuilder, print its provenance back to the cell, train a tiny QRNN on the labels
+(TrainWorkChain), and compute liquid properties with the MD job and analyses that a QRNN uses too
+(PropertiesWorkChain, here with the OPLS-AA baseline).
 """
 
 from __future__ import annotations
@@ -79,7 +80,24 @@ def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> Cluste
     for line in provenance_lines(labelled):
         echo(f'   {line}')
 
-    echo(f'6. Liquid properties (PropertiesWorkChain, protocol {protocol!r}, OPLS-AA through the QRNN MD job): '
+    echo('6. Training a tiny QRNN on the labelled clusters (TrainWorkChain -> TrainCalculation, 5 epochs) ...')
+    from aiida.orm import Dict
+
+    from aiida_qrnn.workchains.train import TrainWorkChain
+
+    parameters = Dict({'model': {'charge_hidden': [16], 'energy_hidden': [16], 'dispersion': None},
+                       'training': {'max_epochs': 5, 'batch_size': 4, 'validation_fraction': 0.2}})
+    trained = _finished(*run_get_node(TrainWorkChain, train={
+        'code': load_code('aiida-qrnn-exec@localhost'), 'datasets': {'demo': labelled}, 'parameters': parameters,
+    }))[0]
+    model = trained['model']
+    metrics = model.metrics
+    echo(f'   ModelData<{model.pk}>: {model.base.attributes.get("n_parameters")} parameters, validation energy MAE '
+         f'{1000 * metrics["energy_per_atom_mae"]:.1f} meV/atom, force MAE {metrics["forces_mae"]:.3f} eV/Å '
+         f'(5 epochs on {labelled.n_clusters} clusters: a pipeline check, not a usable model)')
+    echo(f'   see `aiida-qrnn model show {model.pk}` and `aiida-qrnn lineage {model.pk}`')
+
+    echo(f'7. Liquid properties (PropertiesWorkChain, protocol {protocol!r}, OPLS-AA through the QRNN MD job): '
          'NPT -> frame at the mean density -> NVT -> analyses ...')
     from aiida_qrnn.core.analysis.experimental import experimental
     from aiida_qrnn.workchains.properties import PropertiesWorkChain

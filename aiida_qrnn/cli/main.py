@@ -166,3 +166,40 @@ def lineage(identifier: str, tree: bool, depth: int) -> None:
         click.echo('made by:')
         for line in provenance_lines(node, max_depth=depth):
             click.echo(f'  {line}')
+
+
+@cli.group('model')
+def model() -> None:
+    """Trained models (ModelData)."""
+
+
+@model.command('show')
+@click.argument('identifier')
+@with_profile
+def model_show(identifier: str) -> None:
+    """A model's size, elements, validation metrics, and the labelled data and parent models it was trained from."""
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+    from aiida.orm import load_node
+
+    from aiida_qrnn.data.model import ModelData
+    from aiida_qrnn.provenance import lineage
+
+    try:
+        node = load_node(identifier)
+    except (NotExistent, MultipleObjectsError, ValueError) as exception:
+        raise click.BadParameter(str(exception), param_hint='IDENTIFIER') from None
+    if not isinstance(node, ModelData):
+        message = f'node {node.pk} is a {type(node).__name__}, not a ModelData.'
+        raise click.BadParameter(message, param_hint='IDENTIFIER')
+    click.echo(f'ModelData<{node.pk}>  elements {", ".join(node.elements)}  '
+               f'{node.base.attributes.get("n_parameters")} parameters  hash {node.model_hash[:16]}')
+    click.echo('validation metrics:')
+    for name, value in sorted(node.metrics.items()):
+        click.echo(f'  {name:>28}: {value:.6g}' if isinstance(value, float) else f'  {name:>28}: {value}')
+    ancestry = lineage(node)
+    click.echo('trained on:')
+    for line in ancestry['labels'] or ['(no labelled cluster set in its provenance)']:
+        click.echo(f'  {line}')
+    click.echo('parent models:')
+    for line in ancestry['models'] or ['(none)']:
+        click.echo(f'  {line}')

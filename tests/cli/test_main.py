@@ -33,9 +33,10 @@ def test_demo_samples_labels_reuses_and_shows_provenance(embedded_profile):
         assert kind in {'extracted', 'conformational', 'decomposed'}
         assert int(n_atoms) % 10 == 0  # whole ethylene-glycol molecules
         assert float(energy) < 0 and 0 < float(max_force) < 50 and abs(float(total_charge)) < 1e-3
-    properties = output.split('6. Liquid properties')[1]
+    properties = output.split('7. Liquid properties')[1]
     assert 'density:' in properties and 'g/cm^3 over 2 replicas' in properties and 'experiment 1.1' in properties
-    provenance = output.split('5. Provenance')[1].split('6. Liquid properties')[0]
+    assert 'validation energy MAE' in output.split('6. Training')[1]
+    provenance = output.split('5. Provenance')[1].split('6. Training')[0]
     for step in ('LabelWorkChain', 'XtbCalculation', 'extract_clusters', 'SamplingWorkChain',
                  'ClassicalMdCalculation', 'build_cells'):
         assert step in provenance, step
@@ -149,3 +150,13 @@ def test_lineage_names_labels_and_work_chains(embedded_profile, tmp_path):
     assert 'ClassicalMdCalculation' in output.split('made by:')[1]
     missing = run([BIN / 'aiida-qrnn', 'lineage', '999999'], aiida_path, check=False)
     assert missing.returncode != 0 and 'Traceback' not in missing.stderr
+
+
+def test_model_show_names_metrics_and_training_data(embedded_profile, tmp_path):
+    aiida_path, output = embedded_profile
+    pk = output.split('aiida-qrnn model show ')[1].split('`')[0]
+    shown = run([BIN / 'aiida-qrnn', 'model', 'show', pk], aiida_path).stdout
+    assert 'energy_per_atom_mae' in shown and 'forces_mae' in shown
+    assert 'gfn2-xtb' in shown.split('trained on:')[1]
+    wrong = run([BIN / 'aiida-qrnn', 'model', 'show', '1'], aiida_path, check=False)
+    assert wrong.returncode != 0 and 'not a ModelData' in wrong.stderr
