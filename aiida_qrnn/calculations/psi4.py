@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -213,27 +215,30 @@ class Psi4Calculation(CalcJob):
 
 PSI4_TEMPLATE = '''\
 # Written by aiida-qrnn Psi4Calculation: label cluster {index} and write its record {record!r}.
+import base64
 import json
 import os
 
 from psi4.driver.procrouting.dft import dft_builder
 
-cluster = geometry("""
+# Method, options and properties travel base64-encoded: Psi4's input preprocessor rewrites '#' even inside Python
+# strings, and no user text may ever become code here.
+settings = json.loads(base64.b64decode('{settings}').decode('utf-8'))
+cluster = geometry(\"\"\"
 {charge} 1
 {atoms}
 units angstrom
 no_reorient
 no_com
 symmetry c1
-""")
-set_options({options})
+\"\"\")
 record = {{'format': {format!r}, 'index': {index}, 'id': {cluster_id!r}, 'program': 'psi4 ' + psi4.__version__}}
 
 
 def functional_without_d3bj(name, npoints, deriv, restricted):
-    """Psi4's own definition of {method!r} with the dispersion left out; it is added from the D3(BJ) step."""
+    \"\"\"Psi4's own definition of the method with the dispersion left out; it is added from the D3(BJ) step.\"\"\"
     superfunctional, _ = dft_builder.build_superfunctional_from_dictionary(
-        dft_builder.functionals[{method!r}], npoints, deriv, restricted)
+        dft_builder.functionals[settings['method']], npoints, deriv, restricted)
     return superfunctional
 
 
@@ -244,17 +249,18 @@ def write_record(values):
     os.replace({record!r} + '.partial', {record!r})
 
 
-method = {{'dft_functional': functional_without_d3bj}} if {strip_d3bj!r} else {{}}
-name = 'scf' if {strip_d3bj!r} else {method!r}
+method = {{'dft_functional': functional_without_d3bj}} if settings['strip_d3bj'] else {{}}
+name = 'scf' if settings['strip_d3bj'] else settings['method']
 try:
-    if {forces!r}:
+    set_options(settings['options'])
+    if settings['forces']:
         gradient_matrix, wavefunction = gradient(name, molecule=cluster, return_wfn=True, **method)
         gradient_values = gradient_matrix.np.tolist()
     else:
         _, wavefunction = energy(name, molecule=cluster, return_wfn=True, **method)
         gradient_values = None
     oeprop(wavefunction, 'DIPOLE')
-    dispersion = dft_builder.functionals[{method!r}].get('dispersion') if {strip_d3bj!r} else None
+    dispersion = dft_builder.functionals[settings['method']].get('dispersion') if settings['strip_d3bj'] else None
     write_record({{
         'status': 'ok',
         'energy_hartree': variable('CURRENT ENERGY'),
@@ -282,8 +288,9 @@ def psi4_input(
         f'{chemical_symbols[number]:<2} ' + ' '.join(f'{x:.10f}' for x in position)
         for number, position in zip(numbers, positions, strict=True)
     )
+    settings = {'method': method.lower(), 'options': options, 'strip_d3bj': strip_d3bj,
+                'forces': 'forces' in properties}
     return PSI4_TEMPLATE.format(
-        index=index, record=record_name(index), charge=total_charge, atoms=atoms, options=repr(options),
-        format=RECORD_FORMAT, cluster_id=cluster_id, method=method.lower(), strip_d3bj=strip_d3bj,
-        forces='forces' in properties,
+        index=index, record=record_name(index), charge=total_charge, atoms=atoms, format=RECORD_FORMAT,
+        cluster_id=cluster_id, settings=base64.b64encode(json.dumps(settings).encode('utf-8')).decode('ascii'),
     )

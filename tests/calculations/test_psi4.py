@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -123,8 +125,12 @@ def test_input_keeps_the_frame_and_paper_settings():
         method='wb97x-d3bj', options={'basis': 'def2-svp', 'dft_basis_tolerance': 1e-10}, properties=['energy'],
         strip_d3bj=True,
     )
-    for line in ('no_reorient', 'no_com', 'symmetry c1', "'dft_basis_tolerance': 1e-10", 'c000003.json'):
+    for line in ('no_reorient', 'no_com', 'symmetry c1', 'c000003.json'):
         assert line in text
+    encoded = text.split("b64decode('")[1].split("'")[0]
+    settings = json.loads(base64.b64decode(encoded))
+    assert settings == {'method': 'wb97x-d3bj', 'options': {'basis': 'def2-svp', 'dft_basis_tolerance': 1e-10},
+                        'strip_d3bj': True, 'forces': False}
     compile(text.replace('geometry(', 'dict(').replace('set_options', 'dict'), 'c000003.in', 'exec')
 
 

@@ -8,6 +8,7 @@ create must not exist afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shlex
@@ -118,17 +119,13 @@ def test_hostile_psi4_parameters_stay_data(aiida_profile, aiida_localhost, tmp_p
     """A Psi4 option value and a method name built to break out of their quotes reach Psi4 intact, as values: it
     refuses the option value as an invalid choice, and nothing else happens."""
     marker = tmp_path / 'pwned'
-    evil = hostile(marker).replace('#', '').replace('"""', '"')  # the two cases of the xfail test below
+    evil = hostile(marker)
     folder = run_psi4_input(tmp_path, aiida_localhost, f'hf{evil}', evil)
-    output = (folder / 'c000000.out').read_text()
-    assert f"Error setting options: {{'guess': ({evil!r}" in output and 'is not a valid choice' in output, output
+    record = json.loads((folder / 'c000000.json').read_text())
+    assert record['status'] == 'failed' and 'is not a valid choice' in record['message'], record
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason='Known defect of Psi4Calculation: psithon strips "#..." even inside Python '
-                   'strings, and a method name with three double quotes closes the docstring it is written into, so '
-                   'the input is a SyntaxError (no code runs, but no record either: the cluster is retried in vain). '
-                   'Fix: pass method and options through a JSON file read by the input instead of inline repr().')
 @pytest.mark.parametrize(('method', 'guess'), [('hf', 'sad # not a comment'), ('hf"""', 'sad')])
 def test_psi4_input_survives_odd_characters(aiida_profile, aiida_localhost, tmp_path, method, guess):
     folder = run_psi4_input(tmp_path, aiida_localhost, method, guess)
