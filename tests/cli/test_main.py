@@ -133,20 +133,14 @@ def test_sample_is_one_command_from_lengths_to_a_cluster_set(embedded_profile):
     assert refused.returncode != 0 and "unknown sampling protocol 'huge'" in refused.stderr
 
 
-def test_lineage_names_labels_and_work_chains(embedded_profile, tmp_path):
-    aiida_path, _ = embedded_profile
-    query = tmp_path / 'last.py'
-    query.write_text(
-        'from aiida import orm\nfrom aiida_qrnn.data.cluster_set import ClusterSetData\n'
-        "builder = orm.QueryBuilder().append(ClusterSetData, filters={'attributes.level_of_theory': 'gfn2-xtb'})\n"
-        "print(builder.order_by({ClusterSetData: {'id': 'desc'}}).first(flat=True).pk)\n"
-    )
-    pk = run([BIN / 'verdi', 'run', str(query)], aiida_path).stdout.split()[-1]
+def test_lineage_names_labels_and_work_chains(embedded_profile):
+    aiida_path, demo_output = embedded_profile
+    pk = demo_output.split('aiida-qrnn lineage ')[1].split('`')[0]  # the model the demo trained
     output = run([BIN / 'aiida-qrnn', 'lineage', pk], aiida_path).stdout
     labels = output.split('labels:')[1].split('models:')[0]
     assert 'gfn2-xtb' in labels
     workflows = output.split('workflows:')[1].split('made by:')[0]
-    assert 'SamplingWorkChain' in workflows and 'LabelWorkChain' in workflows
+    assert all(name in workflows for name in ('SamplingWorkChain', 'LabelWorkChain', 'TrainWorkChain'))
     assert 'ClassicalMdCalculation' in output.split('made by:')[1]
     missing = run([BIN / 'aiida-qrnn', 'lineage', '999999'], aiida_path, check=False)
     assert missing.returncode != 0 and 'Traceback' not in missing.stderr
