@@ -6,33 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aiida import orm
-from aiida.common.links import LinkType
 
 from aiida_qrnn.parsers.md import MdParser
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'md'
 
 
-@pytest.fixture
-def generate_calc_job_node(aiida_localhost):
-    """A stored ``CalcJobNode`` whose retrieved folder is a fixture folder, as after a real run."""
-
-    def factory(case: str) -> orm.CalcJobNode:
-        node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.md')
-        node.store()
-        retrieved = orm.FolderData()
-        for path in sorted((FIXTURES / case).iterdir()):
-            retrieved.base.repository.put_object_from_file(path, path.name)
-        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-        retrieved.store()
-        return node
-
-    return factory
-
-
 def test_finished_run_gives_every_output(generate_calc_job_node):
-    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('finished'), store_provenance=False)
+    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'finished'), store_provenance=False)
     assert calcfunction.exit_status == 0, calcfunction.exit_message
     log = results['log']
     assert list(log.get_array('step')) == [0, 5, 10, 15, 20]
@@ -45,26 +26,26 @@ def test_finished_run_gives_every_output(generate_calc_job_node):
 
 
 def test_walltime_stop_is_400_with_the_checkpoint_step(generate_calc_job_node):
-    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('walltime'), store_provenance=False)
+    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'walltime'), store_provenance=False)
     assert calcfunction.exit_status == 400
     assert results['output_parameters']['checkpoint_step'] == 1
 
 
 def test_killed_job_with_a_checkpoint_is_a_walltime_stop(generate_calc_job_node):
-    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('killed'), store_provenance=False)
+    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'killed'), store_provenance=False)
     assert calcfunction.exit_status == 400
     assert results['output_parameters']['checkpoint_step'] == 1
     assert 'structure' not in results
 
 
 def test_unstable_run_maps_its_status_onto_5xx(generate_calc_job_node):
-    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('unstable'), store_provenance=False)
+    results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'unstable'), store_provenance=False)
     assert calcfunction.exit_status == 510
     assert 'non-finite' in calcfunction.exit_message
     assert results['output_parameters']['checkpoint_step'] is None
 
 
 def test_bad_input_is_410_naming_the_setting(generate_calc_job_node):
-    _, calcfunction = MdParser.parse_from_node(generate_calc_job_node('bad_input'), store_provenance=False)
+    _, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'bad_input'), store_provenance=False)
     assert calcfunction.exit_status == 410
     assert 'ensemble' in calcfunction.exit_message
