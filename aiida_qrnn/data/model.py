@@ -116,21 +116,13 @@ class ModelData(Data):
     @classmethod
     def from_file(cls, path: str | pathlib.Path, **kwargs) -> ModelData:
         """Create a node from a safetensors file written by :meth:`export` (config and elements in its metadata)."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from aiida_qrnn.core.model.calculator import read_model_file
 
-        path = pathlib.Path(path)
         try:
-            with safe_open(str(path), framework='pt') as handle:
-                metadata = handle.metadata() or {}
-            state_dict = load_file(str(path))
-        except Exception as exception:
-            raise ModelDataError(f"'{path}': not a readable safetensors file ({exception}).") from None
-        if metadata.get('format') != MODEL_FORMAT:
-            raise ModelDataError(f"'{path}': not an aiida-qrnn model file (metadata 'format' is missing).")
-        if metadata.get('format_version') != str(MODEL_FORMAT_VERSION):
-            raise ModelDataError(f"'{path}': model format version {metadata.get('format_version')} is not supported.")
-        return cls(state_dict, json.loads(metadata['config']), json.loads(metadata['elements']), **kwargs)
+            state_dict, config, elements = read_model_file(path)
+        except ValueError as exception:
+            raise ModelDataError(str(exception)) from None
+        return cls(state_dict, config, elements, **kwargs)
 
     def get_state_dict(self, device: str | torch.device = 'cpu') -> dict[str, torch.Tensor]:
         """Load the weights with safetensors (plain tensors only: no pickle, no code execution)."""

@@ -50,22 +50,30 @@ def _build(config: dict, elements: list[str], state_dict: dict[str, torch.Tensor
     return model.eval()
 
 
+def read_model_file(path: str | pathlib.Path) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+    """``(state_dict, config, elements)`` of a model file (safetensors: plain tensors, no code runs on loading)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = pathlib.Path(path)
+    try:
+        with safe_open(str(path), framework='pt') as handle:
+            metadata = handle.metadata() or {}
+        state_dict = load_file(str(path))
+    except Exception as exception:
+        raise ValueError(f"'{path}': not a readable safetensors file ({exception}).") from None
+    if metadata.get('format') != MODEL_FORMAT:
+        raise ValueError(f"'{path}': not an aiida-qrnn model file (metadata 'format' is missing).")
+    if metadata.get('format_version') != str(MODEL_FORMAT_VERSION):
+        raise ValueError(f"'{path}': model format version {metadata.get('format_version')} is not supported.")
+    return state_dict, json.loads(metadata['config']), json.loads(metadata['elements'])
+
+
 def load_model(source: ModelSource | str | pathlib.Path) -> QRNN:
     """A :class:`QRNN` from a ``ModelData``-like object or a model file, in the dtype its weights were saved in."""
     if isinstance(source, str | pathlib.Path):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        path = pathlib.Path(source)
-        try:
-            with safe_open(str(path), framework='pt') as handle:
-                metadata = handle.metadata() or {}
-            state_dict = load_file(str(path))
-        except Exception as exception:
-            raise ValueError(f"'{path}': not a readable safetensors file ({exception}).") from None
-        if metadata.get('format') != MODEL_FORMAT:
-            raise ValueError(f"'{path}': not an aiida-qrnn model file (metadata 'format' is missing).")
-        return _build(json.loads(metadata['config']), json.loads(metadata['elements']), state_dict, f"'{path}'")
+        state_dict, config, elements = read_model_file(source)
+        return _build(config, elements, state_dict, f"'{source}'")
     return _build(dict(source.config), list(source.elements), source.get_state_dict(), repr(source))
 
 
