@@ -32,8 +32,10 @@ CELL_DEFAULTS: dict[str, Any] = {
 }
 #: ``extract_clusters`` parameters besides the :class:`~aiida_qrnn.core.clusters.ClusterSampling` settings. The
 #: paper cuts clusters of up to 8 monomers, 6 dimers or 4 trimers; other lengths are not cut.
+#: ``last_frames`` > 0 keeps only that many frames at the end (e.g. of a QRNN run stopped by committee disagreement).
 CLUSTER_DEFAULTS: dict[str, Any] = {
-    'seed': 0, 'first_frame': 0, 'frame_stride': 1, 'max_molecules_by_units': {'1': 8, '2': 6, '3': 4},
+    'seed': 0, 'first_frame': 0, 'frame_stride': 1, 'last_frames': 0,
+    'max_molecules_by_units': {'1': 8, '2': 6, '3': 4},
 }
 
 
@@ -85,7 +87,7 @@ def _cluster_settings(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[
         str(k).isdigit() and isinstance(v, int) and v >= 1 for k, v in by_units.items()
     ):
         raise ValueError(f'clusters: max_molecules_by_units must map n_units to a positive count, got {by_units!r}.')
-    for key in ('first_frame', 'frame_stride', 'seed'):
+    for key in ('first_frame', 'frame_stride', 'last_frames', 'seed'):
         if not isinstance(own[key], int) or own[key] < (1 if key == 'frame_stride' else 0):
             raise ValueError(f'clusters: {key} must be a {"positive" if key == "frame_stride" else "non-negative"} '
                              f'integer, got {own[key]!r}.')
@@ -118,15 +120,29 @@ def build_cells(parameters: orm.Dict) -> dict[str, orm.StructureData]:
     return cells
 
 
+def _read_frames(path: Path) -> list:
+    """All frames of an ASE trajectory (classical MD) or of an H5MD file (QRNN MD), told apart by the HDF5 signature."""
+    from ase.io import read
+
+    with path.open('rb') as handle:
+        is_hdf5 = handle.read(8) == b'\x89HDF\r\n\x1a\n'
+    if not is_hdf5:
+        return read(path, index=':')
+    from aiida_qrnn.core.md import read_trajectory
+
+    trajectory = read_trajectory(path)
+    return [trajectory.to_atoms(frame) for frame in range(len(trajectory.steps))]
+
+
 @calcfunction
 def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -> ClusterSetData:
     """Cut and vary clusters from every trajectory whose chain length has an entry in ``max_molecules_by_units``.
 
+    Trajectories are ASE files of the classical MD job or H5MD files of the QRNN MD job.
+
     Trajectories are taken in the order of their labels; cluster sources name the label, the trajectory's UUID,
     the frame index and the molecule ids.
     """
-    from ase.io import read
-
     from aiida_qrnn.core.clusters import ClusterSampling, deduplicate, sample_clusters
     from aiida_qrnn.core.structures import find_bonds, molecule_ids
 
@@ -139,7 +155,7 @@ def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -
             path = Path(folder) / f'{label}.traj'
             with node.open(mode='rb') as source:
                 path.write_bytes(source.read())
-            frames = read(path, index=':')
+            frames = _read_frames(path)
             if not frames:
                 raise ValueError(f"trajectory '{label}' ({node.uuid}) holds no frames.")
             bonds = find_bonds(frames[0])
@@ -150,9 +166,12 @@ def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -
                 skipped[label] = n_units
                 continue
             settings = ClusterSampling.from_dict({**sampling, 'max_molecules': max_molecules})
+            first = own['first_frame']
+            if own['last_frames']:
+                first = max(first, len(frames) - own['last_frames'])
             selected = [
                 (frames[index], {'trajectory': f'{label}:{node.uuid}', 'frame': index})
-                for index in range(own['first_frame'], len(frames), own['frame_stride'])
+                for index in range(first, len(frames), own['frame_stride'])
             ]
             images.extend(sample_clusters(selected, settings, rng, molecule=molecule, bonds=bonds))
     if not images:
