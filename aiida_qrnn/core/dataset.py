@@ -51,6 +51,7 @@ __all__ = [
     'ClusterArrays',
     'ClusterSet',
     'ClusterSetError',
+    'concatenate',
     'content_hash',
     'merge_cluster_sets',
     'read_extxyz',
@@ -655,21 +656,36 @@ def merge_cluster_sets(
             f'cannot merge {details}: levels of theory {sorted(map(str, levels))} and label sets '
             f'{sorted(labels)} must agree.'
         )
-    label_names = list(labels.pop())
+    merged = concatenate([arrays for _, arrays in parts], label_names=list(labels.pop()), deduplicate=deduplicate,
+                         origin=path)
+    return write_cluster_set(path, merged, level_of_theory=levels.pop())
+
+
+def concatenate(
+    parts: Sequence[ClusterArrays], *, label_names: Sequence[str] | None = None, deduplicate: bool = True,
+    origin: str | os.PathLike | None = None,
+) -> ClusterArrays:
+    """One set of all ``parts`` in order, with the labels ``label_names`` (default: those of the first part).
+
+    With ``deduplicate``, a cluster whose content id occurred before is dropped, keeping the first occurrence.
+    """
+    if not parts:
+        raise ClusterSetError('concatenate: no cluster sets were given.')
+    label_names = list(parts[0].labels) if label_names is None else list(label_names)
     merged = ClusterArrays(
-        numbers=np.concatenate([a.numbers for _, a in parts]),
-        positions=np.concatenate([a.positions for _, a in parts]),
-        offsets=np.concatenate([[0], np.cumsum(np.concatenate([np.diff(a.offsets) for _, a in parts]))]),
-        molecule=np.concatenate([a.molecule for _, a in parts]),
-        total_charge=np.concatenate([a.total_charge for _, a in parts]),
-        cell=np.concatenate([a.cell for _, a in parts]),
-        pbc=np.concatenate([a.pbc for _, a in parts]),
-        kind=[k for _, a in parts for k in a.kind],
-        source=[s for _, a in parts for s in a.source],
-        labels={name: np.concatenate([a.labels[name] for _, a in parts]) for name in label_names},
-    ).validate(path)
+        numbers=np.concatenate([part.numbers for part in parts]),
+        positions=np.concatenate([part.positions for part in parts]),
+        offsets=np.concatenate([[0], np.cumsum(np.concatenate([np.diff(part.offsets) for part in parts]))]),
+        molecule=np.concatenate([part.molecule for part in parts]),
+        total_charge=np.concatenate([part.total_charge for part in parts]),
+        cell=np.concatenate([part.cell for part in parts]),
+        pbc=np.concatenate([part.pbc for part in parts]),
+        kind=[kind for part in parts for kind in part.kind],
+        source=[source for part in parts for source in part.source],
+        labels={name: np.concatenate([part.labels[name] for part in parts]) for name in label_names},
+    ).validate(origin)
     if deduplicate:
         _, first = np.unique(merged.ids.astype(str), return_index=True)
         if len(first) < merged.n_clusters:
             merged = merged.select(np.sort(first))
-    return write_cluster_set(path, merged, level_of_theory=levels.pop())
+    return merged

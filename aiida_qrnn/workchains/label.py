@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, while_
 from aiida_qrnn.calculations.psi4 import PROPERTIES
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
 from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
-from aiida_qrnn.core.dataset import ClusterArrays
+from aiida_qrnn.core.dataset import ClusterArrays, concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains.base import (
     Psi4BaseWorkChain,
@@ -36,7 +35,7 @@ LABELS, CHARGES = 'labels', 'charges'
 def collect_labels(selection: orm.Dict, **sources: ClusterSetData) -> ClusterSetData:
     """Labelled clusters taken from earlier label sets: ``selection`` maps a source name to its row indices."""
     parts = [sources[name].get_arrays().select(rows) for name, rows in sorted(selection.get_dict().items())]
-    return ClusterSetData.from_arrays(_concatenate(parts), level_of_theory=_common_level(sources.values()))
+    return ClusterSetData.from_arrays(concatenate(parts), level_of_theory=_common_level(sources.values()))
 
 
 @calcfunction
@@ -53,9 +52,9 @@ def assemble_labels(clusters: ClusterSetData, **parts: ClusterSetData) -> Cluste
     if not label_parts:
         raise ValueError(f'assemble_labels: no part named {LABELS}_* among {sorted(parts)}.')
     input_ids = [str(cluster_id) for cluster_id in clusters.get_arrays().ids]
-    labelled = _in_input_order(_concatenate([part.get_arrays() for part in label_parts]), input_ids)
+    labelled = _in_input_order(concatenate([part.get_arrays() for part in label_parts]), input_ids)
     if charge_parts:
-        labelled = _with_charges(labelled, _concatenate([part.get_arrays() for part in charge_parts]))
+        labelled = _with_charges(labelled, concatenate([part.get_arrays() for part in charge_parts]))
     node = ClusterSetData.from_arrays(labelled, level_of_theory=_common_level(label_parts))
     if charge_parts:
         node.base.attributes.set('charges_level_of_theory', _common_level(charge_parts))
@@ -67,23 +66,6 @@ def _common_level(nodes) -> str | None:
     if len(levels) != 1:
         raise ValueError(f'label sets to merge have different levels of theory: {sorted(map(str, levels))}.')
     return levels.pop()
-
-
-def _concatenate(parts: Sequence[ClusterArrays]) -> ClusterArrays:
-    """One set of all ``parts`` (same label names), keeping the first cluster of every id."""
-    first = parts[0]
-    merged = ClusterArrays(
-        numbers=np.concatenate([part.numbers for part in parts]),
-        positions=np.concatenate([part.positions for part in parts]),
-        offsets=np.concatenate([[0], np.cumsum(np.concatenate([np.diff(part.offsets) for part in parts]))]),
-        molecule=np.concatenate([part.molecule for part in parts]),
-        total_charge=np.concatenate([part.total_charge for part in parts]),
-        cell=np.concatenate([part.cell for part in parts]), pbc=np.concatenate([part.pbc for part in parts]),
-        kind=[kind for part in parts for kind in part.kind], source=[s for part in parts for s in part.source],
-        labels={name: np.concatenate([part.labels[name] for part in parts]) for name in first.labels},
-    ).validate()
-    _, unique = np.unique(merged.ids.astype(str), return_index=True)
-    return merged if len(unique) == merged.n_clusters else merged.select(np.sort(unique))
 
 
 def _in_input_order(labelled: ClusterArrays, input_ids: list[str]) -> ClusterArrays:
