@@ -3,11 +3,13 @@
 See ``docs/md-and-analysis.md`` for the ensembles, units, the checkpoint contract and the status codes.
 """
 
+from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, read_committee_log
 from .runner import LOG_COLUMNS, MDResult, read_log, run_md
 from .settings import MDSettings
 from .status import MDStatus
 from .trajectory import TrajectoryArrays, TrajectoryWriter, read_trajectory, unwrap_trajectory
 from .wrapping import make_molecules_whole
 
-__all__ = ['LOG_COLUMNS', 'MDResult', 'MDSettings', 'MDStatus', 'TrajectoryArrays', 'TrajectoryWriter',
-           'make_molecules_whole', 'read_log', 'read_trajectory', 'run_md', 'unwrap_trajectory']
+__all__ = ['COMMITTEE_COLUMNS', 'COMMITTEE_FILE', 'LOG_COLUMNS', 'MDResult', 'MDSettings', 'MDStatus',
+           'TrajectoryArrays', 'TrajectoryWriter', 'make_molecules_whole', 'read_committee_log', 'read_log',
+           'read_trajectory', 'run_md', 'unwrap_trajectory']

@@ -10,6 +10,8 @@ the same is written to ``status.json``. Files in ``workdir``:
   end and when ``walltime_s`` is reached; never written from an unstable state.
 * ``trajectory.h5``: H5MD frames every ``trajectory_interval`` steps, positions unwrapped (:mod:`.trajectory`).
 * ``md_log.csv``: every ``log_interval`` steps: energies, temperature, pressure, volume, density, enthalpy.
+* ``committee.csv``: with a ``committee``, every ``committee_interval`` steps: the committee's disagreement
+  (:mod:`.committee`); a continued run appends to it.
 * ``status.json``: the outcome; ``unstable.extxyz``: the offending structure when a guard fired.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +33,15 @@ from tqdm import tqdm
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
 from .checkpoint import Checkpoint
+from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, committee_disagreement
 from .integrators import build_integrator, conserved_energy, get_integrator_state, set_integrator_state
 from .settings import MDSettings
 from .status import MDStatus
 from .trajectory import TrajectoryWriter
 from .wrapping import make_molecules_whole
+
+if t.TYPE_CHECKING:
+    from ..model.committee import Committee
 
 CHECKPOINT_FILE = 'checkpoint.npz'
 TRAJECTORY_FILE = 'trajectory.h5'
@@ -60,11 +67,16 @@ class MDResult:
 
 
 def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: Path | str, *,
-           rng: np.random.Generator | None = None) -> MDResult:
+           rng: np.random.Generator | None = None, committee: Committee | None = None) -> MDResult:
     """Run (or continue) MD of ``atoms`` with any ASE ``calculator`` in ``workdir``; see the module docstring.
 
     ``rng`` draws the initial Maxwell-Boltzmann velocities of a fresh run (its state is checkpointed).
+    ``committee`` (models other than the calculator's) is evaluated every ``settings.committee_interval`` steps.
     """
+    if (committee is None) != (settings.committee_interval == 0):
+        raise ValueError('a committee needs MD setting committee_interval > 0, and committee_interval > 0 needs a '
+                         f'committee (got committee_interval={settings.committee_interval} and '
+                         f'{"no" if committee is None else "a"} committee).')
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng() if rng is None else rng
@@ -82,7 +94,9 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
             Stationary(atoms)
         integrator = build_integrator(settings, atoms)
         writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities)
-        log = _CsvLog(workdir / LOG_FILE, keep_until_step=None)
+        log = _CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=None)
+        committee_log = _CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=None) if committee \
+            else None
     else:
         _check_compatible(checkpoint, settings, atoms, checkpoint_path)
         step, time_fs = checkpoint.step, checkpoint.time_fs
@@ -97,7 +111,19 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
         writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities,
                                   keep_frames=checkpoint.n_frames)
         writer.set_state({k.removeprefix('writer_'): v for k, v in state.items() if k.startswith('writer_')})
-        log = _CsvLog(workdir / LOG_FILE, keep_until_step=step)
+        log = _CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=step)
+        committee_log = _CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=step) if committee \
+            else None
+
+    def committee_stop() -> str | None:
+        """Append the committee's disagreement; a message when it exceeds ``committee_max_force_deviation``."""
+        rho_f, deviation = committee_disagreement(committee, atoms)
+        committee_log.write((step, time_fs, rho_f, deviation))
+        limit = settings.committee_max_force_deviation
+        if limit is not None and deviation > limit:
+            return (f'step {step}: committee max force deviation {deviation:.4g} eV/Å exceeds '
+                    f'committee_max_force_deviation {limit:g} eV/Å (rho_f {rho_f:.4g} (eV/Å)^2)')
+        return None
 
     def save_checkpoint() -> None:
         writer.flush()
@@ -111,6 +137,8 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
     def finish(status: MDStatus, message: str) -> MDResult:
         writer.close()
         log.close()
+        if committee_log is not None:
+            committee_log.close()
         result = MDResult(status=status, step=step, time_fs=time_fs, message=message)
         (workdir / STATUS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + '\n')
         return result
@@ -124,6 +152,9 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
             return finish(*problem)
         writer.append(atoms, step, time_fs)
         log.write(_observables(integrator, settings, step, time_fs))
+        if committee is not None and (message := committee_stop()) is not None:
+            save_checkpoint()
+            return finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
     with tqdm(total=settings.n_steps, initial=step, disable=not settings.progress_bar, unit='step') as progress:
         while step < settings.n_steps:
             problem = _step(integrator)
@@ -138,6 +169,10 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
                 log.write(_observables(integrator, settings, step, time_fs))
             if step % settings.trajectory_interval == 0:
                 writer.append(atoms, step, time_fs)
+            if committee is not None and step % settings.committee_interval == 0 \
+                    and (message := committee_stop()) is not None:
+                save_checkpoint()
+                return finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
             if step % settings.checkpoint_interval == 0 or step == settings.n_steps:
                 save_checkpoint()
             elif settings.walltime_s is not None and time.monotonic() - started > settings.walltime_s:
@@ -209,10 +244,11 @@ def _observables(integrator, settings: MDSettings, step: int, time_fs: float) ->
 
 
 class _CsvLog:
-    """Append-only CSV with full float precision, cut back to a checkpoint's step on restart."""
+    """Append-only CSV (first column the step) with full float precision, cut back to a checkpoint's step on
+    restart. Each row is flushed: a job killed by a monitor or the scheduler leaves every row it wrote."""
 
-    def __init__(self, path: Path, keep_until_step: int | None) -> None:
-        kept = [','.join(LOG_COLUMNS)]
+    def __init__(self, path: Path, columns: tuple[str, ...], keep_until_step: int | None) -> None:
+        kept = [','.join(columns)]
         if keep_until_step is not None and path.is_file():
             lines = path.read_text().splitlines()
             kept += [line for line in lines[1:] if line and int(line.split(',', 1)[0]) <= keep_until_step]
@@ -222,6 +258,7 @@ class _CsvLog:
     def write(self, row: tuple[float, ...]) -> None:
         self._handle.write(','.join(repr(float(value)) if i else str(int(value)) for i, value in enumerate(row)))
         self._handle.write('\n')
+        self._handle.flush()
 
     def flush(self) -> None:
         self._handle.flush()

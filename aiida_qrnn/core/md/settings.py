@@ -23,6 +23,10 @@ class MDSettings:
 
     ``max_temperature_K`` defaults to three times ``temperature_K``: a liquid that heats that far is exploding,
     not fluctuating (relative temperature fluctuations are sqrt(2 / (3 N)), 14 % for 32 atoms).
+
+    ``committee_interval`` (steps, 0 = off) evaluates a committee every that many steps into ``committee.csv``;
+    ``committee_max_force_deviation`` (eV/Å, None = never) stops the run cleanly when the committee's largest
+    per-atom force deviation exceeds it (:mod:`.committee`).
     """
 
     ensemble: Literal['nve', 'nvt', 'npt'] = 'nvt'
@@ -45,6 +49,8 @@ class MDSettings:
     write_velocities: bool = True
     walltime_s: float | None = None
     progress_bar: bool = False
+    committee_interval: int = 0
+    committee_max_force_deviation: float | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in (('ensemble', ENSEMBLES), ('cell_fluctuations', CELL_FLUCTUATIONS),
@@ -56,6 +62,16 @@ class MDSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == 'n_steps' else 1):
                 raise ValueError(f'MD setting {name} must be a positive integer, got {value!r}.')
+        interval = self.committee_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 0:
+            raise ValueError(f'MD setting committee_interval must be a non-negative integer, got {interval!r}.')
+        limit = self.committee_max_force_deviation
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < math.inf:
+                raise ValueError(f'MD setting committee_max_force_deviation must be None or a positive number, '
+                                 f'got {limit!r}.')
+            if interval == 0:
+                raise ValueError('MD setting committee_max_force_deviation needs committee_interval > 0.')
         for name in ('timestep_fs', 'temperature_K', 'thermostat_tau_fs', 'barostat_tau_fs', 'min_distance_A'):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:

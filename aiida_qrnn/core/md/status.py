@@ -17,6 +17,9 @@ class MDStatus(IntEnum):
     FINISHED = 0
     #: ``walltime_s`` reached; checkpoint written at the current step, call ``run_md`` again to continue.
     STOPPED_WALLTIME = 1
+    #: The committee's largest per-atom force deviation exceeded ``committee_max_force_deviation``; checkpoint
+    #: written at that step (its configuration is the one the committee disagreed on).
+    COMMITTEE_DISAGREEMENT = 2
     #: A position, momentum or the energy became NaN or infinite.
     UNSTABLE_NOT_FINITE = 10
     #: Two atoms came closer than ``min_distance_A``.

@@ -129,7 +129,7 @@ class TrajectoryWriter:
     def append(self, atoms: Atoms, step: int, time_fs: float) -> None:
         """Add one frame: unwrapped positions, velocities in Å/fs and the cell."""
         wrapped = atoms.get_positions()
-        if self._previous_wrapped is not None:
+        if self._previous_wrapped is not None and atoms.pbc.any():  # open clusters are never wrapped
             self._offset -= image_shift(self._previous_wrapped, wrapped, atoms.cell.array)
         self._previous_wrapped = wrapped
         unwrapped = wrapped + self._offset  # bit-identical to wrapped while nothing has been wrapped
@@ -144,6 +144,7 @@ class TrajectoryWriter:
             element['step'][frame] = step
             element['time'][frame] = time_fs
             element['value'][frame] = value
+        self._file.flush()  # a job killed between frames leaves a readable file with every frame written
 
     def flush(self) -> None:
         self._file.flush()
