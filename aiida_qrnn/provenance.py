@@ -5,12 +5,16 @@ Used by ``aiida-qrnn lineage`` and the demo. Only the database is read; nothing 
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 if t.TYPE_CHECKING:
     from aiida.orm import Node
 
 __all__ = ('describe', 'lineage', 'provenance_lines')
+
+#: Call-link labels of the processes an active-learning round runs (committee_round_01, model_round_01, ...).
+ROUND_LABEL = re.compile(r'round_\d+')
 
 
 def provenance_lines(node: Node, max_depth: int = 12) -> list[str]:
@@ -68,8 +72,10 @@ def describe(node: Node) -> str:
 
 
 def lineage(node: Node) -> dict[str, list[str]]:
-    """What ``node`` descends from: labelled cluster sets (with level of theory), models, and the work chains that
-    ran the calculations on its path, each as one line, oldest first."""
+    """What ``node`` descends from, each as one line, oldest first: its parent model (a transfer-learned model), the
+    active-learning rounds (work chains called as ``*round_NN``), labelled cluster sets (with level of theory),
+    models, and the work chains that ran the calculations on its path."""
+    from aiida.common.links import LinkType
     from aiida.orm import CalculationNode, QueryBuilder, WorkflowNode
 
     from aiida_qrnn.data.cluster_set import ClusterSetData
@@ -87,7 +93,19 @@ def lineage(node: Node) -> dict[str, list[str]]:
             workflows.setdefault(caller.pk, caller)
             caller = caller.caller
     labelled = [data for data in ancestors(ClusterSetData) if data.level_of_theory]
+    rounds = []
+    for _, workflow in sorted(workflows.items()):
+        call = workflow.base.links.get_incoming(link_type=(LinkType.CALL_WORK, LinkType.CALL_CALC)).all()
+        if call and ROUND_LABEL.search(call[0].link_label):
+            rounds.append(f'{call[0].link_label}: {workflow.process_label}<{workflow.pk}> in '
+                          f'{call[0].node.process_label}<{call[0].node.pk}>')
+    parent = None
+    if isinstance(node, ModelData) and node.creator is not None:
+        link = node.creator.base.links.get_incoming(link_label_filter='parent_model').first()
+        parent = link.node if link is not None else None
     return {
+        'parent model': [f'ModelData<{parent.pk}> {describe(parent)}'] if parent is not None else [],
+        'rounds': rounds,
         'labels': [f'ClusterSetData<{data.pk}> {describe(data)}' for data in labelled],
         'models': [f'ModelData<{model.pk}> {", ".join(model.elements)} hash {model.model_hash[:12]}'
                    for model in ancestors(ModelData)],
