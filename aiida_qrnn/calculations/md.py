@@ -4,6 +4,11 @@ The job runs ``aiida-qrnn-exec md .`` (:mod:`aiida_qrnn.cli.exec_md`) in its fol
 model file is staged and the QRNN is the calculator; without one the classical OPLS-AA force field is, through the
 same driver, so both sets of properties come from identical code. With ``parent_folder`` (the ``remote_folder``
 of an earlier job on the same computer) the checkpoint, trajectory and log are copied and the run continues.
+
+With a ``committee`` (two or more models with the elements of ``model``) and ``committee_interval`` > 0 in
+``parameters`` the job writes the committee's disagreement to ``committee.csv`` (output ``committee``); the
+``qrnn.committee_disagreement`` monitor (:mod:`aiida_qrnn.calculations.monitors`) reads that file while the job
+runs and stops it above a threshold (see ``docs/md-and-analysis.md``, "Stopping on committee disagreement").
 """
 
 from __future__ import annotations
@@ -17,11 +22,22 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 
 from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.cli.exec_md import INPUT_MODEL, INPUT_PARAMETERS, INPUT_STRUCTURE, OUTPUT_ERROR, OUTPUT_FINAL
+from aiida_qrnn.cli.exec_md import (
+    INPUT_COMMITTEE,
+    INPUT_MODEL,
+    INPUT_PARAMETERS,
+    INPUT_STRUCTURE,
+    OUTPUT_ERROR,
+    OUTPUT_FINAL,
+)
+from aiida_qrnn.core.md.committee import COMMITTEE_FILE
 from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE, UNSTABLE_FILE
 from aiida_qrnn.data.model import ModelData
 
-__all__ = ('MdCalculation', 'validate_parameters')
+__all__ = ('COMMITTEE_MONITOR', 'MdCalculation', 'validate_parameters')
+
+#: Entry point of the monitor that stops a job on committee disagreement (``aiida.calculations.monitors``).
+COMMITTEE_MONITOR = 'qrnn.committee_disagreement'
 
 #: Files of a parent job that a continued run needs.
 RESTART_FILES = (CHECKPOINT_FILE, TRAJECTORY_FILE, LOG_FILE)
@@ -37,6 +53,39 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
         MDSettings.from_dict(value.get_dict())
     except (TypeError, ValueError) as exception:
         return f'parameters: {exception}'
+    return None
+
+
+def validate_inputs(inputs: dict, _) -> str | None:
+    """A committee needs ``model`` (same elements), two or more members and ``committee_interval`` > 0; the
+    committee monitor needs a committee and valid ``threshold``/``quantity``."""
+    from aiida_qrnn.core.md.committee import check_threshold
+
+    committee = inputs.get('committee') or {}
+    interval = inputs['parameters'].get('committee_interval', 0) if 'parameters' in inputs else None
+    if committee:
+        if 'model' not in inputs:
+            return 'committee: needs a QRNN model input to drive the MD (the committee only scores it).'
+        if len(committee) < 2:
+            return f'committee: needs at least two models, got {len(committee)}.'
+        elements = list(inputs['model'].elements)
+        for label, member in sorted(committee.items()):
+            if list(member.elements) != elements:
+                return f'committee.{label}: elements {member.elements} differ from the model elements {elements}.'
+        if interval == 0:
+            return 'committee: set parameters committee_interval > 0 (steps between committee evaluations).'
+    elif interval:
+        return f'parameters: committee_interval={interval} needs a committee input.'
+    for key, monitor in (inputs.get('monitors') or {}).items():
+        if monitor.get('entry_point') != COMMITTEE_MONITOR:
+            continue
+        if not committee:
+            return f'monitors.{key}: {COMMITTEE_MONITOR} needs a committee input.'
+        kwargs = monitor.get('kwargs', {})
+        try:
+            check_threshold(kwargs.get('quantity', 'max_force_deviation'), kwargs.get('threshold'))
+        except ValueError as exception:
+            return f'monitors.{key}.kwargs: {exception}'
     return None
 
 
@@ -63,6 +112,10 @@ class MdCalculation(CalcJob):
         spec.input('parent_folder', valid_type=orm.RemoteData, required=False,
                    help='Folder of an earlier MD job of the same system: continue from its checkpoint.')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'), help='Torch device of the QRNN.')
+        spec.input_namespace('committee', valid_type=ModelData, dynamic=True, required=False,
+                             help='Two or more models (elements of `model`) evaluated every committee_interval steps '
+                                  'into committee.csv; the qrnn.committee_disagreement monitor reads it.')
+        spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.md'
         options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
@@ -74,8 +127,11 @@ class MdCalculation(CalcJob):
                     help='H5MD trajectory, unwrapped positions, all frames since step 0.')
         spec.output('log', valid_type=orm.ArrayData, required=False,
                     help='The md_log.csv columns (energies eV, temperature K, pressure bar, volume, density).')
+        spec.output('committee', valid_type=orm.ArrayData, required=False,
+                    help='committee.csv: step, time_fs, rho_f ((eV/Å)^2, paper eq. 2), max_force_deviation (eV/Å).')
         spec.output('output_parameters', valid_type=orm.Dict, required=False,
-                    help='status, name, step, time_fs, message, checkpoint (is there one to continue from).')
+                    help="status ('finished', 'stopped_walltime', 'committee_disagreement', 'unstable_...'), "
+                         'status_code, name, step, time_fs, message, checkpoint_step (None: nothing to continue).')
 
         spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
         spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
@@ -101,6 +157,13 @@ class MdCalculation(CalcJob):
             repository = self.inputs.model.base.repository
             with repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, folder.open(INPUT_MODEL, 'wb') as target:
                 target.write(source.read())
+        committee = self.inputs.get('committee') or {}
+        if committee:
+            folder.get_subfolder(INPUT_COMMITTEE, create=True)
+        for label, member in sorted(committee.items()):
+            with member.base.repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, \
+                    folder.open(f'{INPUT_COMMITTEE}/{label}.safetensors', 'wb') as target:
+                target.write(source.read())
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
@@ -112,11 +175,15 @@ class MdCalculation(CalcJob):
         calcinfo.codes_info = [codeinfo]
         if 'parent_folder' in self.inputs:
             parent = self.inputs.parent_folder
+            restart_files = RESTART_FILES
+            # A parent that wrote committee.csv: the continued run appends to it.
+            if committee and parent.creator is not None and 'committee' in parent.creator.outputs:
+                restart_files = (*RESTART_FILES, COMMITTEE_FILE)
             calcinfo.remote_copy_list = [
-                (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in RESTART_FILES
+                (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in restart_files
             ]
         calcinfo.retrieve_list = [
-            TRAJECTORY_FILE, LOG_FILE, STATUS_FILE, OUTPUT_FINAL, OUTPUT_ERROR, UNSTABLE_FILE, CHECKPOINT_FILE,
-            codeinfo.stdout_name, codeinfo.stderr_name,
+            TRAJECTORY_FILE, LOG_FILE, COMMITTEE_FILE, STATUS_FILE, OUTPUT_FINAL, OUTPUT_ERROR, UNSTABLE_FILE,
+            CHECKPOINT_FILE, codeinfo.stdout_name, codeinfo.stderr_name,
         ]
         return calcinfo

@@ -3,7 +3,9 @@
 The folder holds ``structure.extxyz`` (the cell), ``md_input.json`` (``{"settings": MDSettings, "seed": int}``)
 and, for the QRNN, ``model.safetensors``. Without a model file the classical OPLS-AA baseline is the calculator,
 so the QRNN and the classical properties come from the same driver (:func:`aiida_qrnn.core.md.run_md`). A
-``checkpoint.npz`` already in the folder (copied from a parent job) is continued.
+``checkpoint.npz`` already in the folder (copied from a parent job) is continued. Model files in a ``committee/``
+folder (two or more, QRNN runs only) form the committee that the driver evaluates every ``committee_interval``
+steps into ``committee.csv``.
 
 Exit status (the run's outcome is also in ``status.json``; bad input in ``error.json``):
 
@@ -11,6 +13,7 @@ Exit status (the run's outcome is also in ``status.json``; bad input in ``error.
 0    finished all ``n_steps`` (``MDStatus.FINISHED``)
 1    bad input: unreadable structure, settings, model, unsupported chemistry
 2    stopped at ``walltime_s`` with a checkpoint (``MDStatus.STOPPED_WALLTIME``)
+3    stopped at ``committee_max_force_deviation`` with a checkpoint (``MDStatus.COMMITTEE_DISAGREEMENT``)
 10   unstable: non-finite positions or energy (``MDStatus.UNSTABLE_NOT_FINITE``)
 11   unstable: close contact (``MDStatus.UNSTABLE_CLOSE_CONTACT``)
 12   unstable: temperature runaway (``MDStatus.UNSTABLE_TEMPERATURE``)
@@ -32,10 +35,12 @@ import click
 
 EXIT_BAD_INPUT = 1
 EXIT_WALLTIME = 2
+EXIT_COMMITTEE_DISAGREEMENT = 3
 #: File names inside the job folder.
 INPUT_STRUCTURE = 'structure.extxyz'
 INPUT_PARAMETERS = 'md_input.json'
 INPUT_MODEL = 'model.safetensors'
+INPUT_COMMITTEE = 'committee'
 OUTPUT_FINAL = 'final.extxyz'
 OUTPUT_ERROR = 'error.json'
 #: Strain step of the numerical stress of the classical calculator (OpenMM gives no virial).
@@ -43,10 +48,22 @@ CLASSICAL_STRESS_STRAIN = 1e-5
 
 
 def exit_status(status: int) -> int:
-    """The process exit status of an ``MDStatus`` (walltime moves to 2, since 1 means bad input)."""
+    """The process exit status of an ``MDStatus`` (clean stops move up by one, since 1 means bad input)."""
     from aiida_qrnn.core.md import MDStatus
 
-    return EXIT_WALLTIME if status == MDStatus.STOPPED_WALLTIME else int(status)
+    moved = {MDStatus.STOPPED_WALLTIME: EXIT_WALLTIME, MDStatus.COMMITTEE_DISAGREEMENT: EXIT_COMMITTEE_DISAGREEMENT}
+    return moved.get(status, int(status))
+
+
+def load_committee(folder: pathlib.Path, device: str):
+    """The committee of the model files in ``folder`` (sorted by name), or None if there is no such folder."""
+    from aiida_qrnn.core.model.calculator import load_model
+    from aiida_qrnn.core.model.committee import Committee
+
+    if not folder.is_dir():
+        return None
+    paths = sorted(folder.glob('*.safetensors'))
+    return Committee([load_model(path).to(device) for path in paths])
 
 
 def classical_calculator(atoms, bonds, *, with_stress: bool):
@@ -88,10 +105,17 @@ def md(job_folder: pathlib.Path, device: str) -> None:
     if 'molecule' not in atoms.arrays:
         atoms.arrays['molecule'] = molecule_ids(len(atoms), bonds)
     try:
+        committee = load_committee(pathlib.Path(INPUT_COMMITTEE), device)
         if pathlib.Path(INPUT_MODEL).is_file():
             from aiida_qrnn.core.model.calculator import QRNNCalculator
 
             calculator = QRNNCalculator.from_model(INPUT_MODEL, device=device, neighbor_skin_A=1.0)
+            if committee is not None and not all(
+                    member.species_of_number.cpu().equal(calculator.model.species_of_number.cpu())
+                    for member in committee.models):
+                raise ValueError(f"the models in '{INPUT_COMMITTEE}/' have other elements than '{INPUT_MODEL}'.")
+        elif committee is not None:
+            raise ValueError(f"a committee ('{INPUT_COMMITTEE}/') needs the QRNN '{INPUT_MODEL}' to drive the MD.")
         else:
             from aiida_qrnn.core.forcefield.topology import build_topology
 
@@ -99,9 +123,13 @@ def md(job_folder: pathlib.Path, device: str) -> None:
                 raise ValueError("the classical baseline has normal stresses only: use cell_fluctuations='isotropic'.")
             build_topology(atoms.numbers, bonds)  # refuses chemistry outside OPLS-AA HO-(CH2CH2O)n-H, naming atoms
             calculator = classical_calculator(atoms, bonds, with_stress=settings.ensemble == 'npt')
+        if (committee is None) != (settings.committee_interval == 0):
+            raise ValueError(f"committee_interval={settings.committee_interval} needs a committee in "
+                             f"'{INPUT_COMMITTEE}/' and a committee needs committee_interval > 0.")
     except (UnsupportedChemistryError, ValueError) as exception:
         _fail(f"'{job_folder}': {exception}")
-    result = run_md(settings, atoms, calculator, pathlib.Path.cwd(), rng=np.random.default_rng(seed))
+    result = run_md(settings, atoms, calculator, pathlib.Path.cwd(), rng=np.random.default_rng(seed),
+                    committee=committee)
     _write_final_structure(atoms)
     click.echo(result.message)
     sys.exit(exit_status(result.status))

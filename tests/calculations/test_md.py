@@ -20,14 +20,14 @@ EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent 
 SHORT = {'n_steps': 20, 'timestep_fs': 0.5, 'trajectory_interval': 10, 'log_interval': 5, 'checkpoint_interval': 10}
 
 
-def small_qrnn_model():
+def small_qrnn_model(seed: int = 0):
     """A random-weight QRNN with small layers, float64 (pipeline tests only: its forces are not physical)."""
     import torch
 
     from aiida_qrnn.core.model.aev import AEVConfig
     from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = QRNNConfig(
         aev=AEVConfig(radial_shifts=(0.9, 1.8, 2.7, 3.6, 4.5), angular_shifts=(0.9, 2.2), angle_sections=(0.4, 2.0)),
         charge_hidden=(8,), energy_hidden=(8,), dispersion=None,
@@ -35,11 +35,11 @@ def small_qrnn_model():
     return QRNN(config).double()
 
 
-def small_qrnn_node():
+def small_qrnn_node(seed: int = 0):
     """:func:`small_qrnn_model` as a ``ModelData`` node."""
     from aiida_qrnn.data.model import ModelData
 
-    model = small_qrnn_model()
+    model = small_qrnn_model(seed)
     return ModelData(model.state_dict(), config=model.config.to_dict(), elements=list(model.config.elements))
 
 
@@ -110,3 +110,68 @@ def test_bad_input_is_refused(md_code):
     with pytest.raises(ValueError, match='timestep'):
         run_get_node(MdCalculation, code=md_code, structure=orm.StructureData(ase=box),
                      parameters=orm.Dict({'timestep': 1.0}))
+
+
+def committee_inputs(md_code, tiny_cell, settings: dict) -> dict:
+    """A QRNN run of the tiny cell with a committee of two other tiny models."""
+    return {'code': md_code, 'structure': orm.StructureData(ase=tiny_cell), 'model': small_qrnn_node(0),
+            'committee': {'first': small_qrnn_node(1), 'second': small_qrnn_node(2)},
+            'parameters': orm.Dict(settings)}
+
+
+def committee_monitor(threshold: float) -> dict[str, orm.Dict]:
+    return {'committee': orm.Dict({'entry_point': 'qrnn.committee_disagreement', 'kwargs': {'threshold': threshold}})}
+
+
+#: A run far too long to finish in a test: only a committee stop (or the 60 s walltime, a failure) ends it.
+ENDLESS = {**SHORT, 'n_steps': 1_000_000, 'committee_interval': 5, 'walltime_s': 60.0}
+
+
+def test_monitor_kills_a_disagreeing_run_which_is_parsed_as_a_committee_stop(md_code, tiny_cell):
+    """The qrnn.committee_disagreement monitor with a threshold every row exceeds kills the job within seconds; the
+    parser still gives trajectory, log, structure, committee and output_parameters, and exit status 0."""
+    results, node = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, ENDLESS),
+                                 monitors=committee_monitor(1e-9))
+    assert node.exit_status == 0, node.exit_message
+    assert 'status.json' not in node.outputs.retrieved.base.repository.list_object_names()  # killed, not finished
+    parameters = results['output_parameters'].get_dict()
+    assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'monitor'
+    assert parameters['step'] == 0 and parameters['threshold'] == 1e-9 and parameters['value'] > 1e-9
+    committee = results['committee']
+    assert committee.get_array('step')[0] == 0 and committee.get_array('step')[-1] < ENDLESS['n_steps'] // 100
+    assert parameters['value'] == pytest.approx(committee.get_array('max_force_deviation')[0], rel=1e-12)
+    assert len(results['structure'].sites) == len(tiny_cell)
+    assert results['log'].get_array('step')[0] == 0
+    with results['trajectory'].as_path() as path:
+        from aiida_qrnn.core.md import read_trajectory
+
+        assert read_trajectory(path).steps[0] == 0
+
+
+def test_driver_stops_on_committee_disagreement_without_a_monitor(md_code, tiny_cell):
+    """committee_max_force_deviation below every deviation: the job itself stops at step 0 with a checkpoint."""
+    settings = {**ENDLESS, 'committee_max_force_deviation': 1e-9}
+    results, node = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, settings))
+    assert node.exit_status == 0, node.exit_message
+    parameters = results['output_parameters'].get_dict()
+    assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'driver'
+    assert parameters['step'] == 0 and parameters['checkpoint_step'] == 0
+    assert list(results['committee'].get_array('step')) == [0]
+    with results['trajectory'].as_path() as path:
+        from aiida_qrnn.core.md import read_trajectory
+
+        frames = read_trajectory(path)
+    assert list(frames.steps) == [0]
+    np.testing.assert_allclose(results['structure'].get_ase().positions, frames.positions[0], atol=1e-12)
+
+
+def test_committee_inputs_are_validated(md_code, tiny_cell):
+    inputs = committee_inputs(md_code, tiny_cell, {**SHORT, 'committee_interval': 5})
+    with pytest.raises(ValueError, match='at least two'):
+        run_get_node(MdCalculation, **{**inputs, 'committee': {'only': small_qrnn_node(1)}})
+    with pytest.raises(ValueError, match='needs a QRNN model'):
+        run_get_node(MdCalculation, **{key: value for key, value in inputs.items() if key != 'model'})
+    with pytest.raises(ValueError, match='committee_interval > 0'):
+        run_get_node(MdCalculation, **{**inputs, 'parameters': orm.Dict(SHORT)})
+    with pytest.raises(ValueError, match='threshold'):
+        run_get_node(MdCalculation, **inputs, monitors=committee_monitor(-1.0))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from aiida import orm
+from aiida.common.links import LinkType
 
+from aiida_qrnn.core.md import MDSettings, MDStatus, read_committee_log, run_md
+from aiida_qrnn.core.md.committee import first_exceedance
 from aiida_qrnn.parsers.md import MdParser
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'md'
@@ -32,10 +38,14 @@ def test_walltime_stop_is_400_with_the_checkpoint_step(generate_calc_job_node):
 
 
 def test_killed_job_with_a_checkpoint_is_a_walltime_stop(generate_calc_job_node):
+    """No status.json: the scheduler killed it; its structure is the checkpoint's configuration."""
     results, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'killed'), store_provenance=False)
     assert calcfunction.exit_status == 400
     assert results['output_parameters']['checkpoint_step'] == 1
-    assert 'structure' not in results
+    assert results['output_parameters']['status'] == 'stopped_walltime'
+    walltime, _ = MdParser.parse_from_node(generate_calc_job_node('md', 'walltime'), store_provenance=False)
+    np.testing.assert_allclose(results['structure'].get_ase().positions, walltime['structure'].get_ase().positions,
+                               atol=1e-12)
 
 
 def test_unstable_run_maps_its_status_onto_5xx(generate_calc_job_node):
@@ -49,3 +59,92 @@ def test_bad_input_is_410_naming_the_setting(generate_calc_job_node):
     _, calcfunction = MdParser.parse_from_node(generate_calc_job_node('md', 'bad_input'), store_provenance=False)
     assert calcfunction.exit_status == 410
     assert 'ensemble' in calcfunction.exit_message
+
+
+@pytest.fixture(scope='module')
+def committee_run(tmp_path_factory) -> Path:
+    """Files of a real 20-step QRNN run with a committee (one ethylene glycol in a 9 Å box), as the job leaves them."""
+    import torch
+    from ase import Atoms
+
+    from aiida_qrnn.core.model.calculator import QRNNCalculator
+    from aiida_qrnn.core.model.committee import Committee
+    from aiida_qrnn.core.structures import ethylene_glycol_oligomer
+    from tests.core.model.test_qrnn import make_model
+
+    torch.set_num_threads(1)
+    molecule = ethylene_glycol_oligomer(1, seed=0)
+    box = Atoms(molecule.numbers, molecule.positions - molecule.positions.mean(0) + 4.5, cell=np.eye(3) * 9.0,
+                pbc=True)
+    settings = MDSettings(n_steps=20, timestep_fs=0.25, trajectory_interval=5, log_interval=5, checkpoint_interval=5,
+                          committee_interval=5, max_temperature_K=1e6)
+    folder = tmp_path_factory.mktemp('committee_run')
+    committee = Committee([make_model(seed=1, scale=1.0, long_range=False), make_model(seed=2, scale=1.0,
+                                                                                          long_range=False)])
+    result = run_md(settings, box, QRNNCalculator(make_model(seed=0, scale=1.0, long_range=False)), folder,
+                    rng=np.random.default_rng(0), committee=committee)
+    assert result.status == MDStatus.FINISHED
+    return folder
+
+
+def _job(aiida_localhost, folder: Path, monitors: dict[str, dict], skip: tuple[str, ...] = ()) -> orm.CalcJobNode:
+    """A stored ``qrnn.md`` job node with ``monitors`` inputs whose retrieved files are ``folder`` less ``skip``."""
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.md')
+    for key, monitor in monitors.items():
+        node.base.links.add_incoming(orm.Dict(monitor).store(), LinkType.INPUT_CALC, f'monitors__{key}')
+    node.store()
+    retrieved = orm.FolderData()
+    for path in sorted(folder.iterdir()):
+        if path.name not in skip:
+            retrieved.base.repository.put_object_from_file(path, path.name)
+    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+    retrieved.store()
+    return node
+
+
+def _monitor(threshold: float, quantity: str = 'max_force_deviation') -> dict:
+    return {'entry_point': 'qrnn.committee_disagreement', 'kwargs': {'threshold': threshold, 'quantity': quantity}}
+
+
+@pytest.mark.parametrize('quantity', ['max_force_deviation', 'rho_f'])
+def test_job_killed_by_the_committee_monitor_is_a_committee_stop(aiida_localhost, committee_run, quantity):
+    """Killed (no status.json) with a committee monitor whose rule holds on committee.csv: exit 0, every output,
+    status 'committee_disagreement' at the first step above the threshold."""
+    log = read_committee_log(committee_run / 'committee.csv')
+    ordered = np.sort(log[quantity])
+    threshold = float(ordered[1] + ordered[2]) / 2  # between two rows: exceeded by three of the five
+    step, value = first_exceedance(log, quantity, threshold)
+    node = _job(aiida_localhost, committee_run, {'committee': _monitor(threshold, quantity)}, skip=('status.json',))
+    results, calcfunction = MdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 0, calcfunction.exit_message
+    parameters = results['output_parameters'].get_dict()
+    assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'monitor'
+    assert (parameters['step'], parameters['quantity']) == (step, quantity)
+    assert parameters['threshold'] == pytest.approx(threshold, rel=1e-12)
+    assert parameters['value'] == pytest.approx(value, rel=1e-12) and parameters['checkpoint_step'] == 20
+    assert set(results) == {'trajectory', 'log', 'committee', 'structure', 'output_parameters'}
+    np.testing.assert_array_equal(results['committee'].get_array(quantity), log[quantity])
+
+
+def test_killed_job_whose_committee_agreed_is_still_a_walltime_stop(aiida_localhost, committee_run):
+    """The monitor's threshold lies above every row (or there is no monitor): the scheduler killed it, 400."""
+    log = read_committee_log(committee_run / 'committee.csv')
+    for monitors in ({}, {'committee': _monitor(2 * float(log['max_force_deviation'].max()))}):
+        node = _job(aiida_localhost, committee_run, monitors, skip=('status.json',))
+        results, calcfunction = MdParser.parse_from_node(node, store_provenance=False)
+        assert calcfunction.exit_status == 400
+        assert results['output_parameters']['status'] == 'stopped_walltime'
+
+
+def test_driver_committee_stop_is_exit_status_zero(aiida_localhost, committee_run, tmp_path):
+    """status.json of the driver's own stop (MDStatus.COMMITTEE_DISAGREEMENT): exit 0, stopped_by 'driver'."""
+    folder = tmp_path / 'stopped'
+    shutil.copytree(committee_run, folder)
+    status = {'status': int(MDStatus.COMMITTEE_DISAGREEMENT), 'name': 'COMMITTEE_DISAGREEMENT', 'step': 20,
+              'time_fs': 5.0, 'message': 'step 20: committee max force deviation exceeds ...'}
+    (folder / 'status.json').write_text(json.dumps(status))
+    results, calcfunction = MdParser.parse_from_node(_job(aiida_localhost, folder, {}), store_provenance=False)
+    assert calcfunction.exit_status == 0
+    parameters = results['output_parameters'].get_dict()
+    assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'driver'
+    assert parameters['status_code'] == 2 and parameters['step'] == 20

@@ -55,9 +55,10 @@ def committee_disagreement(committee: Committee, atoms: Atoms) -> tuple[float, f
 
 
 def read_committee_log(source: Path | str | io.TextIOBase) -> dict[str, np.ndarray]:
-    """The columns of a ``committee.csv`` (path or open text), skipping a partial last line of a running job."""
+    """The columns of a ``committee.csv`` (path or open text), skipping a partial last line of a running job (an
+    empty file or a partial header, caught while the job creates the file, has no rows)."""
     text = source.read() if isinstance(source, io.TextIOBase) else Path(source).read_text()
-    lines = text.split('\n')
+    lines = text.split('\n') if '\n' in text else [','.join(COMMITTEE_COLUMNS), '']  # header not written yet
     if lines[0].strip() != ','.join(COMMITTEE_COLUMNS):
         raise ValueError(f'{source} is not a committee log: its header is {lines[0]!r}.')
     rows = []
