@@ -40,6 +40,7 @@ __all__ = ('PropertiesRun', 'Report', 'ReportError', 'ScanRun', 'SelectionRound'
 TRAIN_CALCULATION = 'aiida.calculations:qrnn.train'
 SCORE_CALCULATION = 'aiida.calculations:qrnn.score'
 TRAIN_WORKCHAIN = 'aiida.workflows:qrnn.train'
+SCORE_WORKCHAIN = 'aiida.workflows:qrnn.score.sharded'
 LABEL_WORKCHAIN = 'aiida.workflows:qrnn.label'
 PROPERTIES_WORKCHAIN = 'aiida.workflows:qrnn.properties'
 SCAN_WORKCHAINS = {'aiida.workflows:qrnn.pair_scan': 'pair', 'aiida.workflows:qrnn.torsion_scan': 'torsion'}
@@ -70,6 +71,7 @@ class TrainingRun:
     """One finished ``TrainCalculation``: its model, the data it saw and the split it recorded."""
 
     round: int  # 1-based, in the order the training work chains (or lone jobs) were created
+    stage: str  # call link label of the training work chain in its caller (e.g. committee_round_01), or '–'
     member: str  # call link label in its work chain, e.g. member_0
     calculation: orm.CalcJobNode
     model: ModelData
@@ -201,14 +203,21 @@ def _training_runs(processes: list[orm.ProcessNode]) -> list[TrainingRun]:
     runs = []
     for number, members in enumerate(sorted(groups.values(), key=lambda group: group[0].ctime), start=1):
         for job in members:
-            call = job.base.links.get_incoming(link_type=LinkType.CALL_CALC).all()
+            caller = job.caller
             runs.append(TrainingRun(
-                round=number, member=call[0].link_label if call else '-', calculation=job, model=job.outputs.model,
+                round=number, stage=_call_label(caller) if caller is not None and caller.process_type ==
+                TRAIN_WORKCHAIN else '–', member=_call_label(job), calculation=job, model=job.outputs.model,
                 datasets=_namespace(job, 'datasets', LinkType.INPUT_CALC),
                 split=job.outputs.split if 'split' in job.outputs else None,
                 results=job.outputs.output_parameters.get_dict() if 'output_parameters' in job.outputs else {},
             ))
     return runs
+
+
+def _call_label(process: orm.ProcessNode) -> str:
+    """The label its caller gave ``process`` (``member_0``, ``committee_round_01``); '–' for the default."""
+    links = process.base.links.get_incoming(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()
+    return links[0].link_label if links and links[0].link_label != 'CALL' else '–'
 
 
 def _cluster_columns(clusters: ClusterSetData, names: t.Sequence[str]) -> list[np.ndarray]:
@@ -217,8 +226,8 @@ def _cluster_columns(clusters: ClusterSetData, names: t.Sequence[str]) -> list[n
 
 
 def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.ProcessNode]) -> list[SelectionRound]:
-    """One round per ``select_for_labelling`` (with the score jobs upstream of its scores), plus one per score job
-    that no selection used."""
+    """One round per ``select_for_labelling`` (with the score jobs upstream of its scores), plus one per scoring
+    that no selection used (a ``ScoreWorkChain`` with its shards, or a lone ``ScoreCalculation``)."""
     selections = [process for process in finished if process.process_label == SELECTION_FUNCTION]
     score_jobs = [process for process in finished if process.process_type == SCORE_CALCULATION]
     references = [process.outputs.clusters for process in processes
@@ -233,9 +242,15 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
         upstream = sorted(upstream, key=lambda job: job.pk)
         used.update(job.pk for job in upstream)
         rounds.append((selection, selection.inputs.clusters, scores, upstream, selection))
+    unused: dict[int, tuple[orm.ProcessNode, list]] = {}
     for job in score_jobs:
         if job.pk not in used:
-            rounds.append((job, job.inputs.clusters, job.outputs.scores, [job], None))
+            caller = job.caller
+            scoring = caller if caller is not None and caller.process_type == SCORE_WORKCHAIN else job
+            unused.setdefault(scoring.pk, (scoring, []))[1].append(job)
+    for scoring, jobs in unused.values():
+        if 'scores' in scoring.outputs:
+            rounds.append((scoring, scoring.inputs.clusters, scoring.outputs.scores, jobs, None))
     rounds.sort(key=lambda entry: (entry[0].ctime, entry[0].pk))
 
     labelled = []
@@ -358,7 +373,7 @@ def _write_csv(path: Path, rows: list[dict], columns: t.Sequence[str]) -> None:
 
 
 # training --------------------------------------------------------------------------------------------------------
-TRAINING_CSV_COLUMNS = ('round', 'member', 'calculation_pk', 'calculation_uuid', 'model_pk', 'model_uuid',
+TRAINING_CSV_COLUMNS = ('round', 'stage', 'member', 'calculation_pk', 'calculation_uuid', 'model_pk', 'model_uuid',
                         'parent_model_pk', 'datasets', 'n_clusters', 'n_train', 'n_validation', 'epochs',
                         *(name for name, _, _ in METRIC_COLUMNS))
 
@@ -366,7 +381,7 @@ TRAINING_CSV_COLUMNS = ('round', 'member', 'calculation_pk', 'calculation_uuid',
 def _training_row(run: TrainingRun) -> dict:
     inputs = run.calculation.inputs
     return {
-        'round': run.round, 'member': run.member, 'calculation_pk': run.calculation.pk,
+        'round': run.round, 'stage': run.stage, 'member': run.member, 'calculation_pk': run.calculation.pk,
         'calculation_uuid': run.calculation.uuid, 'model_pk': run.model.pk, 'model_uuid': run.model.uuid,
         'parent_model_pk': inputs.parent_model.pk if 'parent_model' in inputs else None,
         'datasets': ';'.join(f'{key}={dataset.pk}' for key, dataset in sorted(run.datasets.items())),
@@ -388,13 +403,13 @@ def _training_section(report: Report, document: _Document, max_parity_clusters: 
     rows = []
     for run in report.training:
         row = _training_row(run)
-        rows.append([run.round, run.member, ref(run.calculation), ref(run.model),
+        rows.append([run.round, run.stage, run.member, ref(run.calculation), ref(run.model),
                      ', '.join(f'{key}: {ref(dataset)} ({dataset.n_clusters})'
                                for key, dataset in sorted(run.datasets.items())),
                      run.n_clusters, row['n_train'], row['n_validation'], row['epochs'],
                      *(None if row[name] is None else row[name] * scale for name, _, scale in METRIC_COLUMNS),
                      f'ModelData<{row["parent_model_pk"]}>' if row['parent_model_pk'] else '–'])
-    document.table(['round', 'member', 'job', 'model', 'datasets (n clusters)', 'n clusters', 'n train',
+    document.table(['round', 'stage', 'member', 'job', 'model', 'datasets (n clusters)', 'n clusters', 'n train',
                     'n validation', 'epochs', *(title for _, title, _ in METRIC_COLUMNS), 'parent model'], rows)
     document.text(sources(node for run in report.training
                           for node in (run.calculation, run.model, *run.datasets.values())))

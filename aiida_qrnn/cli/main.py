@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from aiida.cmdline.params import options
 
+from aiida_qrnn.cli.report import report
 from aiida_qrnn.cli.utils import translate_errors, with_profile
 
 
@@ -203,3 +204,6 @@ def model_show(identifier: str) -> None:
     click.echo('parent models:')
     for line in ancestry['models'] or ['(none)']:
         click.echo(f'  {line}')
+
+
+cli.add_command(report)
