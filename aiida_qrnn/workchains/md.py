@@ -6,6 +6,13 @@
   so that the run still covers the simulated time it was asked for.
 
 ``BaseRestartWorkChain`` stops after ``max_iterations`` jobs, so a run that stays unstable ends as failed.
+
+Committee disagreement (active learning): with ``md.committee`` (two or more models), ``committee_interval`` > 0 in
+``md.parameters`` and either the ``qrnn.committee_disagreement`` monitor in ``md.monitors`` or
+``committee_max_force_deviation`` in ``md.parameters``, a run stopped for committee disagreement finishes the work
+chain OK with ``output_parameters['status'] == 'committee_disagreement'``: it is never restarted, and the outputs
+(``trajectory``, whose last frames are the candidates; ``structure``, ``log``, ``committee``,
+``output_parameters`` with the ``step`` of the stop) are exposed as for a finished run.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
-from aiida_qrnn.calculations.md import MdCalculation
+from aiida_qrnn.calculations.md import MdCalculation, validate_inputs
 
 __all__ = ('MdBaseWorkChain', 'continued_settings')
 
@@ -43,6 +50,7 @@ class MdBaseWorkChain(BaseRestartWorkChain):
     def define(cls, spec) -> None:
         super().define(spec)
         spec.expose_inputs(MdCalculation, namespace='md')
+        spec.inputs['md'].validator = validate_inputs  # committee and monitor checks at submission, not at the job
         spec.input('timestep_factor', valid_type=orm.Float, default=lambda: orm.Float(0.5),
                    validator=lambda value, _: None if 0 < value.value < 1 else 'timestep_factor must be in (0, 1).',
                    help='Timestep multiplier after an unstable run.')

@@ -11,7 +11,7 @@ from aiida.manage import get_manager
 
 from aiida_qrnn.core.structures import pack_cell
 from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
-from tests.calculations.test_md import EXECUTABLE, SHORT
+from tests.calculations.test_md import ENDLESS, EXECUTABLE, SHORT, committee_inputs, committee_monitor
 
 
 @pytest.fixture
@@ -96,3 +96,19 @@ def test_unstable_run_is_restarted_with_a_smaller_timestep(md_code, tiny_structu
     if step is not None:
         assert jobs[1].inputs.parent_folder.uuid == jobs[0].outputs.remote_folder.uuid
         assert final['step'] == step + (10 - step) * 20
+
+
+def test_committee_stop_finishes_ok_without_a_restart(md_code):
+    """The monitor kills the first job for committee disagreement: the work chain runs no second job, finishes OK
+    and exposes the job's outputs with output_parameters['status'] == 'committee_disagreement'."""
+    cell = pack_cell(1, 10, density_g_cm3=0.9, seed=1)
+    results, node = run_get_node(MdBaseWorkChain, md={**committee_inputs(md_code, cell, ENDLESS),
+                                                      'monitors': committee_monitor(1e-9)})
+    assert node.is_finished_ok, node.exit_message
+    assert len(node.called) == 1
+    assert results['output_parameters']['status'] == 'committee_disagreement'
+    assert results['output_parameters']['stopped_by'] == 'monitor'
+    assert {'trajectory', 'structure', 'log', 'committee'} <= set(results)
+    with pytest.raises(ValueError, match='needs a committee'):
+        run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': orm.StructureData(ase=cell),
+                                          'parameters': orm.Dict(SHORT), 'monitors': committee_monitor(0.5)})
