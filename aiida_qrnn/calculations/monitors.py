@@ -32,8 +32,9 @@ def committee_disagreement(node: CalcJobNode, transport: Transport, threshold: f
     stop from this monitor's input and finishes the job with exit status 0 and
     ``output_parameters['status'] == 'committee_disagreement'``, so a restart work chain does not repeat the run.
     """
-    from aiida_qrnn.core.md.committee import COMMITTEE_FILE, first_exceedance, read_committee_log
+    from aiida_qrnn.core.md.committee import COMMITTEE_FILE, check_threshold, first_exceedance, read_committee_log
 
+    check_threshold(quantity, threshold)  # MdCalculation refuses bad kwargs at submission; this names them anyway
     workdir = node.get_remote_workdir()
     if workdir is None:
         return None
