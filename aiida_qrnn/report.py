@@ -687,14 +687,17 @@ def _scans_section(report: Report, document: _Document) -> None:
         zero = 'farthest point' if scan.kind == 'pair' else 'minimum'
         document.figure(path, f'{title}: energies relative to the {zero}.', [scan.workchain, scan.curves, scan.model])
         reference = next(iter(curves.values())) * EV_TO_KCAL_PER_MOL
+        # Pair scans: compare where the plot shows the curves, not on the repulsive wall that would dominate.
+        window = reference <= PAIR_SCAN_YMAX_KCAL_PER_MOL if scan.kind == 'pair' else np.ones(len(x), bool)
         for label, energies in curves.items():
             energies = energies * EV_TO_KCAL_PER_MOL
-            rmse = float(np.sqrt(np.mean(np.square(energies - reference))))
+            rmse = float(np.sqrt(np.mean(np.square(energies[window] - reference[window]))))
             extreme = int(np.argmin(energies) if scan.kind == 'pair' else np.argmax(energies))
             rows.append([ref(scan.workchain), label, float(energies[extreme]), float(x[extreme]), rmse,
                          ref(scan.curves), ref(scan.model) if scan.model else '–'])
     document.table(['scan', 'engine', 'well depth / barrier (kcal/mol)', 'at', 'RMSE vs reference (kcal/mol)',
                     'curves', 'model'], rows)
-    document.text('Pair scans: the minimum of each curve (the well); torsion scans: the maximum (the highest '
-                  'barrier); `at` is the distance (Å) or dihedral (degree).')
+    document.text('Pair scans: the minimum of each curve (the well), RMSE over the points where the reference is at '
+                  f'most {PAIR_SCAN_YMAX_KCAL_PER_MOL:g} kcal/mol; torsion scans: the maximum (the highest barrier), '
+                  'RMSE over all points. `at` is the distance (Å) or dihedral (degree).')
 
