@@ -175,3 +175,18 @@ def test_committee_inputs_are_validated(md_code, tiny_cell):
         run_get_node(MdCalculation, **{**inputs, 'parameters': orm.Dict(SHORT)})
     with pytest.raises(ValueError, match='threshold'):
         run_get_node(MdCalculation, **inputs, monitors=committee_monitor(-1.0))
+
+
+def test_continued_committee_run_appends_to_the_parent_committee_log(md_code, tiny_cell):
+    """A walltime stop (after step 1) continued from its remote folder: committee.csv of the child has every row."""
+    settings = {**SHORT, 'committee_interval': 5}
+    stopped, first = run_get_node(MdCalculation,
+                                  **committee_inputs(md_code, tiny_cell, {**settings, 'walltime_s': 0.0}))
+    assert first.exit_status == 400, first.exit_message
+    assert list(stopped['committee'].get_array('step')) == [0]
+    results, second = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, settings),
+                                   parent_folder=first.outputs.remote_folder)
+    assert second.exit_status == 0, second.exit_message
+    assert results['output_parameters']['status'] == 'finished'
+    assert list(results['committee'].get_array('step')) == [0, 5, 10, 15, 20]
+    assert results['committee'].get_array('rho_f')[0] == stopped['committee'].get_array('rho_f')[0]
