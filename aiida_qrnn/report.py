@@ -236,10 +236,7 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
     used: set[int] = set()
     for selection in selections:
         scores = selection.inputs.scores
-        upstream = (orm.QueryBuilder().append(orm.ArrayData, filters={'id': scores.pk}, tag='scores')
-                    .append(orm.CalcJobNode, with_descendants='scores',
-                            filters={'process_type': SCORE_CALCULATION}, project='*').all(flat=True))
-        upstream = sorted(upstream, key=lambda job: job.pk)
+        upstream = _score_jobs(scores)
         used.update(job.pk for job in upstream)
         rounds.append((selection, selection.inputs.clusters, scores, upstream, selection))
     unused: dict[int, tuple[orm.ProcessNode, list]] = {}
@@ -279,6 +276,19 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
                                      selection=selection, selected=chosen, random=random, references=found,
                                      reference_energy=energy, n_atoms=np.diff(offsets)))
     return result
+
+
+def _score_jobs(scores: orm.ArrayData) -> list[orm.CalcJobNode]:
+    """The ``ScoreCalculation`` jobs that made ``scores``: its creator, or the jobs whose scores its creator joined
+    (the shards of a ``ScoreWorkChain``). Not the whole ancestry: older rounds' jobs are ancestors too."""
+    creator = scores.creator
+    if creator is None:
+        return []
+    if creator.process_type == SCORE_CALCULATION:
+        return [creator]
+    parents = [link.node.creator for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()]
+    return sorted((job for job in parents if job is not None and job.process_type == SCORE_CALCULATION),
+                  key=lambda job: job.pk)
 
 
 def _properties_runs(processes: list[orm.ProcessNode]) -> list[PropertiesRun]:

@@ -1,6 +1,7 @@
 """``collect_report`` / ``write_report`` on a real graph: one work chain that labels ethylene-glycol clusters with
-xtb, trains a committee of two, scores and selects candidates, labels the selection, runs the tiny OPLS-AA
-``PropertiesWorkChain`` and a pair scan with the trained model (all real jobs on localhost)."""
+xtb, trains a committee of two, scores candidates in two shards and selects some, labels the selection, runs the
+tiny OPLS-AA ``PropertiesWorkChain`` and a pair scan with the trained model (all real jobs on localhost); and
+(slow) on two rounds of ``ActiveLearningWorkChain``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, run_get_node
 
-from aiida_qrnn.calculations.score import ScoreCalculation
 from aiida_qrnn.calculations.selection import select_for_labelling
 from aiida_qrnn.core.analysis.experimental import experimental
 from aiida_qrnn.core.analysis.report_figures import format_number
@@ -26,6 +26,7 @@ from aiida_qrnn.report import ReportError, collect_report, load_workflow, write_
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain
+from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
 
 XTB = shutil.which('xtb') or 'xtb'
@@ -35,8 +36,8 @@ TINY_TRAINING = {'model': {'charge_hidden': [8], 'energy_hidden': [8], 'dispersi
 
 
 class ReportGraphWorkChain(WorkChain):
-    """A miniature of the paper's workflow: label, train a committee, score, select, label the selection, liquid
-    properties with OPLS-AA, a pair scan with the trained model."""
+    """A miniature of the paper's workflow: label, train a committee, score in two shards, select, label the
+    selection, liquid properties with OPLS-AA, a pair scan with the trained model."""
 
     @classmethod
     def define(cls, spec) -> None:
@@ -66,8 +67,9 @@ class ReportGraphWorkChain(WorkChain):
 
     def score_and_scan(self):
         models = dict(self.ctx.committee.outputs.models)
-        score = self.submit(ScoreCalculation, code=self.inputs.exec_code, clusters=self.inputs.candidates,
-                            models=models, parameters=orm.Dict({'dtype': 'float64'}))
+        score = self.submit(ScoreWorkChain, clusters=self.inputs.candidates, shard_size=orm.Int(5),
+                            score={'code': self.inputs.exec_code, 'models': models,
+                                   'parameters': orm.Dict({'dtype': 'float64'})})
         scan = self.submit(PairScanWorkChain, structure=self.inputs.frame, parameters=orm.Dict({'n_points': 5}),
                            model=models['member_0'], reference={'engine': orm.Str('xtb'), 'code': self.inputs.xtb})
         return ToContext(score=score, scan=scan)
@@ -136,7 +138,8 @@ def test_collect_report_finds_every_kind_of_result(graph):
     selection = next(process for process in node.called_descendants
                      if process.process_label == 'select_for_labelling')
     assert entry.selection.pk == selection.pk
-    assert [job.pk for job in entry.score_jobs] == [job.pk for job in _called(node, 'aiida.calculations:qrnn.score')]
+    shards = _called(node, 'aiida.calculations:qrnn.score')
+    assert len(shards) == 2 and [job.pk for job in entry.score_jobs] == [job.pk for job in shards]
     labelled = _called(node, 'aiida.workflows:qrnn.label')[-1].outputs.clusters
     assert [reference.pk for reference in entry.references] == [labelled.pk]
     # Reference energies: exactly the selected candidates, with the energies of the labelled set (same ids).
@@ -248,3 +251,35 @@ def test_load_workflow_refuses_data_and_missing_nodes(graph):
         load_workflow(node.inputs.candidates.pk)
     with pytest.raises(ReportError, match='no node 987654321'):
         load_workflow(987654321)
+
+
+@pytest.mark.slow  # ~90 s: two active-learning rounds of real jobs
+def test_active_learning_rounds(aiida_code_installed, tmp_path):
+    from tests.conftest import make_water_clusters
+    from tests.workchains.test_active_learning import builder_for
+
+    codes = {'xtb': aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB),
+             'exec': aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)}
+    labelled, _ = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=71)),
+                               engine=orm.Str('xtb'), code=codes['xtb'])
+    results, node = run_get_node(builder_for(codes, labelled['clusters']))
+    assert node.is_finished_ok, node.exit_message
+    report = collect_report(node)
+    rounds = results['rounds']
+    # the first model, then per round a committee of two and the transfer-learned model
+    assert [(run.round, run.stage) for run in report.training] == [
+        (1, 'model_round_00'), (2, 'committee_round_01'), (2, 'committee_round_01'), (3, 'model_round_01'),
+        (4, 'committee_round_02'), (4, 'committee_round_02'), (5, 'model_round_02')]
+    assert [run.n_clusters for run in report.training if run.stage.startswith('model')] == [8, 11, 14]
+    assert report.training[-1].model.uuid == results['model'].uuid
+    for entry, name in zip(report.selection, ('round_01', 'round_02'), strict=True):
+        selection = rounds[name]['selected'].creator
+        assert entry.selection.pk == selection.pk
+        # only this round's scoring, not the older rounds' jobs in its ancestry
+        assert [job.outputs.scores.uuid for job in entry.score_jobs] == [rounds[name]['scores'].uuid]
+        labelled = np.flatnonzero(np.isfinite(entry.reference_energy))
+        assert set(selection.outputs.indices.get_list()) <= set(labelled.tolist())
+    text = write_report(node, tmp_path).read_text()
+    assert (tmp_path / f'parity_model_{results["model"].pk}.png').is_file()
+    assert (tmp_path / 'error_vs_rho_f_round2.png').is_file() and '| 2 | model_round_01 | member_0 |' not in text
+    assert '| 3 | model_round_01 | member_0 |' in text
