@@ -5,7 +5,8 @@ One round (paper, "Active learning" and "Model revisions"):
 1. a committee of ``committee_size`` models is trained on the current data (``TrainWorkChain``, 60/40 splits);
 2. candidates are gathered: the static ``candidates`` pools and, with ``md`` inputs, clusters cut from the last
    frames of MD runs of the current model (stopped early by the committee-disagreement monitor when
-   ``md.monitor`` is given); clusters already in the training data are dropped (``candidate_pool``);
+   ``md.monitor`` is given; a run that turns unstable gives its frames too, not a failure); clusters already in
+   the training data are dropped (``candidate_pool``);
 3. the committee scores them (``ScoreWorkChain``: ρ^f, eq. 2, and the largest per-atom force deviation);
 4. the stopping rule is checked (a quantile of the scores below a threshold ends the loop before labelling);
 5. ``select_for_labelling`` picks the top-K + random-K (or the trust-level window), seeded by ``selection.seed``
@@ -26,6 +27,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
+from aiida_qrnn.calculations.md import MdCalculation
 from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.calculations.sampling import extract_clusters, validate_cluster_parameters
 from aiida_qrnn.calculations.selection import select_for_labelling, validate_selection_parameters
@@ -33,7 +35,6 @@ from aiida_qrnn.core.dataset import concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.label import LabelWorkChain
-from aiida_qrnn.workchains.md import MdBaseWorkChain
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
 
@@ -179,23 +180,29 @@ class ActiveLearningWorkChain(WorkChain):
         spec.exit_code(403, 'ERROR_SCORING_FAILED', message='Scoring failed: {message}')
         spec.exit_code(404, 'ERROR_LABELLING_FAILED', message='Labelling the selection failed: {message}')
         spec.exit_code(405, 'ERROR_NO_CANDIDATES', message='Round {round}: no candidates left: {message}')
+        spec.exit_code(406, 'ERROR_NO_CANDIDATE_SOURCE',
+                       message='Give candidate pools (candidates) or cells to run the current model on '
+                               '(md.structures with md.parameters).')
 
     @staticmethod
     def _validate_inputs(inputs: dict[str, Any], _) -> str | None:
         md = inputs.get('md', {})
-        if not inputs.get('candidates') and not md.get('structures'):
-            return 'give candidate pools (candidates) or cells to run the current model on (md.structures).'
         if md.get('structures') and 'parameters' not in md:
             return 'md.parameters: the MD settings of the candidate runs are required with md.structures.'
         return None
 
-    def setup(self) -> None:
+    def setup(self):
+        # Checked here, not by the input validator: a wrapping work chain exposes these inputs without the candidates
+        # it supplies itself, and a namespace validator travels with the exposed namespace.
+        if not self.inputs.get('candidates') and not self.has_md():
+            return self.exit_codes.ERROR_NO_CANDIDATE_SOURCE
         self.ctx.round = 0
         self.ctx.data = self.inputs.clusters
         self.ctx.converged = False
         self.ctx.summary = {'rounds': [], 'stopped': None}
         if 'model' in self.inputs:
             self.ctx.model = self.inputs.model
+        return None
 
     def needs_first_model(self) -> bool:
         return 'model' not in self.inputs
@@ -259,45 +266,45 @@ class ActiveLearningWorkChain(WorkChain):
         return bool(self.inputs.get('md', {}).get('structures'))
 
     def run_md(self):
-        """One MdBaseWorkChain of the current model per cell, with the committee monitor when asked for."""
+        """One MdCalculation of the current model per cell, with the committee monitor when asked for.
+
+        Not wrapped in the restart work chain: a run that becomes unstable, or that the monitor stops, is exactly
+        where the model needs data, so its frames become candidates instead of being retried.
+        """
         md_inputs = self.inputs.md
         settings = md_inputs.parameters.get_dict()
-        monitors = {}
-        committee = {}
+        extra = {}
         if 'monitor' in md_inputs:
             monitor = md_inputs.monitor.get_dict()
             settings['committee_interval'] = int(monitor.get('interval_steps', settings.get('log_interval', 10)))
             kwargs = {'threshold': float(monitor['threshold']),
                       'quantity': monitor.get('quantity', 'max_force_deviation')}
-            monitors['committee'] = orm.Dict({'entry_point': 'qrnn.committee_disagreement', 'kwargs': kwargs,
-                                              'minimum_poll_interval': int(monitor.get('poll_interval_s', 5))})
-            committee = self.ctx.committee_models
+            extra['committee'] = self.ctx.committee_models
+            extra['monitors'] = {'committee': orm.Dict({
+                'entry_point': 'qrnn.committee_disagreement', 'kwargs': kwargs,
+                'minimum_poll_interval': int(monitor.get('poll_interval_s', 5))})}
         submitted = {}
         for label, structure in sorted(md_inputs.structures.items()):
-            md = {'code': self.inputs.code, 'structure': structure, 'model': self.ctx.model,
-                  'parameters': orm.Dict(settings), 'seed': orm.Int(self.ctx.round),
-                  'metadata': {'options': dict(self.inputs.options)}}
-            if committee:
-                md['committee'] = committee
-                md['monitors'] = monitors
             submitted[f'md_{label}'] = self.submit(
-                MdBaseWorkChain, md=md, metadata={'call_link_label': f'md_{self._prefix}_{label}'})
+                MdCalculation, code=self.inputs.code, structure=structure, model=self.ctx.model,
+                parameters=orm.Dict(settings), seed=orm.Int(self.ctx.round), **extra,
+                metadata={'options': dict(self.inputs.options), 'call_link_label': f'md_{self._prefix}_{label}'})
         return ToContext(**submitted)
 
     def inspect_md(self):
-        trajectories = {}
-        stopped = []
+        """Cut candidates from every trajectory, whether the run finished, became unstable or was stopped."""
+        trajectories, endings = {}, {}
         for label in sorted(self.inputs.md.structures):
             node = self.ctx[f'md_{label}']
-            if not node.is_finished_ok:
-                return self.exit_codes.ERROR_MD_FAILED.format(label=label, message=node.exit_message)
+            if 'trajectory' not in node.outputs:
+                message = f'{node.process_label}<{node.pk}> left no trajectory: [{node.exit_status}] ' \
+                          f'{node.exit_message}'
+                return self.exit_codes.ERROR_MD_FAILED.format(label=label, message=message)
             trajectories[label] = node.outputs.trajectory
             results = node.outputs.output_parameters.get_dict() if 'output_parameters' in node.outputs else {}
-            if results.get('status') == 'committee_disagreement':
-                stopped.append(f"{label} at step {results.get('step')}")
-        if stopped:
-            self.report(f'round {self.ctx.round}: committee disagreement stopped MD of {", ".join(stopped)}')
-        self.ctx.record['md_stopped_by_committee'] = stopped
+            endings[label] = f"{results.get('status', node.exit_status)} at step {results.get('step')}"
+        self.report(f'round {self.ctx.round}: candidate MD ended: {endings}')
+        self.ctx.record['md_endings'] = endings
         parameters = self.inputs.md.clusters if 'clusters' in self.inputs.md else orm.Dict({'last_frames': 5})
         self.ctx.md_candidates = extract_clusters(parameters, **trajectories)
         return None

@@ -131,13 +131,16 @@ class PolymerForceFieldWorkChain(WorkChain):
         builder.code = code
         sampling = SamplingWorkChain.get_builder_from_protocol(code, values['sampling']['protocol'],
                                                                overrides=values['sampling'].get('overrides'))
-        builder.sampling = {'cells': sampling.cells, 'md': {'code': code, 'parameters': sampling.md.parameters},
-                            'clusters': sampling.clusters}
+        builder.sampling.cells = sampling.cells
+        builder.sampling.md.code = code
+        builder.sampling.md.parameters = sampling.md.parameters
+        builder.sampling.clusters = sampling.clusters
         builder.initial_clusters = orm.Int(values['initial_clusters'])
         label = values['label']
-        builder.label = {'engine': orm.Str(label['engine']), 'code': label_code,
-                         'batch_size': orm.Int(label['batch_size']),
-                         'max_concurrent': orm.Int(label.get('max_concurrent', 4))}
+        builder.label.engine = orm.Str(label['engine'])
+        builder.label.code = label_code
+        builder.label.batch_size = orm.Int(label['batch_size'])
+        builder.label.max_concurrent = orm.Int(label.get('max_concurrent', 4))
         if 'parameters' in label:
             builder.label.parameters = orm.Dict(label['parameters'])
         if label['engine'] != 'xtb':
@@ -168,8 +171,8 @@ class PolymerForceFieldWorkChain(WorkChain):
             builder.scans = orm.Dict(values['scans'])
         return builder
 
-    def _submit(self, process, label: str, **inputs):
-        metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
+    def _submit(self, process, link_label: str, /, **inputs):
+        metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}
         return self.submit(process, **inputs, metadata=metadata)
 
     def sample(self):

@@ -124,5 +124,6 @@ def test_bad_inputs_are_refused_naming_the_input(codes, initial_data):
         run_get_node(builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5})))
     builder = builder_for(codes, initial_data)
     builder.candidates = {}
-    with pytest.raises(ValueError, match='give candidate pools'):
-        run_get_node(builder)
+    _, node = run_get_node(builder)
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_NO_CANDIDATE_SOURCE.status
+    assert 'md.structures' in node.exit_message and not node.called

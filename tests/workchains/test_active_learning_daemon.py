@@ -1,0 +1,87 @@
+"""The active-learning loop survives a daemon restart: it is submitted to the daemon of an embedded profile made by
+``aiida-qrnn setup``, the daemon is stopped while round 1 runs and started again, and both rounds complete."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+from tests.test_profiles import BIN, run
+
+SUBMIT = '''
+from aiida import orm
+from aiida.engine import run_get_node, submit
+
+from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
+from aiida_qrnn.workchains.label import LabelWorkChain
+from tests.conftest import make_water_clusters
+
+xtb, exec_code = orm.load_code('xtb@localhost'), orm.load_code('aiida-qrnn-exec@localhost')
+labelled, node = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=81)),
+                              engine=orm.Str('xtb'), code=xtb)
+assert node.is_finished_ok, node.exit_message
+loop = submit(
+    ActiveLearningWorkChain, clusters=labelled['clusters'], code=exec_code,
+    training=orm.Dict({'model': {'charge_hidden': [8], 'energy_hidden': [8], 'dispersion': None},
+                       'training': {'max_epochs': 2, 'batch_size': 4, 'validation_fraction': 0.25}}),
+    committee_size=orm.Int(2), candidates={'water': ClusterSetData.from_atoms(make_water_clusters(12, seed=82))},
+    selection=orm.Dict({'rule': 'top_k_random', 'k': 2, 'k_random': 1}),
+    label={'engine': orm.Str('xtb'), 'code': xtb}, max_rounds=orm.Int(2),
+)
+print('PK', loop.pk)
+'''
+
+STATE = '''
+import sys
+from aiida import orm
+node = orm.load_node(int(sys.argv[1]))
+descendants = [d.process_label for d in node.called_descendants if d.is_finished_ok]
+summary = node.outputs.summary.get_dict() if node.is_finished_ok else {}
+print('STATE', node.process_state.value, node.exit_status, descendants.count('TrainCalculation'),
+      len(summary.get('rounds', [])))
+'''
+
+
+def state(aiida_path, folder, pk: int) -> tuple[str, str, int, int]:
+    output = run([BIN / 'verdi', 'run', str(folder / 'state.py'), str(pk)], aiida_path).stdout
+    _, process_state, exit_status, trainings, rounds = next(
+        line.split() for line in output.splitlines() if line.startswith('STATE'))
+    return process_state, exit_status, int(trainings), int(rounds)
+
+
+def wait_for(condition, aiida_path, folder, pk: int, timeout: float) -> tuple[str, str, int, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = state(aiida_path, folder, pk)
+        if condition(current) or time.monotonic() > deadline:
+            return current
+        time.sleep(2)
+
+
+def test_loop_completes_across_a_daemon_restart(tmp_path):
+    aiida_path = tmp_path / 'aiida'
+    aiida_path.mkdir()
+    (tmp_path / 'submit.py').write_text(textwrap.dedent(SUBMIT))
+    (tmp_path / 'state.py').write_text(textwrap.dedent(STATE))
+    run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
+    run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
+    try:
+        output = run([BIN / 'verdi', 'run', str(tmp_path / 'submit.py')], aiida_path, timeout=300).stdout
+        pk = int(next(line.split()[1] for line in output.splitlines() if line.startswith('PK')))
+        # stop the daemon once the first model and a committee member of round 1 are trained
+        before = wait_for(lambda current: current[2] >= 2 or current[0] in ('finished', 'excepted', 'killed'),
+                          aiida_path, tmp_path, pk, timeout=400)
+        run([BIN / 'verdi', 'daemon', 'stop'], aiida_path, timeout=120)
+        assert before[0] == 'waiting', before  # stopped in the middle of the loop
+        time.sleep(3)
+        assert state(aiida_path, tmp_path, pk)[0] == 'waiting'  # nothing runs while the daemon is down
+        run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
+        after = wait_for(lambda current: current[0] in ('finished', 'excepted', 'killed'), aiida_path, tmp_path, pk,
+                         timeout=600)
+    finally:
+        run([BIN / 'verdi', 'daemon', 'stop'], aiida_path, check=False, timeout=120)
+    process_state, exit_status, trainings, rounds = after
+    assert (process_state, exit_status, rounds) == ('finished', '0', 2), after
+    # first model, 2 committees of 2, 2 transfer-learned models: each job ran once, none was repeated
+    assert trainings == 7

@@ -1,0 +1,59 @@
+"""``PolymerForceFieldWorkChain``: every protocol gives a valid builder; the initial split; bad inputs named.
+
+The whole work chain runs end to end in CI through the demo (``aiida-qrnn demo --protocol tiny``, tests/cli).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiida import orm
+
+from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, load_protocol, split_clusters
+from tests.conftest import make_water_clusters
+
+EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
+
+
+@pytest.mark.parametrize('protocol', ['tiny', 'demo', 'fast', 'paper'])
+def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
+    label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, protocol)
+    values = load_protocol(protocol)
+    assert builder.initial_clusters.value == values['initial_clusters']
+    assert builder.active_learning.committee_size.value == values['committee_size']
+    assert builder.active_learning.selection.get_dict() == values['selection']
+    assert builder.label.engine.value == values['label']['engine']
+    assert builder.sampling.md.code.uuid == code.uuid
+    if protocol == 'paper':
+        assert builder.label.parameters.get_dict() == {'method': 'wb97x-d3bj', 'basis': 'def2-tzvpd'}
+        assert builder.active_learning.committee_size.value == 5
+        assert builder.active_learning.selection['k'] == 40000
+        assert builder.properties.cells['n_units'] == list(range(1, 11))
+
+
+def test_unknown_protocol_and_scan_are_named(aiida_code_installed):
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
+    with pytest.raises(ValueError, match="unknown polymer protocol 'huge'"):
+        PolymerForceFieldWorkChain.get_builder_from_protocol(code, code, 'huge')
+    builder = PolymerForceFieldWorkChain.get_builder()
+    with pytest.raises(ValueError, match=r"scans: unknown scan\(s\) \['bond'\]"):
+        builder.scans = orm.Dict({'bond': {}})
+
+
+def test_initial_split_is_seeded_and_complete(aiida_profile):
+    clusters = ClusterSetData.from_atoms(make_water_clusters(10, seed=4))
+    first = split_clusters(clusters, orm.Dict({'n_initial': 4, 'seed': 1}))
+    again = split_clusters(clusters, orm.Dict({'n_initial': 4, 'seed': 1}))
+    ids = [set(map(str, first[name].get_arrays().ids)) for name in ('initial', 'candidates')]
+    assert len(ids[0]) == 4 and len(ids[1]) == 6 and not ids[0] & ids[1]
+    assert ids[0] | ids[1] == set(map(str, clusters.get_arrays().ids))
+    np.testing.assert_array_equal(again['initial'].get_arrays().ids, first['initial'].get_arrays().ids)
+    with pytest.raises(ValueError, match=r'n_initial must be in 1\.\.9 for 10 sampled clusters, got 10'):
+        split_clusters(clusters, orm.Dict({'n_initial': 10}))
