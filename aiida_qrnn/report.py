@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
     from aiida_qrnn.data.model import ModelData
 
 __all__ = ('PropertiesRun', 'Report', 'ReportError', 'ScanRun', 'SelectionRound', 'TrainingRun', 'collect_report',
-           'load_workflow', 'write_report')
+           'load_workflow', 'ref', 'write_report')
 
 TRAIN_CALCULATION = 'aiida.calculations:qrnn.train'
 SCORE_CALCULATION = 'aiida.calculations:qrnn.score'
@@ -543,8 +543,8 @@ def _mean(values: np.ndarray) -> float:
 
 # properties --------------------------------------------------------------------------------------------------------
 PROPERTY_CSV_COLUMNS = ('property', 'unit', 'n_units', 'method', 'value', 'uncertainty', 'n_replicas', 'experiment',
-                        'experiment_source', 'temperature_K', 'workchain_pk', 'workchain_uuid', 'node_pk',
-                        'node_uuid', 'model_pk')
+                        'experiment_source', 'deviation_from_experiment_percent', 'temperature_K', 'workchain_pk',
+                        'workchain_uuid', 'node_pk', 'node_uuid', 'model_pk')
 
 
 def _series_labels(runs: list[PropertiesRun]) -> dict[int, str]:
@@ -567,15 +567,20 @@ def _experiment(name: str, n_units: int, temperature_K: float) -> tuple[float | 
     return (float(series.values[match[0]]), series.source) if len(match) else (None, None)
 
 
-def _property_entries(report: Report) -> dict[tuple[str, str, int], tuple[PropertiesRun, orm.Dict, dict]]:
-    """(label, property, n) → (run, node, entry); a later run replaces an earlier one of the same label and n."""
+def _property_entries(report: Report) -> tuple[dict[tuple[str, str, int], tuple[PropertiesRun, orm.Dict, dict]],
+                                                list[str]]:
+    """(label, property, n) → (run, node, entry); a later run replaces an earlier one of the same label and n (the
+    replaced nodes are listed in the second return value)."""
     labels = _series_labels(report.properties)
-    entries = {}
+    entries, replaced = {}, []
     for run in report.properties:
         for length, node in sorted(run.properties.items()):
             for name, entry in node.get_dict().items():
-                entries[(labels[run.workchain.pk], name, int(length.removeprefix('n')))] = (run, node, entry)
-    return entries
+                key = (labels[run.workchain.pk], name, int(length.removeprefix('n')))
+                if key in entries and entries[key][1].uuid != node.uuid:
+                    replaced.append(f'{ref(entries[key][1])} ({key[0]}, n = {key[2]}) by {ref(node)}')
+                entries[key] = (run, node, entry)
+    return entries, sorted(set(replaced))
 
 
 def _properties_section(report: Report, document: _Document) -> list[dict]:
@@ -588,7 +593,9 @@ def _properties_section(report: Report, document: _Document) -> list[dict]:
         document.section('Properties table')
         document.skip('no properties (properties.csv has its header only).')
         return []
-    entries = _property_entries(report)
+    entries, replaced = _property_entries(report)
+    if replaced:
+        document.text(f'Chain lengths computed twice by one method; the later run is shown: {"; ".join(replaced)}.')
     temperatures = sorted({run.temperature_K for run in report.properties})
     for name in sorted({key[1] for key in entries}, key=lambda name: list(PROPERTY_LABELS).index(name)
                        if name in PROPERTY_LABELS else len(PROPERTY_LABELS)):
@@ -612,8 +619,9 @@ def _properties_section(report: Report, document: _Document) -> list[dict]:
         else:
             reason = ('no experimental data in `experimental.yaml`' if name not in PROPERTIES
                       else f'runs at several temperatures {temperatures} K')
+            positive = all(value > 0 for _, values, _ in series.values() for value in values)
             plot_chain_length_series(series, path, ylabel=PROPERTY_LABELS.get(name, name), note=reason,
-                                     log_y=name == 'self_diffusivity')
+                                     log_y=name == 'self_diffusivity' and positive)
             note = reason
         document.figure(path, f'{name.replace("_", " ")} against chain length, mean ± std over replicas ({note}).',
                         nodes)
@@ -624,18 +632,22 @@ def _properties_section(report: Report, document: _Document) -> list[dict]:
             item[0][1], item[0][2], item[0][0])):
         origins.append(f'{ref(node)} of {ref(run.workchain)}')
         experiment, source = _experiment(name, n_units, run.temperature_K)
+        deviation = None if experiment is None else 100.0 * (entry['value'] - experiment) / experiment
         rows.append({'property': name, 'unit': entry.get('unit'), 'n_units': n_units, 'method': label,
                      'value': entry['value'], 'uncertainty': entry['uncertainty'],
                      'n_replicas': entry.get('n_replicas'), 'experiment': experiment, 'experiment_source': source,
+                     'deviation_from_experiment_percent': deviation,
                      'temperature_K': run.temperature_K, 'workchain_pk': run.workchain.pk,
                      'workchain_uuid': run.workchain.uuid, 'node_pk': node.pk, 'node_uuid': node.uuid,
                      'model_pk': run.model.pk if run.model is not None else None})
     document.text('Mean ± standard deviation over replicas; the same rows are in `properties.csv` (with uuids).')
-    document.table(['property', 'n', 'method', 'value', '± std', 'unit', 'replicas', 'experiment', 'T (K)',
-                    'from'],
+    document.table(['property', 'n', 'method', 'value', '± std', 'unit', 'replicas', 'experiment', 'Δ (%)',
+                    'T (K)', 'from'],
                    [[row['property'], row['n_units'], row['method'], row['value'], row['uncertainty'], row['unit'],
-                     row['n_replicas'], row['experiment'], row['temperature_K'], origin]
-                    for row, origin in zip(rows, origins, strict=True)])
+                     row['n_replicas'], row['experiment'], row['deviation_from_experiment_percent'],
+                     row['temperature_K'], origin] for row, origin in zip(rows, origins, strict=True)])
+    document.text(sources(source for run, node, _ in (entries[key] for key in sorted(entries))
+                          for source in (run.workchain, node, run.model)))
     return rows
 
 

@@ -21,13 +21,15 @@ from aiida_qrnn.core.analysis.experimental import experimental
 from aiida_qrnn.core.analysis.report_figures import format_number
 from aiida_qrnn.core.structures import pack_cell
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.demo import build_ethylene_glycol_clusters
-from aiida_qrnn.report import ReportError, collect_report, load_workflow, write_report
+from aiida_qrnn.report import ReportError, collect_report, load_workflow, ref, write_report
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
+from tests.calculations.test_md import small_qrnn_node
 
 XTB = shutil.which('xtb') or 'xtb'
 EXEC = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
@@ -47,6 +49,7 @@ class ReportGraphWorkChain(WorkChain):
         spec.input('frame', valid_type=orm.StructureData)
         spec.input('xtb', valid_type=orm.AbstractCode)
         spec.input('exec_code', valid_type=orm.AbstractCode)
+        spec.input('md_model', valid_type=ModelData, help='A random small QRNN for the QRNN properties series.')
         spec.outline(cls.label_and_properties, cls.train, cls.score_and_scan, cls.select, cls.label_selection,
                      cls.check)
         spec.exit_code(400, 'ERROR_CHILD_FAILED', message='{child} failed: {message}')
@@ -56,8 +59,13 @@ class ReportGraphWorkChain(WorkChain):
                            batch_size=orm.Int(100))
 
     def label_and_properties(self):
-        builder = PropertiesWorkChain.get_builder_from_protocol(self.inputs.exec_code, 'tiny')
-        return ToContext(labelled=self._label(self.inputs.training_clusters), properties=self.submit(builder))
+        classical = PropertiesWorkChain.get_builder_from_protocol(self.inputs.exec_code, 'tiny')
+        # The random model has no short-range repulsion: one replica, closer contacts allowed (as in its own test).
+        qrnn = PropertiesWorkChain.get_builder_from_protocol(
+            self.inputs.exec_code, 'tiny', model=self.inputs.md_model,
+            overrides={'cells': {'replicas': 1}, 'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}})
+        return ToContext(labelled=self._label(self.inputs.training_clusters), properties=self.submit(classical),
+                         properties_qrnn=self.submit(qrnn))
 
     def train(self):
         return ToContext(committee=self.submit(
@@ -83,7 +91,7 @@ class ReportGraphWorkChain(WorkChain):
         return ToContext(selected=self._label(self.ctx.selection['clusters']))
 
     def check(self):
-        for name in ('labelled', 'properties', 'committee', 'score', 'scan', 'selected'):
+        for name in ('labelled', 'properties', 'properties_qrnn', 'committee', 'score', 'scan', 'selected'):
             if not self.ctx[name].is_finished_ok:
                 child = self.ctx[name]
                 return self.exit_codes.ERROR_CHILD_FAILED.format(child=f'{child.process_label}<{child.pk}>',
@@ -102,6 +110,7 @@ def graph(aiida_profile, tmp_path_factory):
         training_clusters=ClusterSetData.from_atoms(build_ethylene_glycol_clusters(12, seed=71)),
         candidates=ClusterSetData.from_atoms(build_ethylene_glycol_clusters(9, seed=72)),
         frame=orm.StructureData(ase=pack_cell(1, 10, density_g_cm3=0.9, seed=1)), xtb=xtb, exec_code=exec_code,
+        md_model=small_qrnn_node(),
     )
     assert node.is_finished_ok, node.exit_message
     lines = []
@@ -150,7 +159,8 @@ def test_collect_report_finds_every_kind_of_result(graph):
     candidate_ids = entry.candidates.get_arrays().ids
     assert entry.reference_energy[known].tolist() == [by_id[candidate_ids[index]] for index in known]
 
-    assert [run.method for run in report.properties] == ['OPLS-AA']
+    assert sorted(run.method for run in report.properties) == ['OPLS-AA', 'QRNN']
+    assert next(run for run in report.properties if run.method == 'QRNN').model.uuid == node.inputs.md_model.uuid
     assert [scan.kind for scan in report.scans] == ['pair']
     assert report.scans[0].model.uuid == report.training[0].model.uuid
     assert report.ignored == []
@@ -175,12 +185,14 @@ def test_report_files_and_sources(graph):
     assert '_Skipped' not in text
     assert any(line.startswith('Properties against chain length') for line in lines)
     entry = report.selection[0]
-    properties = report.properties[0]
     for source in (*(run.calculation for run in report.training), *(run.model for run in report.training),
                    *(run.datasets['initial'] for run in report.training), entry.selection, *entry.score_jobs,
-                   *entry.references, entry.candidates, properties.workchain, properties.properties['n001'],
-                   properties.distributions['n001'], scan.workchain, scan.curves):
+                   *entry.references, entry.candidates, scan.workchain, scan.curves,
+                   *(node for run in report.properties for node in (run.workchain, run.properties['n001'],
+                                                                    run.distributions['n001']))):
         assert f'<{source.pk}> (`{source.uuid}`)' in text, source
+    density = text.split('![density_vs_chain_length]')[1].split('\n\n')[1]  # its caption names both runs
+    assert all(f'{ref(run.workchain)} (`{run.workchain.uuid}`)' in density for run in report.properties)
 
 
 def test_tables_equal_the_node_values(graph):
@@ -188,25 +200,28 @@ def test_tables_equal_the_node_values(graph):
     directory = path.parent
     report = collect_report(node)
 
-    properties = report.properties[0]
-    values = properties.properties['n001'].get_dict()
+    runs = {run.method: run for run in report.properties}
     with (directory / 'properties.csv').open() as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(row['property'] for row in rows) == sorted(values)
-    for row in rows:
-        entry = values[row['property']]
-        assert float(row['value']) == entry['value'] and float(row['uncertainty']) == entry['uncertainty']
-        assert row['method'] == 'OPLS-AA' and row['n_units'] == '1' and row['unit'] == entry['unit']
-        assert int(row['node_pk']) == properties.properties['n001'].pk
-        assert row['workchain_uuid'] == properties.workchain.uuid
-        if row['property'] in ('density', 'heat_capacity'):
-            assert float(row['experiment']) == pytest.approx(experimental(row['property'], 300.0).values[0])
-        else:
-            assert row['experiment'] == ''
+    assert sorted((row['method'], row['property']) for row in rows) == sorted(
+        (method, name) for method, run in runs.items() for name in run.properties['n001'].get_dict())
     text = path.read_text()
-    density = values['density']
-    assert re.search(rf'\| density \| 1 \| OPLS-AA \| {format_number(density["value"])} \| '
-                     rf'{format_number(density["uncertainty"])} \|', text)
+    for row in rows:
+        run = runs[row['method']]
+        entry = run.properties['n001'].get_dict()[row['property']]
+        assert float(row['value']) == entry['value'] and float(row['uncertainty']) == entry['uncertainty']
+        assert row['n_units'] == '1' and row['unit'] == entry['unit'] and int(row['n_replicas']) == entry['n_replicas']
+        assert int(row['node_pk']) == run.properties['n001'].pk and row['workchain_uuid'] == run.workchain.uuid
+        assert row['model_pk'] == (str(run.model.pk) if run.method == 'QRNN' else '')
+        if row['property'] in ('density', 'heat_capacity'):
+            experiment = experimental(row['property'], 300.0).values[0]
+            assert float(row['experiment']) == pytest.approx(experiment)
+            assert float(row['deviation_from_experiment_percent']) == pytest.approx(
+                100 * (entry['value'] - experiment) / experiment)
+        else:
+            assert row['experiment'] == '' and row['deviation_from_experiment_percent'] == ''
+        assert re.search(rf'\| {row["property"]} \| 1 \| {row["method"]} \| {format_number(entry["value"])} \| '
+                         rf'{format_number(entry["uncertainty"])} \|', text), row
 
     with (directory / 'training.csv').open() as handle:
         training = {int(row['model_pk']): row for row in csv.DictReader(handle)}
