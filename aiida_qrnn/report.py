@@ -170,11 +170,17 @@ def collect_report(node: orm.WorkflowNode) -> Report:
     if not isinstance(node, orm.WorkflowNode):
         raise ReportError(f'{ref(node)} is not a workflow node.')
     processes = sorted([node, *node.called_descendants], key=lambda process: (process.ctime, process.pk))
-    ignored = [f'{ref(process)} [exit status {process.exit_status}]' for process in processes
+    ignored = [f'{ref(process)} [{_state(process)}]' for process in processes
                if _recognised(process) and not process.is_finished_ok]
     finished = [process for process in processes if process.is_finished_ok]
     return Report(root=node, training=_training_runs(finished), selection=_selection_rounds(processes, finished),
                   properties=_properties_runs(finished), scans=_scan_runs(finished), ignored=ignored)
+
+
+def _state(process: orm.ProcessNode) -> str:
+    """'finished, exit status 400', 'excepted', 'running', ..."""
+    state = process.process_state.value if process.process_state else 'unknown'
+    return f'{state}, exit status {process.exit_status}' if process.is_finished else state
 
 
 def _recognised(process: orm.ProcessNode) -> bool:
@@ -195,18 +201,19 @@ def _namespace(node: orm.ProcessNode, name: str, link_type: LinkType) -> dict[st
 def _training_runs(processes: list[orm.ProcessNode]) -> list[TrainingRun]:
     jobs = [process for process in processes if process.process_type == TRAIN_CALCULATION and 'model' in
             process.outputs]
-    groups: dict[int, list[orm.CalcJobNode]] = {}
+    groups: dict[int, tuple[str, list[orm.CalcJobNode]]] = {}  # by training work chain (or lone job), in order
     for job in jobs:
         caller = job.caller
-        key = caller.pk if caller is not None and caller.process_type == TRAIN_WORKCHAIN else job.pk
-        groups.setdefault(key, []).append(job)
+        if caller is not None and caller.process_type == TRAIN_WORKCHAIN:
+            groups.setdefault(caller.pk, (_call_label(caller), []))[1].append(job)
+        else:
+            groups[job.pk] = ('–', [job])
     runs = []
-    for number, members in enumerate(sorted(groups.values(), key=lambda group: group[0].ctime), start=1):
+    for number, (stage, members) in enumerate(sorted(groups.values(), key=lambda group: group[1][0].ctime),
+                                              start=1):
         for job in members:
-            caller = job.caller
             runs.append(TrainingRun(
-                round=number, stage=_call_label(caller) if caller is not None and caller.process_type ==
-                TRAIN_WORKCHAIN else '–', member=_call_label(job), calculation=job, model=job.outputs.model,
+                round=number, stage=stage, member=_call_label(job), calculation=job, model=job.outputs.model,
                 datasets=_namespace(job, 'datasets', LinkType.INPUT_CALC),
                 split=job.outputs.split if 'split' in job.outputs else None,
                 results=job.outputs.output_parameters.get_dict() if 'output_parameters' in job.outputs else {},

@@ -3,6 +3,8 @@ folder, and clear errors for a missing pk and for a node that is not a workflow.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from aiida import orm
@@ -19,7 +21,8 @@ SECTIONS = ('Training rounds and model metrics', 'Active learning: committee err
 
 
 class SelectionOnlyWorkChain(WorkChain):
-    """Selects from stored scores: an active-learning round without labels, training or properties."""
+    """Selects from stored scores: an active-learning round without labels, training or properties; then tries a
+    trust-level window that selects nothing (the selection fails, the work chain goes on)."""
 
     @classmethod
     def define(cls, spec) -> None:
@@ -31,6 +34,9 @@ class SelectionOnlyWorkChain(WorkChain):
     def select(self) -> None:
         select_for_labelling(self.inputs.candidates, self.inputs.scores,
                              orm.Dict({'rule': 'top_k_random', 'k': 3, 'k_random': 2, 'seed': 1}))
+        with contextlib.suppress(ValueError):
+            select_for_labelling(self.inputs.candidates, self.inputs.scores,
+                                 orm.Dict({'rule': 'trust_levels', 'lower': 1e6, 'upper': 1e7}))
 
 
 @pytest.fixture
@@ -56,9 +62,9 @@ def test_report_writes_the_files_and_a_progress_line_per_section(aiida_profile, 
     for section in SECTIONS:
         assert f'{section} ...' in result.output
     text = (tmp_path / 'out' / 'report.md').read_text()
-    selection = next(process for process in selection_workflow.called if process.process_label ==
-                     'select_for_labelling')
+    selection, failed = sorted(selection_workflow.called, key=lambda process: process.pk)
     assert f'select_for_labelling<{selection.pk}> (`{selection.uuid}`)' in text
+    assert f'Not used (did not finish successfully): select_for_labelling<{failed.pk}> [excepted].' in text
     assert (tmp_path / 'out' / 'rho_f_histograms.png').read_bytes()[:4] == b'\x89PNG'
     assert 'round 1: no ε against ρ^f, no candidate has a reference label' in text
     assert '_Skipped: no finished TrainCalculation' in text and '_Skipped: no finished PropertiesWorkChain' in text
@@ -79,6 +85,6 @@ def test_missing_pk_and_data_node_are_clear_errors(aiida_profile, selection_work
     assert missing.exit_code == 2 and 'Invalid value for PK: no node 987654321' in missing.output
     data = invoke(aiida_profile, str(selection_workflow.inputs.candidates.pk))
     assert data.exit_code == 2 and 'is a ClusterSetData, not a workflow' in data.output
-    function = next(iter(selection_workflow.called))
+    function = min(selection_workflow.called, key=lambda process: process.pk)
     calculation = invoke(aiida_profile, str(function.pk))
     assert calculation.exit_code == 2 and 'is a select_for_labelling, not a workflow' in calculation.output
