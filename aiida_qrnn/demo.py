@@ -1,21 +1,26 @@
 """The end-to-end demo that the README's first command runs; each issue extends it with the step it adds.
 
-Now: sample ethylene-glycol clusters from a packed cell run with the OPLS-AA baseline (SamplingWorkChain), label
-them with GFN2-xTB in batches (LabelWorkChain on localhost), label them again to show that nothing is recomputed,
-find the result with the QueryBuilder, print its provenance back to the cell, train a tiny QRNN on the labels
-(TrainWorkChain), and compute liquid properties with the MD job and analyses that a QRNN uses too
-(PropertiesWorkChain, here with the OPLS-AA baseline).
+Now: the paper end to end at demo size (``PolymerForceFieldWorkChain``, protocol ``demo``): ethylene-glycol and
+diethylene-glycol clusters sampled with OPLS-AA, GFN2-xTB labels, a first QRNN, two rounds of active learning
+(committee, candidates from the sampled clusters and from monitored QRNN MD, ρ^f, selection, labels, transfer
+learning), liquid properties with the final model and OPLS-AA, torsion and pair scans. Then, from its graph: the
+labelled clusters, a relabelling that reuses every label, a query, the provenance, the round-by-round record, the
+property table, and the report with the paper's figures (``aiida-qrnn report``).
 """
 
 from __future__ import annotations
 
+import time
 import typing as t
+from pathlib import Path
 
 import numpy as np
 
 from aiida_qrnn.provenance import describe, provenance_lines
 
 if t.TYPE_CHECKING:
+    from aiida.orm import WorkflowNode
+
     from aiida_qrnn.data.cluster_set import ClusterSetData
 
 
@@ -35,28 +40,85 @@ def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
     return images
 
 
-def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> ClusterSetData:
-    """Run the demo on the loaded profile and return the labelled cluster set."""
+def run_demo(protocol: str = 'demo', batch_size: int | None = None, report_dir: Path | None = None,
+             echo=print) -> WorkflowNode:
+    """Run the polymer workflow at ``protocol`` size on the loaded profile, show what it left, write the report."""
     from aiida.engine import run_get_node
-    from aiida.orm import Int, QueryBuilder, Str, load_code
+    from aiida.orm import Int, QueryBuilder, load_code
 
     from aiida_qrnn.data.cluster_set import ClusterSetData
     from aiida_qrnn.workchains.label import LabelWorkChain
-    from aiida_qrnn.workchains.sampling import SamplingWorkChain
+    from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, load_protocol
 
-    echo(f'1. Sampling (protocol {protocol!r}): packmol cell -> OPLS-AA relax/NPT/NVT in OpenMM -> clusters ...')
-    builder = SamplingWorkChain.get_builder_from_protocol(load_code('aiida-qrnn-exec@localhost'), protocol=protocol)
-    sampled = _finished(*run_get_node(builder))[0]['clusters']
-    echo(f'   {type(sampled).__name__}<{sampled.pk}>: {describe(sampled)}, '
+    echo(f'1. The polymer workflow (PolymerForceFieldWorkChain, protocol {protocol!r}): '
+         f'{" ".join(load_protocol(protocol)["description"].split())}')
+    echo('   sampling -> GFN2-xTB labels -> first model -> active-learning rounds -> properties and scans ...')
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(
+        load_code('aiida-qrnn-exec@localhost'), load_code('xtb@localhost'), protocol)
+    if batch_size is not None:
+        builder.label.batch_size = Int(batch_size)
+    started = time.monotonic()
+    outputs, workflow = _finished(*run_get_node(builder))
+    echo(f'   PolymerForceFieldWorkChain<{workflow.pk}> finished in {time.monotonic() - started:.0f} s')
+
+    sampling = _called(workflow, 'sampling')
+    sampled = sampling.outputs.clusters
+    echo(f'2. Sampled clusters (SamplingWorkChain<{sampling.pk}>, OPLS-AA MD in OpenMM): {describe(sampled)}, '
          f'kinds {sampled.base.attributes.get("kind_counts")}')
 
-    echo(f'2. Labelling with GFN2-xTB in batches of {batch_size} (LabelWorkChain -> XtbBaseWorkChain -> '
-         'XtbCalculation) ...')
-    label_inputs = {'clusters': sampled, 'engine': Str('xtb'), 'code': load_code('xtb@localhost'),
-                    'batch_size': Int(batch_size)}
-    outputs, first = _finished(*run_get_node(LabelWorkChain, **label_inputs))
-    labelled = outputs['clusters']
-    echo(f'   {type(labelled).__name__}<{labelled.pk}>: {describe(labelled)}; {len(_xtb_jobs(first))} xtb job(s)')
+    initial = _called(workflow, 'label_initial')
+    labelled = initial.outputs.clusters
+    echo(f'3. Initial labels (LabelWorkChain<{initial.pk}>, {len(_xtb_jobs(initial))} xtb job(s)): '
+         f'{describe(labelled)}')
+    _label_table(labelled, echo)
+    label_inputs = {'clusters': initial.inputs.clusters, 'engine': initial.inputs.engine,
+                    'code': initial.inputs.code}
+    _, again = _finished(*run_get_node(LabelWorkChain, **label_inputs))
+    echo(f'   labelling the same clusters again: LabelWorkChain<{again.pk}> ran {len(_xtb_jobs(again))} xtb job(s) '
+         '(labels of the same cluster at the same level are reused)')
+
+    echo('4. Querying the database: labelled sets at gfn2-xtb that contain oxygen ...')
+    query = QueryBuilder().append(
+        ClusterSetData, filters={'attributes.level_of_theory': 'gfn2-xtb', 'attributes.elements': {'contains': ['O']}},
+        project=['id', 'attributes.n_clusters'],
+    )
+    echo(f'   found {query.count()} sets, e.g. (pk, n_clusters): {sorted(query.all())[:6]}')
+
+    echo('5. Provenance of the initial labelled set:')
+    for line in provenance_lines(labelled, max_depth=6):
+        echo(f'   {line}')
+
+    active = _called(workflow, 'active_learning')
+    summary = outputs['summary'].get_dict()
+    echo(f'6. Active learning (ActiveLearningWorkChain<{active.pk}>), stopped {summary["stopped"]}:')
+    echo(f'   {"round":>5} {"data":>5} {"candidates":>10} {"median ρ^f":>10} {"max ρ^f":>8} {"selected":>8} '
+         f'{"E MAE meV/atom":>14} {"F MAE eV/Å":>10}')
+    for entry in summary['rounds']:
+        echo(f'   {entry["round"]:>5} {entry["data_clusters"]:>5} {entry["candidates"]:>10} '
+             f'{entry["rho_f_median"]:>10.3g} {entry["rho_f_max"]:>8.3g} {entry.get("selected", 0):>8} '
+             f'{1000 * entry.get("energy_per_atom_mae", float("nan")):>14.1f} '
+             f'{entry.get("forces_mae", float("nan")):>10.3f}')
+    model = outputs['model']
+    echo(f'   final ModelData<{model.pk}>: {model.base.attributes.get("n_parameters")} parameters, trained on '
+         f'{outputs["clusters"].n_clusters} clusters; see `aiida-qrnn lineage {model.pk}` and '
+         f'`aiida-qrnn model show {model.pk}`')
+
+    echo('7. Liquid properties: the final QRNN and OPLS-AA through the same MD code, beside experiment')
+    _property_table(outputs['properties'], echo)
+    if protocol in ('tiny', 'demo'):
+        echo('   (runs of a few dozen steps with a model trained for minutes test the pipeline; the paper protocol '
+             'gives the physics)')
+
+    from aiida_qrnn.report import write_report
+
+    directory = Path(report_dir or f'report-{workflow.pk}')
+    echo(f'8. The report from the database (`aiida-qrnn report {workflow.pk}`):')
+    path = write_report(workflow, directory, echo=lambda line: echo(f'   {line}'))
+    echo(f'   figures and tables in {path.parent.resolve()}/ (open {path.name})')
+    return workflow
+
+
+def _label_table(labelled: ClusterSetData, echo) -> None:
     arrays = labelled.get_arrays()
     echo(f'   {"cluster":>7} {"kind":>15} {"atoms":>5} {"energy / eV":>14} {"max |F| / eV/Å":>15} {"Σq / e":>8}')
     for index in range(min(arrays.n_clusters, 6)):
@@ -65,58 +127,28 @@ def run_demo(protocol: str = 'tiny', batch_size: int = 10, echo=print) -> Cluste
         echo(f'   {index:>7} {arrays.kind[index]:>15} {stop - start:>5} {arrays.labels["energy"][index]:>14.4f} '
              f'{max_force:>15.4f} {arrays.labels["charges"][start:stop].sum():>8.4f}')
 
-    echo('3. Labelling the same set again: labels of the same cluster at the same level are reused ...')
-    _, second = _finished(*run_get_node(LabelWorkChain, **label_inputs))
-    echo(f'   LabelWorkChain<{second.pk}> ran {len(_xtb_jobs(second))} xtb job(s)')
 
-    echo('4. Querying the database: labelled sets at gfn2-xtb that contain oxygen ...')
-    query = QueryBuilder().append(
-        ClusterSetData, filters={'attributes.level_of_theory': 'gfn2-xtb', 'attributes.elements': {'contains': ['O']}},
-        project=['id', 'attributes.n_clusters'],
-    )
-    echo(f'   found (pk, n_clusters): {sorted(query.all())}')
-
-    echo('5. Provenance of the labelled set:')
-    for line in provenance_lines(labelled):
-        echo(f'   {line}')
-
-    echo('6. Training a tiny QRNN on the labelled clusters (TrainWorkChain -> TrainCalculation, 5 epochs) ...')
-    from aiida.orm import Dict
-
-    from aiida_qrnn.workchains.train import TrainWorkChain
-
-    parameters = Dict({'model': {'charge_hidden': [16], 'energy_hidden': [16], 'dispersion': None},
-                       'training': {'max_epochs': 5, 'batch_size': 4, 'validation_fraction': 0.2}})
-    trained = _finished(*run_get_node(TrainWorkChain, train={
-        'code': load_code('aiida-qrnn-exec@localhost'), 'datasets': {'demo': labelled}, 'parameters': parameters,
-    }))[0]
-    model = trained['model']
-    metrics = model.metrics
-    echo(f'   ModelData<{model.pk}>: {model.base.attributes.get("n_parameters")} parameters, validation energy MAE '
-         f'{1000 * metrics["energy_per_atom_mae"]:.1f} meV/atom, force MAE {metrics["forces_mae"]:.3f} eV/Å '
-         f'(5 epochs on {labelled.n_clusters} clusters: a pipeline check, not a usable model)')
-    echo(f'   see `aiida-qrnn model show {model.pk}` and `aiida-qrnn lineage {model.pk}`')
-
-    echo(f'7. Liquid properties (PropertiesWorkChain, protocol {protocol!r}, OPLS-AA through the QRNN MD job): '
-         'NPT -> frame at the mean density -> NVT -> analyses ...')
+def _property_table(properties, echo) -> None:
     from aiida_qrnn.core.analysis.experimental import experimental
-    from aiida_qrnn.workchains.properties import PropertiesWorkChain
 
-    builder = PropertiesWorkChain.get_builder_from_protocol(load_code('aiida-qrnn-exec@localhost'), protocol)
-    properties = _finished(*run_get_node(builder))[0]['properties']
+    names = ('density', 'heat_capacity', 'self_diffusivity')
     reference = {name: experimental(name, 300.0) for name in ('density', 'heat_capacity')}
-    for chain, node in sorted(properties.items()):
-        n_units = int(chain.lstrip('n'))
-        for name, entry in sorted(node.get_dict().items()):
-            known = reference.get(name)
-            measured = ''
-            if known is not None and n_units in known.n_units:
-                measured = f'   (experiment {known.values[list(known.n_units).index(n_units)]:.4g}, {known.source})'
-            echo(f'   n={n_units} {name:>20}: {entry["value"]:.4g} ± {entry["uncertainty"]:.2g} {entry["unit"]}'
-                 f' over {entry["n_replicas"]} replicas{measured}')
-    if protocol == 'tiny':
-        echo('   (tiny runs of a few dozen steps test the pipeline; the paper protocol gives the physics)')
-    return labelled
+    for method, label in (('qrnn', 'QRNN'), ('opls_aa', 'OPLS-AA')):
+        if method not in properties:
+            continue
+        for length in sorted(properties[method]):
+            n_units = int(length.lstrip('n'))
+            values = properties[method][length].get_dict()
+            for name in names:
+                entry = values.get(name)
+                if entry is None:
+                    continue
+                known = reference.get(name)
+                measured = ''
+                if known is not None and n_units in known.n_units:
+                    measured = f'   (experiment {known.values[list(known.n_units).index(n_units)]:.4g})'
+                echo(f'   {label:>7} n={n_units} {name:>16}: {entry["value"]:.4g} ± {entry["uncertainty"]:.2g} '
+                     f'{entry["unit"]} over {entry["n_replicas"]} replicas{measured}')
 
 
 class DemoError(RuntimeError):
@@ -128,6 +160,11 @@ def _finished(outputs: dict, node):
         raise DemoError(f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message} '
                         f'(see `verdi process report {node.pk}`)')
     return outputs, node
+
+
+def _called(workflow, link_label: str):
+    """The process ``workflow`` called with ``link_label``."""
+    return next(link.node for link in workflow.base.links.get_outgoing(link_label_filter=link_label).all())
 
 
 def _xtb_jobs(workchain) -> list:

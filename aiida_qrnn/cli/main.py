@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from aiida.cmdline.params import options
 
@@ -51,16 +53,19 @@ def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, 
 
 
 @cli.command('demo')
-@click.option('--protocol', default='tiny', show_default=True, help='Sampling protocol (sampling.yaml).')
-@click.option('--batch-size', default=10, show_default=True, type=click.IntRange(1), help='Clusters per xtb job.')
+@click.option('--protocol', default='demo', show_default=True,
+              help='Protocol of the polymer workflow (protocols/polymer.yaml): tiny (CI), demo, fast, paper.')
+@click.option('--batch-size', default=None, type=click.IntRange(1), help='Clusters per xtb job [default: protocol].')
+@click.option('--report-dir', default=None, type=click.Path(file_okay=False, path_type=Path),
+              help='Folder of the report [default: report-<pk>].')
 @with_profile
 @translate_errors
-def demo(protocol: str, batch_size: int) -> None:
-    """End-to-end demo: sample ethylene-glycol clusters, label them with GFN2-xTB, show the provenance."""
+def demo(protocol: str, batch_size: int | None, report_dir: Path | None) -> None:
+    """End to end: sample oligomer clusters, label with GFN2-xTB, active learning, properties, and the report."""
     from aiida_qrnn.demo import DemoError, run_demo
 
     try:
-        run_demo(protocol=protocol, batch_size=batch_size, echo=click.echo)
+        run_demo(protocol=protocol, batch_size=batch_size, report_dir=report_dir, echo=click.echo)
     except DemoError as exception:
         raise click.ClickException(str(exception)) from None
 

@@ -59,6 +59,17 @@ def wait_for(condition, aiida_path, folder, pk: int, timeout: float) -> tuple[st
         time.sleep(2)
 
 
+def stop_daemon(aiida_path, check: bool = True) -> None:
+    """``verdi daemon stop`` with a generous timeout, tried again once: on a loaded 2-core machine the daemon's
+    answer can take longer than verdi's default 5 s."""
+    for _ in range(2):
+        result = run([BIN / 'verdi', 'daemon', 'stop', '--timeout', '60'], aiida_path, check=False, timeout=180)
+        if result.returncode == 0:
+            return
+    if check:
+        raise AssertionError(f'the daemon did not stop after two attempts:\n{result.stdout}{result.stderr}')
+
+
 def test_loop_completes_across_a_daemon_restart(tmp_path):
     aiida_path = tmp_path / 'aiida'
     aiida_path.mkdir()
@@ -72,7 +83,7 @@ def test_loop_completes_across_a_daemon_restart(tmp_path):
         # stop the daemon once the first model and a committee member of round 1 are trained
         before = wait_for(lambda current: current[2] >= 2 or current[0] in ('finished', 'excepted', 'killed'),
                           aiida_path, tmp_path, pk, timeout=400)
-        run([BIN / 'verdi', 'daemon', 'stop'], aiida_path, timeout=120)
+        stop_daemon(aiida_path)
         assert before[0] == 'waiting', before  # stopped in the middle of the loop
         time.sleep(3)
         assert state(aiida_path, tmp_path, pk)[0] == 'waiting'  # nothing runs while the daemon is down
@@ -80,7 +91,7 @@ def test_loop_completes_across_a_daemon_restart(tmp_path):
         after = wait_for(lambda current: current[0] in ('finished', 'excepted', 'killed'), aiida_path, tmp_path, pk,
                          timeout=600)
     finally:
-        run([BIN / 'verdi', 'daemon', 'stop'], aiida_path, check=False, timeout=120)
+        stop_daemon(aiida_path, check=False)
     process_state, exit_status, trainings, rounds = after
     assert (process_state, exit_status, rounds) == ('finished', '0', 2), after
     # first model, 2 committees of 2, 2 transfer-learned models: each job ran once, none was repeated
