@@ -268,7 +268,10 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
         ids = ids.astype(str)
         energy = np.full(len(ids), np.nan)
         found = []
+        level = _training_level(jobs)
         for reference, by_id in labelled:
+            if level is not None and reference.level_of_theory != level:
+                continue
             hits = np.array([cluster_id in by_id for cluster_id in ids])
             if hits.any():
                 found.append(reference)
@@ -283,6 +286,19 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
                                      selection=selection, selected=chosen, random=random, references=found,
                                      reference_energy=energy, n_atoms=np.diff(offsets)))
     return result
+
+
+def _training_level(score_jobs: list[orm.CalcJobNode]) -> str | None:
+    """The level of theory the committee was trained at (from the data sets of its models' training jobs), so that
+    ε compares with labels at that level only; ``None`` when it cannot be told (then every labelled set counts)."""
+    levels = set()
+    for job in score_jobs:
+        for model in _namespace(job, 'models', LinkType.INPUT_CALC).values():
+            creator = model.creator
+            if creator is not None and creator.process_type == TRAIN_CALCULATION:
+                levels.update(data.level_of_theory for data in _namespace(creator, 'datasets', LinkType.INPUT_CALC)
+                              .values())
+    return levels.pop() if len(levels) == 1 else None
 
 
 def _score_jobs(scores: orm.ArrayData) -> list[orm.CalcJobNode]:
