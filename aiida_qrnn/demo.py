@@ -105,7 +105,7 @@ def run_demo(protocol: str = 'demo', batch_size: int | None = None, report_dir: 
 
     echo('7. Liquid properties: the final QRNN and OPLS-AA through the same MD code, beside experiment')
     _property_table(outputs['properties'], echo)
-    if protocol in ('tiny', 'demo'):
+    if protocol == 'demo':
         echo('   (runs of a few dozen steps with a model trained for minutes test the pipeline; the paper protocol '
              'gives the physics)')
 

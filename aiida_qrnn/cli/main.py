@@ -54,7 +54,7 @@ def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, 
 
 @cli.command('demo')
 @click.option('--protocol', default='demo', show_default=True,
-              help='Protocol of the polymer workflow (protocols/polymer.yaml): tiny (CI), demo, fast, paper.')
+              help='Protocol of the polymer workflow (protocols/polymer.yaml): demo, fast, paper.')
 @click.option('--batch-size', default=None, type=click.IntRange(1), help='Clusters per xtb job [default: protocol].')
 @click.option('--report-dir', default=None, type=click.Path(file_okay=False, path_type=Path),
               help='Folder of the report [default: report-<pk>].')

@@ -17,29 +17,43 @@ def embedded_profile(tmp_path_factory):
     """An AIIDA_PATH with the embedded profile and the demo already run once."""
     aiida_path = tmp_path_factory.mktemp('aiida')
     run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
-    demo = run([BIN / 'aiida-qrnn', 'demo', '--batch-size', '10'], aiida_path, timeout=600)
+    demo = run([BIN / 'aiida-qrnn', 'demo', '--report-dir', str(aiida_path / 'report')], aiida_path, timeout=1500)
     return aiida_path, demo.stdout
 
 
-def test_demo_samples_labels_reuses_and_shows_provenance(embedded_profile):
-    _, output = embedded_profile
-    sampled = int(output.split('clusters, ')[0].split()[-1])
-    assert sampled > 0 and "'extracted'" in output and "'decomposed'" in output
-    assert 'xtb job(s)' in output and 'ran 0 xtb job(s)' in output  # the second labelling reused everything
-    table = output.split('3. Labelling')[0].split('Σq / e')[1]
-    rows = [line.split() for line in table.splitlines() if line.strip()]
+def section(output: str, number: int) -> str:
+    """The demo's output from step ``number`` to the next step."""
+    return output.split(f'\n{number}. ')[1].split(f'\n{number + 1}. ')[0]
+
+
+def test_demo_runs_the_polymer_workflow_and_shows_its_graph(embedded_profile):
+    aiida_path, output = embedded_profile
+    assert 'PolymerForceFieldWorkChain<' in section(output, 1) and 'finished in' in section(output, 1)
+    sampled = section(output, 2)
+    assert int(sampled.split('): ')[1].split()[0]) > 60 and "'extracted'" in sampled and "'decomposed'" in sampled
+    labels = section(output, 3)
+    assert 'ran 0 xtb job(s)' in labels  # the second labelling reused everything
+    rows = [line.split() for line in labels.split('Σq / e')[1].split('labelling the same')[0].splitlines()
+            if line.strip()]
     assert rows
     for _, kind, n_atoms, energy, max_force, total_charge in rows:
         assert kind in {'extracted', 'conformational', 'decomposed'}
-        assert int(n_atoms) % 10 == 0  # whole ethylene-glycol molecules
+        assert int(n_atoms) % 10 == 0  # whole ethylene-glycol molecules (EG 10 atoms, diEG 17: whole cells of EG)
         assert float(energy) < 0 and 0 < float(max_force) < 50 and abs(float(total_charge)) < 1e-3
-    properties = output.split('7. Liquid properties')[1]
-    assert 'density:' in properties and 'g/cm^3 over 2 replicas' in properties and 'experiment 1.1' in properties
-    assert 'validation energy MAE' in output.split('6. Training')[1]
-    provenance = output.split('5. Provenance')[1].split('6. Training')[0]
-    for step in ('LabelWorkChain', 'XtbCalculation', 'extract_clusters', 'SamplingWorkChain',
-                 'ClassicalMdCalculation', 'build_cells'):
+    provenance = section(output, 5)
+    for step in ('LabelWorkChain', 'XtbCalculation', 'split_clusters', 'extract_clusters', 'SamplingWorkChain'):
         assert step in provenance, step
+    rounds = [line.split() for line in section(output, 6).splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [int(row[0]) for row in rounds] == [1, 2]
+    assert int(rounds[1][1]) == int(rounds[0][1]) + int(rounds[0][5])  # round 2 trains on round 1's data + labels
+    properties = section(output, 7)
+    for method in ('QRNN', 'OPLS-AA'):
+        assert f'{method} n=1          density:' in properties
+    assert 'g/cm^3 over 2 replicas' in properties and 'experiment 1.1' in properties
+    report = output.split('\n8. ')[1]
+    assert f'figures and tables in {aiida_path / "report"}' in report
+    assert (aiida_path / 'report' / 'report.md').is_file()
+    assert list((aiida_path / 'report').glob('*.png'))
 
 
 def test_daemon_submission_on_the_zeromq_profile(embedded_profile, tmp_path):
@@ -136,11 +150,16 @@ def test_sample_is_one_command_from_lengths_to_a_cluster_set(embedded_profile):
 def test_lineage_names_labels_and_work_chains(embedded_profile):
     aiida_path, demo_output = embedded_profile
     pk = demo_output.split('aiida-qrnn lineage ')[1].split('`')[0]  # the model the demo trained
-    output = run([BIN / 'aiida-qrnn', 'lineage', pk], aiida_path).stdout
+    output = run([BIN / 'aiida-qrnn', 'lineage', pk, '--depth', '40'], aiida_path).stdout
     labels = output.split('labels:')[1].split('models:')[0]
     assert 'gfn2-xtb' in labels
     workflows = output.split('workflows:')[1].split('made by:')[0]
-    assert all(name in workflows for name in ('SamplingWorkChain', 'LabelWorkChain', 'TrainWorkChain'))
+    for name in ('PolymerForceFieldWorkChain', 'SamplingWorkChain', 'LabelWorkChain', 'ActiveLearningWorkChain',
+                 'TrainWorkChain', 'ScoreWorkChain'):
+        assert name in workflows, name
+    rounds = output.split('rounds:')[1].split('labels:')[0]
+    assert 'model_round_02: TrainWorkChain<' in rounds and 'label_round_01: LabelWorkChain<' in rounds
+    assert 'ModelData<' in output.split('parent model:')[1].split('rounds:')[0]
     assert 'ClassicalMdCalculation' in output.split('made by:')[1]
     missing = run([BIN / 'aiida-qrnn', 'lineage', '999999'], aiida_path, check=False)
     assert missing.returncode != 0 and 'Traceback' not in missing.stderr

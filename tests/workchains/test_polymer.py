@@ -1,6 +1,6 @@
 """``PolymerForceFieldWorkChain``: every protocol gives a valid builder; the initial split; bad inputs named.
 
-The whole work chain runs end to end in CI through the demo (``aiida-qrnn demo --protocol tiny``, tests/cli).
+The whole work chain runs end to end in CI through the demo (``aiida-qrnn demo``, protocol ``demo``, tests/cli).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.conftest import make_water_clusters
 EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 
 
-@pytest.mark.parametrize('protocol', ['tiny', 'demo', 'fast', 'paper'])
+@pytest.mark.parametrize('protocol', ['demo', 'fast', 'paper'])
 def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
     code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
     label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
