@@ -35,12 +35,14 @@ from aiida_qrnn.core.dataset import concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.label import LabelWorkChain
+from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
 
-__all__ = ('ActiveLearningWorkChain', 'candidate_pool', 'stop_rule_met', 'summarize_rounds')
+__all__ = ('ActiveLearningWorkChain', 'candidate_pool', 'property_change', 'stop_rule_met', 'summarize_rounds')
 
 STOP_RULE_KEYS = {'quantity', 'quantile', 'threshold'}
+PROPERTY_STOP_KEYS = {'property', 'relative_change'}
 MONITOR_KEYS = {'threshold', 'quantity', 'interval_steps', 'poll_interval_s'}
 
 
@@ -69,6 +71,27 @@ def stop_rule_met(scores: dict[str, np.ndarray], rule: dict[str, Any]) -> tuple[
     """Whether the ``quantile`` of the ``quantity`` scores is below ``threshold``, and that quantile."""
     value = float(np.quantile(scores[rule.get('quantity', 'rho_f')], rule.get('quantile', 0.99)))
     return value < float(rule['threshold']), value
+
+
+def property_change(previous: dict[str, dict], current: dict[str, dict], name: str) -> float:
+    """The largest relative change of property ``name`` over the chain lengths both rounds computed."""
+    lengths = sorted(set(previous) & set(current))
+    if not lengths:
+        raise ValueError('the two rounds computed properties of no common chain length.')
+    return max(abs(current[length][name]['value'] - previous[length][name]['value'])
+               / abs(previous[length][name]['value']) for length in lengths)
+
+
+def validate_property_stop(value: orm.Dict, _) -> str | None:
+    rule = value.get_dict()
+    unknown = sorted(set(rule) - PROPERTY_STOP_KEYS)
+    if unknown or set(rule) != PROPERTY_STOP_KEYS:
+        return f'property_stop: give exactly {sorted(PROPERTY_STOP_KEYS)}, got {sorted(rule)}.'
+    from aiida_qrnn.core.analysis.properties import SCALAR_UNITS
+
+    if rule['property'] not in SCALAR_UNITS:
+        return f"property_stop.property must be one of {sorted(SCALAR_UNITS)}, got {rule['property']!r}."
+    return None
 
 
 def validate_stop_rule(value: orm.Dict, _) -> str | None:
@@ -144,6 +167,12 @@ class ActiveLearningWorkChain(WorkChain):
                    validator=lambda value, _: None if value.value >= 1 else 'max_rounds must be at least 1.')
         spec.input('stop_rule', valid_type=orm.Dict, required=False, validator=validate_stop_rule,
                    help='{quantity: rho_f, quantile: 0.99, threshold}: stop when the candidates score below it.')
+        spec.expose_inputs(PropertiesWorkChain, namespace='properties', exclude=('code', 'model', 'options'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Compute these properties with every round\'s model.'})
+        spec.input('property_stop', valid_type=orm.Dict, required=False, validator=validate_property_stop,
+                   help='{property: density, relative_change: 0.01}: stop when a round changes it less (needs '
+                        'properties).')
         spec.input('options', valid_type=dict, non_db=True, default=dict,
                    help='metadata.options of the training, scoring and MD jobs.')
         spec.inputs.validator = cls._validate_inputs
@@ -152,6 +181,10 @@ class ActiveLearningWorkChain(WorkChain):
             if_(cls.needs_first_model)(
                 cls.train_first_model,
                 cls.inspect_first_model,
+            ),
+            if_(cls.has_properties)(
+                cls.run_properties,
+                cls.inspect_properties,
             ),
             while_(cls.should_run_round)(
                 cls.train_committee,
@@ -166,6 +199,10 @@ class ActiveLearningWorkChain(WorkChain):
                     cls.label_selection,
                     cls.train_next_model,
                     cls.inspect_round,
+                    if_(cls.has_properties)(
+                        cls.run_properties,
+                        cls.inspect_properties,
+                    ),
                 ),
             ),
             cls.results,
@@ -186,6 +223,8 @@ class ActiveLearningWorkChain(WorkChain):
 
     @staticmethod
     def _validate_inputs(inputs: dict[str, Any], _) -> str | None:
+        if 'property_stop' in inputs and not inputs.get('properties'):
+            return 'property_stop needs properties (the cells and MD settings to compute them with).'
         md = inputs.get('md', {})
         if md.get('structures') and 'parameters' not in md:
             return 'md.parameters: the MD settings of the candidate runs are required with md.structures.'
@@ -407,6 +446,47 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.record.update({key: float(value) for key, value in metrics.items()
                                 if key in ('energy_per_atom_mae', 'forces_mae')})
         self.ctx.summary['rounds'].append(self.ctx.record)
+        return None
+
+    def has_properties(self) -> bool:
+        return bool(self.inputs.get('properties'))
+
+    def run_properties(self):
+        """The property protocol with the model this round made (round 0: the first model)."""
+        inputs = AttributeDict(self.exposed_inputs(PropertiesWorkChain, 'properties'))
+        inputs.metadata = {**inputs.get('metadata', {}), 'call_link_label': f'properties_{self._prefix}'}
+        node = self.submit(PropertiesWorkChain, code=self.inputs.code, model=self.ctx.model,
+                           options=dict(self.inputs.options), **inputs)
+        return ToContext(round_properties=node)
+
+    def inspect_properties(self):
+        """Keep the round's properties; with ``property_stop``, stop when they barely changed since the last round."""
+        node = self.ctx.round_properties
+        if not node.is_finished_ok:
+            # A model that cannot yet run the property MD is a finding of the loop, not its end: it is recorded,
+            # the next round goes on, and the property rule compares the next two rounds that have properties.
+            message = f'{node.process_label}<{node.pk}> failed: {node.exit_message}'
+            self.report(f'round {self.ctx.round}: properties of the model: {message}')
+            if self.ctx.summary['rounds']:
+                self.ctx.summary['rounds'][-1]['properties'] = message
+            self.ctx.previous_properties = None
+            return None
+        current = {length: values.get_dict() for length, values in node.outputs.properties.items()}
+        for length, values in node.outputs.properties.items():
+            self.out(f'rounds.{self._prefix}.properties.{length}', values)
+        previous = self.ctx.get('previous_properties')
+        self.ctx.previous_properties = current
+        if previous is None or 'property_stop' not in self.inputs:
+            return None
+        rule = self.inputs.property_stop.get_dict()
+        change = property_change(previous, current, rule['property'])
+        record = self.ctx.summary['rounds'][-1]
+        record[f'{rule["property"]}_relative_change'] = change
+        if change < float(rule['relative_change']):
+            self.ctx.converged = True
+            self.ctx.summary['stopped'] = (f'round {self.ctx.round}: {rule["property"]} changed by {change:.3g} '
+                                           f'(< {rule["relative_change"]})')
+            self.report(self.ctx.summary['stopped'])
         return None
 
     def results(self) -> None:

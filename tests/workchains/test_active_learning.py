@@ -13,7 +13,12 @@ from aiida.engine import run_get_node
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.provenance import lineage
-from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain, candidate_pool, stop_rule_met
+from aiida_qrnn.workchains.active_learning import (
+    ActiveLearningWorkChain,
+    candidate_pool,
+    property_change,
+    stop_rule_met,
+)
 from aiida_qrnn.workchains.label import LabelWorkChain
 from tests.conftest import make_water_clusters
 
@@ -117,11 +122,24 @@ def test_stop_rule_and_pool_helpers(aiida_profile):
         candidate_pool(candidates, a=known)
 
 
+def test_property_change_is_the_largest_relative_change():
+    previous = {'n001': {'density': {'value': 1.0}}, 'n002': {'density': {'value': 2.0}}}
+    current = {'n001': {'density': {'value': 1.01}}, 'n002': {'density': {'value': 1.9}}, 'n003': {}}
+    assert property_change(previous, current, 'density') == pytest.approx(0.05)
+    with pytest.raises(ValueError, match='no common chain length'):
+        property_change(previous, {'n004': {}}, 'density')
+
+
 def test_bad_inputs_are_refused_naming_the_input(codes, initial_data):
     with pytest.raises(ValueError, match=r'parameters\.rule must be one of'):
         run_get_node(builder_for(codes, initial_data, selection=orm.Dict({'rule': 'best'})))
     with pytest.raises(ValueError, match='stop_rule: give a threshold'):
         run_get_node(builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5})))
+    with pytest.raises(ValueError, match=r"property_stop.property must be one of .*, got 'viscosity'"):
+        builder_for(codes, initial_data, property_stop=orm.Dict({'property': 'viscosity', 'relative_change': 0.1}))
+    with pytest.raises(ValueError, match='property_stop needs properties'):
+        run_get_node(builder_for(codes, initial_data,
+                                 property_stop=orm.Dict({'property': 'density', 'relative_change': 0.1})))
     builder = builder_for(codes, initial_data)
     builder.candidates = {}
     _, node = run_get_node(builder)
