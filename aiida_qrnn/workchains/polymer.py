@@ -162,14 +162,24 @@ class PolymerForceFieldWorkChain(WorkChain):
             active.md.clusters = orm.Dict(values['md'].get('clusters', {}))
             if 'monitor' in values['md']:
                 active.md.monitor = orm.Dict(values['md']['monitor'])
-        properties = properties_protocols.load_protocol(values['properties']['protocol'])
-        for key in ('cells', 'npt', 'nvt', 'analysis'):
-            builder.properties[key] = orm.Dict({**properties[key],
-                                                **values['properties'].get('overrides', {}).get(key, {})})
+        for key, value in cls._properties_inputs(values['properties']).items():
+            builder.properties[key] = value
+        if 'round_properties' in values:
+            for key, value in cls._properties_inputs(values['round_properties']).items():
+                active.properties[key] = value
+            if 'property_stop' in values:
+                active.property_stop = orm.Dict(values['property_stop'])
         builder.baseline = orm.Bool(values.get('baseline', True))
         if values.get('scans'):
             builder.scans = orm.Dict(values['scans'])
         return builder
+
+    @staticmethod
+    def _properties_inputs(section: dict[str, Any]) -> dict[str, orm.Dict]:
+        """PropertiesWorkChain inputs from a protocol section ``{protocol, overrides}``."""
+        values = properties_protocols.load_protocol(section['protocol'])
+        overrides = section.get('overrides', {})
+        return {key: orm.Dict({**values[key], **overrides.get(key, {})}) for key in ('cells', 'npt', 'nvt', 'analysis')}
 
     def _submit(self, process, link_label: str, /, **inputs):
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}

@@ -36,6 +36,8 @@ def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
         assert builder.active_learning.committee_size.value == 5
         assert builder.active_learning.selection['k'] == 40000
         assert builder.properties.cells['n_units'] == list(range(1, 11))
+        assert builder.active_learning.properties.cells['replicas'] == 3
+        assert builder.active_learning.property_stop['property'] == 'density'
 
 
 def test_unknown_protocol_and_scan_are_named(aiida_code_installed):
