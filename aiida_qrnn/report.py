@@ -707,6 +707,12 @@ def _distributions_section(report: Report, document: _Document) -> None:
 
 
 # scans -------------------------------------------------------------------------------------------------------------
+def _scan_formula(scan: ScanRun) -> str:
+    """Chemical formula of the scanned molecules (the first scan geometry)."""
+    clusters = scan.workchain.outputs.clusters if 'clusters' in scan.workchain.outputs else None
+    return clusters.get_atoms(0).get_chemical_formula() if clusters is not None else 'unknown molecules'
+
+
 def _scans_section(report: Report, document: _Document) -> None:
     from aiida_qrnn.core.analysis.scans import plot_scan
     from aiida_qrnn.core.units import EV_TO_KCAL_PER_MOL
@@ -724,8 +730,7 @@ def _scans_section(report: Report, document: _Document) -> None:
         labels = scan.curves.base.attributes.get('labels')
         curves = {label: scan.curves.get_array(f'{key}_relative_energy_eV')
                   for key, label in zip(('reference', 'classical', 'qrnn'), labels, strict=False)}
-        structure = scan.workchain.inputs.structure.get_formula() if 'structure' in scan.workchain.inputs else None
-        title = f'{scan.kind} scan {structure or ""} ({ref(scan.workchain)})'.replace('  ', ' ')
+        title = f'{scan.kind} scan of {_scan_formula(scan)} ({ref(scan.workchain)})'
         xlabel = 'centre-of-mass distance (Å)' if scan.kind == 'pair' else 'OCCO dihedral (degree)'
         path = plot_scan(x, curves, document.directory / f'{scan.kind}_scan_{scan.workchain.pk}.png', xlabel=xlabel,
                          title=title, ymax_kcal_per_mol=PAIR_SCAN_YMAX_KCAL_PER_MOL if scan.kind == 'pair' else None)

@@ -81,15 +81,16 @@ def plot_distribution_panels(
 
 def plot_rho_f_histograms(rounds: Mapping[str, np.ndarray], path: Path | str, *, bins: int | None = None) -> Path:
     """The ρ^f distribution of the candidates of each round (label → ρ^f per cluster), on shared logarithmic bins
-    (ρ^f spans decades; default √N of the largest round, 5 to 60 bins); non-positive values, which a log axis cannot
-    show, are counted in the legend."""
+    (ρ^f spans decades; default √N bins per decade for the largest round N, 5 to 60 in all); non-positive values,
+    which a log axis cannot show, are counted in the legend."""
     positive = {label: np.asarray(values, dtype=float) for label, values in rounds.items()}
     pooled = np.concatenate([values[values > 0] for values in positive.values()]) if positive else np.zeros(0)
     if pooled.size == 0:
         raise ValueError('plot_rho_f_histograms: no positive rho_f value to plot.')
-    if bins is None:
-        bins = int(np.clip(np.sqrt(max(values.size for values in positive.values())), 5, 60))
     low, high = pooled.min(), pooled.max()
+    if bins is None:
+        decades = max(1.0, np.log10(high / low))
+        bins = int(np.clip(np.sqrt(max(values.size for values in positive.values())) * decades, 5, 60))
     edges = np.geomspace(low, high * (1.0 + 1e-9) if high > low else low * 10.0, bins + 1)
     figure, axes = new_axes('ρ$^f$ / (eV/Å)$^2$', 'candidate clusters', 'committee disagreement per round')
     for label, values in positive.items():
