@@ -571,10 +571,19 @@ PROPERTY_CSV_COLUMNS = ('property', 'unit', 'n_units', 'method', 'value', 'uncer
 
 
 def _series_labels(runs: list[PropertiesRun]) -> dict[int, str]:
-    """Workchain pk → series label: 'OPLS-AA', 'QRNN', or 'QRNN (ModelData<pk>)' when several models were used."""
+    """Workchain pk → series label: 'OPLS-AA', 'QRNN', or with several models 'QRNN <stage> (ModelData<pk>)', the
+    stage being the call label of the training work chain that made the model (e.g. model_round_01)."""
     models = {run.model.uuid for run in runs if run.model is not None}
-    return {run.workchain.pk: run.method if run.model is None or len(models) == 1 else f'QRNN ({ref(run.model)})'
-            for run in runs}
+    labels = {}
+    for run in runs:
+        if run.model is None or len(models) == 1:
+            labels[run.workchain.pk] = run.method
+            continue
+        creator = run.model.creator
+        caller = creator.caller if creator is not None else None
+        stage = _call_label(caller) if caller is not None and caller.process_type == TRAIN_WORKCHAIN else '–'
+        labels[run.workchain.pk] = f'QRNN {stage} ({ref(run.model)})' if stage != '–' else f'QRNN ({ref(run.model)})'
+    return labels
 
 
 def _experiment(name: str, n_units: int, temperature_K: float) -> tuple[float | None, str | None]:

@@ -58,20 +58,23 @@ class ReportGraphWorkChain(WorkChain):
         return self.submit(LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=self.inputs.xtb,
                            batch_size=orm.Int(100))
 
+    def _qrnn_properties(self, model: ModelData):
+        """Tiny properties with a model that has no learned short-range repulsion: one replica, closer contacts
+        allowed (as in the properties work chain's own test of a random model)."""
+        return self.submit(PropertiesWorkChain.get_builder_from_protocol(
+            self.inputs.exec_code, 'tiny', model=model,
+            overrides={'cells': {'replicas': 1}, 'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}}))
+
     def label_and_properties(self):
         classical = PropertiesWorkChain.get_builder_from_protocol(self.inputs.exec_code, 'tiny')
-        # The random model has no short-range repulsion: one replica, closer contacts allowed (as in its own test).
-        qrnn = PropertiesWorkChain.get_builder_from_protocol(
-            self.inputs.exec_code, 'tiny', model=self.inputs.md_model,
-            overrides={'cells': {'replicas': 1}, 'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}})
         return ToContext(labelled=self._label(self.inputs.training_clusters), properties=self.submit(classical),
-                         properties_qrnn=self.submit(qrnn))
+                         properties_qrnn=self._qrnn_properties(self.inputs.md_model))
 
     def train(self):
         return ToContext(committee=self.submit(
             TrainWorkChain, committee_size=orm.Int(2),
             train={'code': self.inputs.exec_code, 'datasets': {'initial': self.ctx.labelled.outputs.clusters},
-                   'parameters': orm.Dict(TINY_TRAINING)}))
+                   'parameters': orm.Dict(TINY_TRAINING)}, metadata={'call_link_label': 'committee'}))
 
     def score_and_scan(self):
         models = dict(self.ctx.committee.outputs.models)
@@ -80,7 +83,7 @@ class ReportGraphWorkChain(WorkChain):
                                    'parameters': orm.Dict({'dtype': 'float64'})})
         scan = self.submit(PairScanWorkChain, structure=self.inputs.frame, parameters=orm.Dict({'n_points': 5}),
                            model=models['member_0'], reference={'engine': orm.Str('xtb'), 'code': self.inputs.xtb})
-        return ToContext(score=score, scan=scan)
+        return ToContext(score=score, scan=scan, properties_trained=self._qrnn_properties(models['member_0']))
 
     def select(self):
         self.ctx.selection = select_for_labelling(
@@ -91,7 +94,8 @@ class ReportGraphWorkChain(WorkChain):
         return ToContext(selected=self._label(self.ctx.selection['clusters']))
 
     def check(self):
-        for name in ('labelled', 'properties', 'properties_qrnn', 'committee', 'score', 'scan', 'selected'):
+        for name in ('labelled', 'properties', 'properties_qrnn', 'properties_trained', 'committee', 'score', 'scan',
+                     'selected'):
             if not self.ctx[name].is_finished_ok:
                 child = self.ctx[name]
                 return self.exit_codes.ERROR_CHILD_FAILED.format(child=f'{child.process_label}<{child.pk}>',
@@ -159,8 +163,10 @@ def test_collect_report_finds_every_kind_of_result(graph):
     candidate_ids = entry.candidates.get_arrays().ids
     assert entry.reference_energy[known].tolist() == [by_id[candidate_ids[index]] for index in known]
 
-    assert sorted(run.method for run in report.properties) == ['OPLS-AA', 'QRNN']
-    assert next(run for run in report.properties if run.method == 'QRNN').model.uuid == node.inputs.md_model.uuid
+    assert sorted(run.method for run in report.properties) == ['OPLS-AA', 'QRNN', 'QRNN']
+    assert {run.model.uuid for run in report.properties if run.method == 'QRNN'} == {
+        node.inputs.md_model.uuid, report.training[0].model.uuid}
+    assert {run.stage for run in report.training} == {'committee'}
     assert [scan.kind for scan in report.scans] == ['pair']
     assert report.scans[0].model.uuid == report.training[0].model.uuid
     assert report.ignored == []
@@ -191,7 +197,7 @@ def test_report_files_and_sources(graph):
                    *(node for run in report.properties for node in (run.workchain, run.properties['n001'],
                                                                     run.distributions['n001']))):
         assert f'<{source.pk}> (`{source.uuid}`)' in text, source
-    density = text.split('![density_vs_chain_length]')[1].split('\n\n')[1]  # its caption names both runs
+    density = text.split('![density_vs_chain_length]')[1].split('\n\n')[1]  # its caption names every run
     assert all(f'{ref(run.workchain)} (`{run.workchain.uuid}`)' in density for run in report.properties)
 
 
@@ -200,7 +206,10 @@ def test_tables_equal_the_node_values(graph):
     directory = path.parent
     report = collect_report(node)
 
-    runs = {run.method: run for run in report.properties}
+    trained = report.training[0].model
+    # Two QRNN models: the series are told apart by model, and by the training stage when a work chain trained it.
+    runs = {'OPLS-AA' if run.model is None else f'QRNN committee ({ref(trained)})' if run.model.uuid == trained.uuid
+            else f'QRNN ({ref(run.model)})': run for run in report.properties}
     with (directory / 'properties.csv').open() as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((row['method'], row['property']) for row in rows) == sorted(
@@ -212,7 +221,7 @@ def test_tables_equal_the_node_values(graph):
         assert float(row['value']) == entry['value'] and float(row['uncertainty']) == entry['uncertainty']
         assert row['n_units'] == '1' and row['unit'] == entry['unit'] and int(row['n_replicas']) == entry['n_replicas']
         assert int(row['node_pk']) == run.properties['n001'].pk and row['workchain_uuid'] == run.workchain.uuid
-        assert row['model_pk'] == (str(run.model.pk) if run.method == 'QRNN' else '')
+        assert row['model_pk'] == (str(run.model.pk) if run.model is not None else '')
         if row['property'] in ('density', 'heat_capacity'):
             experiment = experimental(row['property'], 300.0).values[0]
             assert float(row['experiment']) == pytest.approx(experiment)
@@ -220,8 +229,8 @@ def test_tables_equal_the_node_values(graph):
                 100 * (entry['value'] - experiment) / experiment)
         else:
             assert row['experiment'] == '' and row['deviation_from_experiment_percent'] == ''
-        assert re.search(rf'\| {row["property"]} \| 1 \| {row["method"]} \| {format_number(entry["value"])} \| '
-                         rf'{format_number(entry["uncertainty"])} \|', text), row
+        cells = [row['property'], '1', row['method'], *map(format_number, (entry['value'], entry['uncertainty']))]
+        assert re.search(r'\| ' + r' \| '.join(map(re.escape, cells)) + r' \|', text), row
 
     with (directory / 'training.csv').open() as handle:
         training = {int(row['model_pk']): row for row in csv.DictReader(handle)}
