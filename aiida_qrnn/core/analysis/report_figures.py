@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._plot import new_axes, save
 
@@ -43,9 +44,10 @@ def plot_chain_length_series(
         axes.errorbar(n_units, values, yerr=errors, marker='o', capsize=3, label=label)
     if log_y:
         axes.set_yscale('log')
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # chain lengths are whole numbers
     if note:
         axes.text(0.02, 0.02, note, transform=axes.transAxes, fontsize=7, color='0.4')
-    axes.legend()
+    axes.legend(fontsize=8, framealpha=0.6)
     return save(figure, path)
 
 
