@@ -77,21 +77,25 @@ def lineage(node: Node) -> dict[str, list[str]]:
     models, and the work chains that ran the calculations on its path."""
     from aiida.common.links import LinkType
     from aiida.orm import CalculationNode, QueryBuilder, WorkflowNode
+    from aiida.tools.graph.graph_traversers import traverse_graph
 
     from aiida_qrnn.data.cluster_set import ClusterSetData
     from aiida_qrnn.data.model import ModelData
 
-    def ancestors(node_class) -> list:
-        builder = QueryBuilder().append(type(node), filters={'id': node.pk}, tag='target')
-        builder.append(node_class, with_descendants='target', project='*')
+    # Set-based traversal, one query per generation: the QueryBuilder's with_descendants enumerates paths, which
+    # explodes on the many diamonds of an active-learning graph.
+    provenance = traverse_graph([node.pk], links_backward=[LinkType.CREATE, LinkType.INPUT_CALC])['nodes'] - {node.pk}
+
+    def ancestors(node_class, pks=provenance) -> list:
+        if not pks:
+            return []
+        builder = QueryBuilder().append(node_class, filters={'id': {'in': sorted(pks)}}, project='*')
         return sorted(builder.all(flat=True), key=lambda ancestor: ancestor.pk)
 
-    workflows: dict[int, WorkflowNode] = {}
-    for calculation in ancestors(CalculationNode):
-        caller = calculation.caller
-        while caller is not None:
-            workflows.setdefault(caller.pk, caller)
-            caller = caller.caller
+    calculations = {calculation.pk for calculation in ancestors(CalculationNode)}
+    callers = traverse_graph(calculations, links_backward=[LinkType.CALL_CALC, LinkType.CALL_WORK])['nodes']
+    workflows: dict[int, WorkflowNode] = {workflow.pk: workflow
+                                          for workflow in ancestors(WorkflowNode, callers - calculations)}
     labelled = [data for data in ancestors(ClusterSetData) if data.level_of_theory]
     rounds = []
     for _, workflow in sorted(workflows.items()):
