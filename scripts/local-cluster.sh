@@ -38,7 +38,8 @@ start_munge() {
 write_slurm_conf() {
   mkdir -p "$STATE/slurm" "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/log"
   local cpus memory
-  cpus=$(nproc)
+  # Not nproc: it honours OMP_NUM_THREADS, and a CPU count below slurmd's hardware count drains the node.
+  cpus=$(getconf _NPROCESSORS_ONLN)
   memory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
   cat > "$SLURM_CONF" <<EOF
 # Written by scripts/local-cluster.sh: a one-node cluster for tests, accounting off.

@@ -26,13 +26,14 @@ from tests.test_profiles import BIN, reachable
 DRIVER = Path(__file__).with_name('driver.py')
 #: Executables on the "remote" that stand in for heavier or misbehaving programs around the real xtb.
 WRAPPERS = {
-    # A job that stops at its third cluster while the file ``stall`` beside it exists: two clusters are done,
-    # one is in progress, the rest not started, whenever a failure is injected.
-    'xtb-stalling': textwrap.dedent('''\
+    # Jobs that stop at their third cluster while the file ``<wrapper>.stall`` beside the wrapper exists: two
+    # clusters are done, one is in progress, the rest not started, whenever a failure is injected. Two of them, so
+    # that a long-running injection (the walltime) can stall its job while other tests stall and release theirs.
+    **{label: textwrap.dedent('''\
         case " $* " in *" --namespace c000002 "*)
-          while [ -e "$(dirname "$0")/stall" ]; do sleep 0.2; done ;;
+          while [ -e "$0.stall" ]; do sleep 0.2; done ;;
         esac
-        exec xtb "$@"'''),
+        exec xtb "$@"''') for label in ('xtb-stalling', 'xtb-stalling-long')},
     # A full disk on the first cluster of the first job that runs it: xtb finishes, its gradient file is cut.
     'xtb-truncating': textwrap.dedent('''\
         xtb "$@"; status=$?
@@ -52,6 +53,7 @@ class StalledJob:
     job_id: str
     remote: Path
     stall: Path
+    input_ids: list[str]
 
     def release(self) -> None:
         self.stall.unlink(missing_ok=True)
@@ -99,15 +101,15 @@ class Production:
         options = {'max_wallclock_seconds': 600, **options}
         return self.driver('submit', 'xtb', code, n_clusters, seed, batch_size or n_clusters, json.dumps(options))
 
-    def stalled_job(self, seed: int, n_clusters: int = 4, **options) -> StalledJob:
-        """Submit ``n_clusters`` to ``xtb-stalling@cluster`` and return once the first two have their output."""
-        stall = self.wrappers / 'stall'
+    def stalled_job(self, seed: int, n_clusters: int = 4, *, wrapper: str = 'xtb-stalling', **options) -> StalledJob:
+        """Submit ``n_clusters`` to ``<wrapper>@cluster`` and return once the first two have their output."""
+        stall = self.wrappers / f'{wrapper}.stall'
         stall.touch()
-        submitted = self.submit_xtb(n_clusters, seed, code='xtb-stalling@cluster', **options)
+        submitted = self.submit_xtb(n_clusters, seed, code=f'{wrapper}@cluster', **options)
         job = self.driver('wait-job', submitted['pk'], 120)
         remote = Path(job['remote'])
         wait_for_files(remote, 'c00000[01].gradient', 2)
-        return StalledJob(submitted['pk'], job['job_id'], remote, stall)
+        return StalledJob(submitted['pk'], job['job_id'], remote, stall, submitted['input_ids'])
 
 
 @pytest.fixture(scope='session')
@@ -154,7 +156,7 @@ def release_stalled_jobs(request):
     """A failed test must not leave the next one's jobs stalled."""
     yield
     if 'production' in request.fixturenames:
-        (request.getfixturevalue('production').wrappers / 'stall').unlink(missing_ok=True)
+        (request.getfixturevalue('production').wrappers / 'xtb-stalling.stall').unlink(missing_ok=True)
 
 
 def cluster_command(*arguments: str) -> subprocess.CompletedProcess:
@@ -170,6 +172,14 @@ def slurm(*arguments: str) -> str:
     environment = {**os.environ, 'SLURM_CONF': str(CLUSTER_DIR / 'slurm' / 'slurm.conf')}
     return subprocess.run(list(arguments), env=environment, capture_output=True, text=True, check=True,
                           timeout=60).stdout
+
+
+def wait_until_left_the_queue(job_id: str, timeout: float = 120) -> None:
+    """Wait until SLURM no longer lists job ``job_id`` (cancelled, timed out, failed or done)."""
+    deadline = time.monotonic() + timeout
+    while slurm('squeue', '-h', '-j', job_id).strip():
+        assert time.monotonic() < deadline, f'SLURM job {job_id} still queued after {timeout} s'
+        time.sleep(0.5)
 
 
 def wait_for_files(folder: Path, pattern: str, count: int, timeout: float = 120) -> None:

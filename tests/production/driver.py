@@ -9,10 +9,15 @@ process never loads that profile. Every command prints one line ``RESULT <json>`
     wait-job PK TIMEOUT         -> {"job_id", "remote"} of the first CalcJob of PK once it is with the scheduler
     wait PK TIMEOUT             -> the audit of PK once it has terminated
     audit PK                    -> {"state", "exit_status", "input_ids", "output_ids", "calcjobs": [...], ...}
+    submit-train DATASET_PK PARAMETERS_JSON OPTIONS_JSON   -> {"pk"} of a TrainWorkChain on aiida-qrnn-exec@cluster
+    submit-md MODEL_PK|none PARAMETERS_JSON OPTIONS_JSON   -> {"pk"} of an MdBaseWorkChain on a packed 10-molecule cell
+    wait-process PK TIMEOUT     -> the end of any work chain: its jobs (with their parent folders), outputs, reports
+    wait-report PK TEXT TIMEOUT -> {"report"}: the first log message of PK or its descendants that contains TEXT
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import time
@@ -20,6 +25,7 @@ import time
 from aiida import orm
 from aiida.engine import submit
 
+from aiida_qrnn.computers import scheduler_options
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.demo import build_ethylene_glycol_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain
@@ -85,18 +91,47 @@ def audit(pk: str) -> dict:
             'labelled_ids': ids_of(outputs.clusters) if 'clusters' in outputs else [],
             'failed': outputs.failed_clusters.get_list() if 'failed_clusters' in outputs else [],
         })
-    reports = [log.message for log in orm.Log.collection.get_logs_for(node)]
-    for child in node.called_descendants:
-        reports += [log.message for log in orm.Log.collection.get_logs_for(child)]
+    reports = reports_of(node)
     return {
         'pk': node.pk, 'state': node.process_state.value if node.process_state else None,
         'exit_status': node.exit_status, 'exit_message': node.exit_message,
         'input_ids': ids_of(node.inputs.clusters),
         'output_ids': ids_of(node.outputs.clusters) if 'clusters' in node.outputs else [],
+        'output_pk': node.outputs.clusters.pk if 'clusters' in node.outputs else None,
         'failed': node.outputs.failed.get_list() if 'failed' in node.outputs else [],
         'calcjobs': calcjobs, 'reports': reports,
         'engine_seconds': (node.mtime - node.ctime).total_seconds(),
     }
+
+
+def log_text(log: orm.Log) -> str:
+    """A log entry's line; AiiDA stores only the traceback as the message of an exception record, so its own line
+    (``msg % args``, kept in the metadata) is put in front."""
+    template, arguments = log.metadata.get('msg'), log.metadata.get('args')
+    if not (isinstance(template, str) and isinstance(arguments, str) and template not in log.message):
+        return log.message
+    try:
+        line = template % ast.literal_eval(arguments)
+    except (ValueError, SyntaxError, TypeError):
+        line = template
+    return f'{line}\n{log.message}'
+
+
+def reports_of(node: orm.ProcessNode) -> list[str]:
+    """The log messages of ``node`` and every process it called (``verdi process report``)."""
+    return [log_text(log) for process in (node, *node.called_descendants)
+            for log in orm.Log.collection.get_logs_for(process)]
+
+
+def wait_report(pk: str, text: str, timeout: str) -> dict:
+    """Wait until process ``pk`` or one of its descendants logged a message containing ``text``."""
+    deadline = time.monotonic() + float(timeout)
+    while time.monotonic() < deadline:
+        found = [message for message in reports_of(orm.load_node(int(pk))) if text in message]
+        if found:
+            return {'report': found[0]}
+        time.sleep(0.2)
+    raise TimeoutError(f'process {pk} logged nothing containing {text!r} in {timeout} s')
 
 
 def submit_many(n_jobs: str, seed: str, path: str) -> dict:
@@ -146,17 +181,81 @@ def wait_many(path: str, timeout: str) -> dict:
     }
 
 
-def wait(pk: str, timeout: str) -> dict:
+def wait(pk: str, timeout: str, describe=audit) -> dict:
     deadline = time.monotonic() + float(timeout)
     while not orm.load_node(int(pk)).is_terminated:
         if time.monotonic() > deadline:
-            return {**audit(pk), 'timed_out': True}
+            return {**describe(pk), 'timed_out': True}
         time.sleep(1.0)
-    return audit(pk)
+    return describe(pk)
+
+
+def submit_train(dataset_pk: str, parameters: str, options: str) -> dict:
+    """A ``TrainWorkChain`` of one model on the labelled set ``dataset_pk`` with ``aiida-qrnn-exec@cluster``."""
+    from aiida_qrnn.workchains.train import TrainWorkChain
+
+    code = orm.load_code('aiida-qrnn-exec@cluster')
+    node = submit(TrainWorkChain, train={
+        'code': code, 'datasets': {'labelled': orm.load_node(int(dataset_pk))},
+        'parameters': orm.Dict(json.loads(parameters)),
+        'metadata': {'options': scheduler_options(code.computer, **json.loads(options))},
+    })
+    return {'pk': node.pk}
+
+
+def submit_md(model_pk: str, parameters: str, options: str) -> dict:
+    """An ``MdBaseWorkChain`` of ten ethylene glycol molecules at 0.9 g/cm³ with the model ``model_pk`` (``none``:
+    the OPLS-AA baseline) with ``aiida-qrnn-exec@cluster``."""
+    from aiida_qrnn.core.structures import pack_cell
+    from aiida_qrnn.workchains.md import MdBaseWorkChain
+
+    code = orm.load_code('aiida-qrnn-exec@cluster')
+    md = {'code': code, 'structure': orm.StructureData(ase=pack_cell(1, 10, density_g_cm3=0.9, seed=1)),
+          'parameters': orm.Dict(json.loads(parameters)),
+          'metadata': {'options': scheduler_options(code.computer, **json.loads(options))}}
+    if model_pk != 'none':
+        md['model'] = orm.load_node(int(model_pk))
+    return {'pk': submit(MdBaseWorkChain, md=md).pk}
+
+
+def describe_process(pk: str) -> dict:
+    """Any work chain: its end, each CalcJob (SLURM job, exit, the folder it continued from), outputs, reports."""
+    node = orm.load_node(int(pk))
+    jobs = []
+    for calcjob in calcjobs_of(node):
+        parent = calcjob.inputs.parent_folder if 'parent_folder' in calcjob.inputs else None
+        jobs.append({
+            'pk': calcjob.pk, 'process_label': calcjob.process_label, 'job_id': calcjob.get_job_id(),
+            'exit_status': calcjob.exit_status, 'exit_message': calcjob.exit_message,
+            'scheduler_state': calcjob.get_scheduler_state().value if calcjob.get_scheduler_state() else None,
+            'computer': calcjob.computer.label, 'parent_folder': parent.uuid if parent else None,
+            'remote_folder': calcjob.outputs.remote_folder.uuid if 'remote_folder' in calcjob.outputs else None,
+            'input_pks': {link.link_label: link.node.pk for link in calcjob.base.links.get_incoming().all()},
+            'output_pks': {link.link_label: link.node.pk for link in calcjob.base.links.get_outgoing().all()},
+        })
+    outputs = {link.link_label: link.node.pk for link in node.base.links.get_outgoing().all()}
+    details = {}
+    if 'model' in node.outputs:
+        details['model'] = {'elements': node.outputs.model.base.attributes.get('elements'),
+                            'metrics': node.outputs.model.base.attributes.get('metrics')}
+    if 'output_parameters' in node.outputs and isinstance(node.outputs.output_parameters, orm.Dict):
+        details['output_parameters'] = node.outputs.output_parameters.get_dict()
+    if 'log' in node.outputs:
+        details['log_steps'] = node.outputs.log.get_array('step').tolist()
+        details['log_potential_energy_eV'] = node.outputs.log.get_array('potential_energy_eV').tolist()
+    reports = reports_of(node)
+    return {'pk': node.pk, 'state': node.process_state.value if node.process_state else None,
+            'exit_status': node.exit_status, 'exit_message': node.exit_message,
+            'jobs': jobs, 'outputs': outputs, 'details': details, 'reports': reports}
+
+
+def wait_process(pk: str, timeout: str) -> dict:
+    return wait(pk, timeout, describe=describe_process)
 
 
 COMMANDS = {'submit': submit_label, 'wait-job': wait_job, 'wait': wait, 'audit': audit, 'submit-many': submit_many,
-            'wait-many': wait_many}
+            'wait-many': wait_many, 'submit-train': submit_train, 'submit-md': submit_md, 'wait-process': wait_process,
+            'wait-report': wait_report}
 
 if __name__ == '__main__':
     arguments = [argument for argument in sys.argv[1:] if argument != '--']

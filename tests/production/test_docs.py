@@ -1,4 +1,5 @@
-"""docs/production.md, followed verbatim: its ``bash`` blocks run in order, in one shell, against the local cluster.
+"""docs/production.md, followed verbatim: its ``bash`` blocks run in order, in one shell, against the local cluster:
+set-up, daemon, labelling, training and MD on SLURM over SSH.
 
 The page's four settings come from the environment, as the page says (``QRNN_PROFILE``, ``QRNN_SSH_HOST``,
 ``QRNN_WORKDIR``, ``QRNN_REMOTE_EXEC``); nothing else is substituted.
@@ -36,10 +37,12 @@ def test_production_page_verbatim(local_cluster, tmp_path):
     script.write_text('set -euo pipefail\n' + '\n'.join(blocks))
     try:
         result = docs.run('env', *(f'{key}={value}' for key, value in environment.items()), 'bash', script,
-                          check=False, timeout=420, cwd=tmp_path)
+                          check=False, timeout=600, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert 'Finished [0]' in result.stdout and 'Success: all' in result.stdout
-        assert 'code xtb@cluster created' in result.stdout
+        assert 'Success: all' in result.stdout and 'code xtb@cluster created' in result.stdout
+        finished = re.findall(r'^state +Finished \[0\]', result.stdout, flags=re.MULTILINE)
+        assert len(finished) == 3, result.stdout  # labelling, training, MD
+        assert 'validation metrics:' in result.stdout and 'trained on:' in result.stdout  # aiida-qrnn model show
     finally:
         docs.stop_daemon()
         docs.run(BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force', check=False)
