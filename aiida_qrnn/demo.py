@@ -98,6 +98,10 @@ def run_demo(protocol: str = 'demo', batch_size: int | None = None, report_dir: 
              f'{entry["rho_f_median"]:>10.3g} {entry["rho_f_max"]:>8.3g} {entry.get("selected", 0):>8} '
              f'{1000 * entry.get("energy_per_atom_mae", float("nan")):>14.1f} '
              f'{entry.get("forces_mae", float("nan")):>10.3f}')
+    for entry in summary['rounds']:
+        if entry.get('md_endings'):
+            endings = ', '.join(f'{cell} {ending}' for cell, ending in sorted(entry['md_endings'].items()))
+            echo(f'   round {entry["round"]}: candidate MD of the current model ended: {endings}')
     model = outputs['model']
     echo(f'   final ModelData<{model.pk}>: {model.base.attributes.get("n_parameters")} parameters, trained on '
          f'{outputs["clusters"].n_clusters} clusters; see `aiida-qrnn lineage {model.pk}` and '
