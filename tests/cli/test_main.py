@@ -51,6 +51,7 @@ def test_demo_runs_the_polymer_workflow_and_shows_its_graph(embedded_profile):
     rounds = [line.split() for line in section(output, 6).splitlines() if line.split() and line.split()[0].isdigit()]
     assert [int(row[0]) for row in rounds] == [1, 2]
     assert int(rounds[1][1]) == int(rounds[0][1]) + int(rounds[0][5])  # round 2 trains on round 1's data + labels
+    assert section(output, 6).count('candidate MD of the current model ended:') == 2
     properties = section(output, 7)
     for method in ('QRNN', 'OPLS-AA'):
         assert f'{method} n=1          density:' in properties
