@@ -15,17 +15,16 @@ Protocols (``demo``, ``fast``, ``paper``) are in ``protocols/polymer.yaml``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains import properties as properties_protocols
+from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
@@ -34,17 +33,12 @@ from aiida_qrnn.workchains.scans import PairScanWorkChain, TorsionScanWorkChain
 
 __all__ = ('PolymerForceFieldWorkChain', 'load_protocol', 'split_clusters')
 
-PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'polymer.yaml'
 SCAN_KINDS = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
 
 
 def load_protocol(name: str | None = None) -> dict[str, Any]:
     """The settings of protocol ``name`` (the default when ``None``) from ``protocols/polymer.yaml``."""
-    document = yaml.safe_load(PROTOCOL_FILE.read_text())
-    name = name or document['default_protocol']
-    if name not in document['protocols']:
-        raise ValueError(f"unknown polymer protocol {name!r}; available: {sorted(document['protocols'])}.")
-    return document['protocols'][name]
+    return protocols.load_protocol('polymer', name)
 
 
 @calcfunction

@@ -13,29 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.calculations.sampling import build_cells, validate_cell_parameters
 from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.md import MdBaseWorkChain
 
 __all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'plot_against_experiment',
            'select_density_frame')
 
-PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'properties.yaml'
 ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'n_blocks': 5, 'msd_fit_start_fraction': 0.1, 'msd_fit_end_fraction': 0.5}
 CELL_LABEL = re.compile(r'^n(\d{3})_r(\d{2})$')
 
 
 def load_protocol(name: str | None = None) -> dict[str, Any]:
     """The ``cells``, ``npt``, ``nvt`` and ``analysis`` parameters of protocol ``name`` (the default when None)."""
-    document = yaml.safe_load(PROTOCOL_FILE.read_text())
-    name = name or document['default_protocol']
-    if name not in document['protocols']:
-        raise ValueError(f"unknown properties protocol {name!r}; available: {sorted(document['protocols'])}.")
-    return document['protocols'][name]
+    return protocols.load_protocol('properties', name)
 
 
 def _trajectory(node: orm.SinglefileData):

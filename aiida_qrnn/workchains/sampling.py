@@ -7,10 +7,8 @@ clusters from the NVT trajectories. Protocols (``tiny`` for CI to ``paper``) are
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
 from aiida import orm
 from aiida.engine import ToContext, WorkChain
 
@@ -22,19 +20,15 @@ from aiida_qrnn.calculations.sampling import (
     validate_cluster_parameters,
 )
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.workchains import protocols
 
 __all__ = ('SamplingWorkChain', 'load_protocol')
 
-PROTOCOL_FILE = Path(__file__).parent / 'protocols' / 'sampling.yaml'
 
 
 def load_protocol(name: str | None = None) -> dict[str, Any]:
     """The ``cells``, ``md`` and ``clusters`` parameters of protocol ``name`` (the default when ``None``)."""
-    document = yaml.safe_load(PROTOCOL_FILE.read_text())
-    name = name or document['default_protocol']
-    if name not in document['protocols']:
-        raise ValueError(f"unknown sampling protocol {name!r}; available: {sorted(document['protocols'])}.")
-    return document['protocols'][name]
+    return protocols.load_protocol('sampling', name)
 
 
 class SamplingWorkChain(WorkChain):

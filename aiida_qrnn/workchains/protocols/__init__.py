@@ -1,0 +1,20 @@
+"""Protocols of the work chains: one YAML file per work chain (``<kind>.yaml``) with a ``default_protocol`` and
+named ``protocols``, in the manner of aiida-quantumespresso."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ('load_protocol',)
+
+
+def load_protocol(kind: str, name: str | None = None) -> dict[str, Any]:
+    """The settings of protocol ``name`` (the file's default when ``None``) of work chain ``kind`` (the YAML stem)."""
+    document = yaml.safe_load((Path(__file__).parent / f'{kind}.yaml').read_text())
+    name = name or document['default_protocol']
+    if name not in document['protocols']:
+        raise ValueError(f"unknown {kind} protocol {name!r}; available: {sorted(document['protocols'])}.")
+    return document['protocols'][name]
