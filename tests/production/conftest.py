@@ -130,8 +130,10 @@ def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fix
         profile.run(BIN / 'aiida-qrnn', '-p', name, 'computer', 'add-slurm', 'cluster', '--host', local_cluster,
                     '--workdir', profile.workdir, '--partition', 'debug',
                     '--code', f'aiida-qrnn-exec={BIN / "aiida-qrnn-exec"}')
-        # Short transport retries (default: 20 s doubling, 5 attempts) keep the SSH-outage test short.
+        # Short transport retries (default: 20 s doubling, 5 attempts) keep the SSH-outage test short; the daemon
+        # commands wait longer than their default 2 s for an answer from a daemon on a busy machine (as the docs say).
         profile.verdi('config', 'set', 'transport.task_retry_initial_interval', '2')
+        profile.verdi('config', 'set', 'daemon.timeout', '30')
         setup = profile.aiida_path / 'setup_codes.py'
         setup.write_text(textwrap.dedent(f'''
             from aiida import orm

@@ -159,7 +159,9 @@ def wait_many(path: str, timeout: str) -> dict:
     deadline = time.monotonic() + float(timeout)
     pending = set(submitted['pks'])
     while pending and time.monotonic() < deadline:
-        pending = {pk for pk in pending if not orm.load_node(pk).is_terminated}
+        states = orm.QueryBuilder().append(orm.ProcessNode, filters={'id': {'in': sorted(pending)}},
+                                           project=['id', 'attributes.process_state']).all()
+        pending = {pk for pk, state in states if state not in ('finished', 'excepted', 'killed')}
         time.sleep(2.0)
     nodes = [orm.load_node(pk) for pk in submitted['pks']]
     processes = [node for root in nodes for node in (root, *root.called_descendants)]
