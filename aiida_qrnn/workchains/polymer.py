@@ -23,6 +23,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import properties as properties_protocols
 from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
@@ -76,6 +77,9 @@ class PolymerForceFieldWorkChain(WorkChain):
         spec.input('initial_clusters', valid_type=orm.Int,
                    help='Sampled clusters labelled before the first model; the rest are candidates.')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seed of the initial split.')
+        spec.input('model', valid_type=ModelData, required=False,
+                   help='Start from this model instead of training a first one: transfer learning to a new polymer '
+                        '(the paper\'s suggestion; the model must know its elements).')
         spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('clusters',),
                            namespace_options={'help': 'The labelling engine (also the scans\' reference).'})
         spec.expose_inputs(ActiveLearningWorkChain, namespace='active_learning',
@@ -97,7 +101,7 @@ class PolymerForceFieldWorkChain(WorkChain):
             cls.run_properties_and_scans,
             cls.results,
         )
-        spec.output('model', valid_type=orm.Data, help='The final QRNN (ModelData).')
+        spec.output('model', valid_type=ModelData, help='The final QRNN.')
         spec.output('clusters', valid_type=ClusterSetData, help='Its training data.')
         spec.output('summary', valid_type=orm.Dict, help='The active-learning record, round by round.')
         spec.output_namespace('properties', dynamic=True,
@@ -203,6 +207,8 @@ class PolymerForceFieldWorkChain(WorkChain):
         inputs = AttributeDict(self.exposed_inputs(ActiveLearningWorkChain, 'active_learning'))
         if 'parameters' in inputs.get('md', {}) and not inputs.md.get('structures'):
             inputs.md = {**inputs.md, 'structures': dict(self.ctx.sampling.outputs.final_structures)}
+        if 'model' in self.inputs:
+            inputs.model = self.inputs.model
         return ToContext(active_learning=self._submit(
             ActiveLearningWorkChain, 'active_learning', clusters=node.outputs.clusters, code=self.inputs.code,
             label=self.exposed_inputs(LabelWorkChain, 'label'), candidates={'sampled': self.ctx.candidates},

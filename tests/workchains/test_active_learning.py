@@ -8,10 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_qrnn.core.model.calculator import save_model
+from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.provenance import lineage
 from aiida_qrnn.workchains.active_learning import (
     ActiveLearningWorkChain,
@@ -100,10 +104,17 @@ def test_two_rounds_grow_the_data_and_transfer_the_model(codes, initial_data):
     assert any(rounds['round_01']['model'].model_hash[:12] in line for line in answer['models'])
 
 
-def test_stop_rule_ends_the_loop_before_labelling(codes, initial_data):
-    builder = builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5, 'threshold': 1e9}))
+def test_stop_rule_ends_the_loop_before_labelling(codes, initial_data, tmp_path):
+    torch.manual_seed(0)
+    model = QRNN(QRNNConfig(elements=('H', 'O'), charge_hidden=(8,), energy_hidden=(8,), dispersion=None))
+    given = ModelData.from_file(save_model(model, tmp_path / 'given.safetensors'))
+    builder = builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5, 'threshold': 1e9}), model=given)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
+    assert results['model'].uuid == given.uuid  # the given model is the current one: no first model is trained
+    trainings = node.base.links.get_outgoing(node_class=orm.WorkChainNode).all()
+    assert [link.link_label for link in trainings if link.node.process_label == 'TrainWorkChain'] == [
+        'committee_round_01']  # only the committee
     summary = results['summary'].get_dict()
     assert summary['stopped'].startswith('round 1: stop rule met')
     assert 'selected' not in results['rounds']['round_01']
