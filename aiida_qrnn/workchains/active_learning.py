@@ -173,6 +173,9 @@ class ActiveLearningWorkChain(WorkChain):
         spec.input('property_stop', valid_type=orm.Dict, required=False, validator=validate_property_stop,
                    help='{property: density, relative_change: 0.01}: stop when a round changes it less (needs '
                         'properties).')
+        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'),
+                   help='Torch device of the training, scoring and MD jobs (cuda: request the GPU in options, e.g. '
+                        'aiida_qrnn.computers.scheduler_options(computer, gpus=1)).')
         spec.input('options', valid_type=dict, non_db=True, default=dict,
                    help='metadata.options of the training, scoring and MD jobs.')
         spec.inputs.validator = cls._validate_inputs
@@ -250,7 +253,7 @@ class ActiveLearningWorkChain(WorkChain):
         parameters = self.inputs.training.get_dict()
         training = {**parameters.get('training', {}), **(self.inputs.transfer.get_dict() if transfer else {})}
         training['seed'] = int(training.get('seed', 0)) + seed
-        train = {'code': self.inputs.code, 'datasets': {'clusters': self.ctx.data},
+        train = {'code': self.inputs.code, 'datasets': {'clusters': self.ctx.data}, 'device': self.inputs.device,
                  'parameters': orm.Dict({**parameters, 'training': training}),
                  'metadata': {'options': dict(self.inputs.options)}}
         if parent is not None:
@@ -326,7 +329,7 @@ class ActiveLearningWorkChain(WorkChain):
         for label, structure in sorted(md_inputs.structures.items()):
             submitted[f'md_{label}'] = self.submit(
                 MdCalculation, code=self.inputs.code, structure=structure, model=self.ctx.model,
-                parameters=orm.Dict(settings), seed=orm.Int(self.ctx.round), **extra,
+                parameters=orm.Dict(settings), seed=orm.Int(self.ctx.round), device=self.inputs.device, **extra,
                 metadata={'options': dict(self.inputs.options), 'call_link_label': f'md_{self._prefix}_{label}'})
         return ToContext(**submitted)
 
@@ -359,8 +362,8 @@ class ActiveLearningWorkChain(WorkChain):
         self.ctx.pool = candidate_pool(self.ctx.data, **sources)
         score = {'code': self.inputs.code, 'models': self.ctx.committee_models,
                  'metadata': {'options': dict(self.inputs.options)}}
-        if 'score_parameters' in self.inputs:
-            score['parameters'] = self.inputs.score_parameters
+        parameters = self.inputs.score_parameters.get_dict() if 'score_parameters' in self.inputs else {}
+        score['parameters'] = orm.Dict({'device': self.inputs.device.value, **parameters})
         node = self.submit(ScoreWorkChain, clusters=self.ctx.pool, score=score, shard_size=self.inputs.shard_size,
                            metadata={'call_link_label': f'score_{self._prefix}'})
         return ToContext(scoring=node)
