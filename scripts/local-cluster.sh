@@ -111,6 +111,9 @@ UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
 SetEnv SLURM_CONF=$SLURM_CONF
+# sshd's default 10:30:100 drops concurrent handshakes beyond 10: a daemon starting hundreds of jobs at once
+# opens more (see docs/production.md, "SQLite + ZeroMQ or PostgreSQL + RabbitMQ?").
+MaxStartups 200:30:400
 EOF
   if ! { [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; }; then
     log "starting sshd on 127.0.0.1:$SSH_PORT"
