@@ -53,7 +53,6 @@ class StalledJob:
     job_id: str
     remote: Path
     stall: Path
-    input_ids: list[str]
 
     def release(self) -> None:
         self.stall.unlink(missing_ok=True)
@@ -109,7 +108,7 @@ class Production:
         job = self.driver('wait-job', submitted['pk'], 120)
         remote = Path(job['remote'])
         wait_for_files(remote, 'c00000[01].gradient', 2)
-        return StalledJob(submitted['pk'], job['job_id'], remote, stall, submitted['input_ids'])
+        return StalledJob(submitted['pk'], job['job_id'], remote, stall)
 
 
 @pytest.fixture(scope='session')
