@@ -321,6 +321,11 @@ class ActiveLearningWorkChain(WorkChain):
             settings['committee_interval'] = int(monitor.get('interval_steps', settings.get('log_interval', 10)))
             kwargs = {'threshold': float(monitor['threshold']),
                       'quantity': monitor.get('quantity', 'max_force_deviation')}
+            if kwargs['quantity'] == 'max_force_deviation':
+                # The job stops itself at the first evaluation past the threshold, so where it stops does not depend
+                # on when the monitor happens to poll (the candidates, and all that follows, are reproducible); the
+                # monitor applies the same rule from outside, and is the one that acts for rho_f.
+                settings['committee_max_force_deviation'] = kwargs['threshold']
             extra['committee'] = self.ctx.committee_models
             extra['monitors'] = {'committee': orm.Dict({
                 'entry_point': 'qrnn.committee_disagreement', 'kwargs': kwargs,

@@ -84,9 +84,10 @@ def test_loop_completes_across_a_daemon_restart(tmp_path):
         before = wait_for(lambda current: current[2] >= 2 or current[0] in ('finished', 'excepted', 'killed'),
                           aiida_path, tmp_path, pk, timeout=400)
         stop_daemon(aiida_path)
-        assert before[0] == 'waiting', before  # stopped in the middle of the loop
+        assert before[0] in ('waiting', 'running'), before  # stopped in the middle of the loop
         time.sleep(3)
-        assert state(aiida_path, tmp_path, pk)[0] == 'waiting'  # nothing runs while the daemon is down
+        # not terminated while the daemon is down (a step that was running stays so until a worker takes it up)
+        assert state(aiida_path, tmp_path, pk)[0] in ('waiting', 'running')
         run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
         after = wait_for(lambda current: current[0] in ('finished', 'excepted', 'killed'), aiida_path, tmp_path, pk,
                          timeout=600)
