@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 import time
 
+import pytest
+
 from tests.test_profiles import BIN, run
 
 SUBMIT = '''
@@ -70,6 +72,7 @@ def stop_daemon(aiida_path, check: bool = True) -> None:
         raise AssertionError(f'the daemon did not stop after two attempts:\n{result.stdout}{result.stderr}')
 
 
+@pytest.mark.slow  # passed 3 times here, hung 2 times in fresh clones after the restart: see docs/active-learning.md
 def test_loop_completes_across_a_daemon_restart(tmp_path):
     aiida_path = tmp_path / 'aiida'
     aiida_path.mkdir()
