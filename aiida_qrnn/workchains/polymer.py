@@ -24,7 +24,6 @@ from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
-from aiida_qrnn.workchains import properties as properties_protocols
 from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
 from aiida_qrnn.workchains.label import LabelWorkChain
@@ -160,10 +159,10 @@ class PolymerForceFieldWorkChain(WorkChain):
             active.md.clusters = orm.Dict(values['md'].get('clusters', {}))
             if 'monitor' in values['md']:
                 active.md.monitor = orm.Dict(values['md']['monitor'])
-        for key, value in cls._properties_inputs(values['properties']).items():
+        for key, value in cls._properties_inputs(code, values['properties']).items():
             builder.properties[key] = value
         if 'round_properties' in values:
-            for key, value in cls._properties_inputs(values['round_properties']).items():
+            for key, value in cls._properties_inputs(code, values['round_properties']).items():
                 active.properties[key] = value
             if 'property_stop' in values:
                 active.property_stop = orm.Dict(values['property_stop'])
@@ -173,11 +172,11 @@ class PolymerForceFieldWorkChain(WorkChain):
         return builder
 
     @staticmethod
-    def _properties_inputs(section: dict[str, Any]) -> dict[str, orm.Dict]:
-        """PropertiesWorkChain inputs from a protocol section ``{protocol, overrides}``."""
-        values = properties_protocols.load_protocol(section['protocol'])
-        overrides = section.get('overrides', {})
-        return {key: orm.Dict({**values[key], **overrides.get(key, {})}) for key in ('cells', 'npt', 'nvt', 'analysis')}
+    def _properties_inputs(code: orm.AbstractCode, section: dict[str, Any]) -> dict[str, orm.Dict]:
+        """PropertiesWorkChain inputs of a protocol section ``{protocol, overrides}``, from its own builder."""
+        builder = PropertiesWorkChain.get_builder_from_protocol(code, section['protocol'],
+                                                                overrides=section.get('overrides'))
+        return {key: builder[key] for key in ('cells', 'npt', 'nvt', 'analysis')}
 
     def _submit(self, process, link_label: str, /, **inputs):
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}
