@@ -1,12 +1,19 @@
 """The active-learning loop survives a daemon restart: it is submitted to the daemon of an embedded profile made by
-``aiida-qrnn setup``, the daemon is stopped while round 1 runs and started again, and both rounds complete."""
+``aiida-qrnn setup``, the daemon is stopped while round 1 runs, ``verdi process repair`` is run and the daemon is
+started again, and both rounds complete with every job run once. While the daemon is down, the broker's task of one
+running child is deleted, as a stop in the instant of that child's submission does, so the repair always has work.
+
+The repair is part of the documented restart on the embedded ZeroMQ profile (AiiDA 2.9): a child submitted in the
+same instant as the stop can lose its launch task (the worker sends it without a confirmation and closes its socket
+without lingering); the child then stays 'created' and its parent waits forever. ``verdi process repair`` finds
+such processes and queues their tasks again. This test hung in 2 of 5 runs without it."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
-
-import pytest
+from pathlib import Path
 
 from tests.test_profiles import BIN, run
 
@@ -61,6 +68,17 @@ def wait_for(condition, aiida_path, folder, pk: int, timeout: float) -> tuple[st
         time.sleep(2)
 
 
+def drop_a_child_task(aiida_path: Path, loop_pk: int) -> int | None:
+    """Delete the embedded broker's task of one child of the loop; its pid (None when no child has one: then a
+    child's launch task was already lost in the stop, the case this simulates)."""
+    for task_file in sorted((aiida_path / '.aiida' / 'broker').glob('*/storage/tasks/*/*.json')):
+        pid = json.loads(task_file.read_text())['body']['args']['pid']
+        if pid != loop_pk:
+            task_file.unlink()
+            return pid
+    return None
+
+
 def stop_daemon(aiida_path, check: bool = True) -> None:
     """``verdi daemon stop`` with a generous timeout, tried again once: on a loaded 2-core machine the daemon's
     answer can take longer than verdi's default 5 s."""
@@ -72,7 +90,6 @@ def stop_daemon(aiida_path, check: bool = True) -> None:
         raise AssertionError(f'the daemon did not stop after two attempts:\n{result.stdout}{result.stderr}')
 
 
-@pytest.mark.slow  # passed 3 times here, hung 2 times in fresh clones after the restart: see docs/active-learning.md
 def test_loop_completes_across_a_daemon_restart(tmp_path):
     aiida_path = tmp_path / 'aiida'
     aiida_path.mkdir()
@@ -84,13 +101,15 @@ def test_loop_completes_across_a_daemon_restart(tmp_path):
         output = run([BIN / 'verdi', 'run', str(tmp_path / 'submit.py')], aiida_path, timeout=300).stdout
         pk = int(next(line.split()[1] for line in output.splitlines() if line.startswith('PK')))
         # stop the daemon once the first model and a committee member of round 1 are trained, while the loop waits
-        # for its children (with the embedded ZeroMQ broker a step caught running was not resumed: see the docs)
         before = wait_for(lambda current: (current[2] >= 2 and current[0] == 'waiting')
                           or current[0] in ('finished', 'excepted', 'killed'), aiida_path, tmp_path, pk, timeout=400)
         stop_daemon(aiida_path)
         assert before[0] == 'waiting', before  # stopped in the middle of the loop
         time.sleep(3)
         assert state(aiida_path, tmp_path, pk)[0] == 'waiting'  # nothing runs while the daemon is down
+        dropped = drop_a_child_task(aiida_path, pk)
+        repair = run([BIN / 'verdi', 'process', 'repair'], aiida_path).stdout
+        assert (f'Revived process `{dropped}`' if dropped else 'Revived process') in repair, repair
         run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
         after = wait_for(lambda current: current[0] in ('finished', 'excepted', 'killed'), aiida_path, tmp_path, pk,
                          timeout=600)
