@@ -1,5 +1,8 @@
-"""Load on the production path: N small labelling work chains submitted at once to the daemon of a PostgreSQL +
-RabbitMQ profile, each labelling one ethylene-glycol cluster with GFN2-xTB as its own SLURM job over SSH.
+"""Load on the production path: N small labelling work chains submitted to the daemon of a PostgreSQL + RabbitMQ
+profile, each labelling one ethylene-glycol cluster with GFN2-xTB as its own SLURM job over SSH. They are submitted
+in waves, at most ``--max-active`` unfinished at a time, as a submission controller does (``--max-active 0``: all at
+once; on two cores, 1 000 at once kept the daemon workers so busy starting processes that sshd dropped their
+stalled SSH handshakes and no job finished in 17 min: see docs/production.md).
 
 Reports whether all finished and none was lost (every cluster labelled exactly once), the wall time from the
 first submission to the last state change, and the engine time per process (that wall time divided by the number
@@ -11,7 +14,7 @@ keeps its daemon-worker slot: with more top-level work chains than slots (200 pe
 all hold parents whose children then wait in RabbitMQ forever. ``--slots`` therefore raises
 ``daemon.worker_process_slots`` on the benchmark's profile to cover three processes per job.
 
-    .venv/bin/python benchmarks/bench_daemon_load.py --jobs 1000 --workers 2
+    .venv/bin/python benchmarks/bench_daemon_load.py --jobs 1000 --workers 2 --max-active 100
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tests.production.conftest import Production  # noqa: E402 (the test helpers
 from tests.test_computers import CLUSTER_DIR, CLUSTER_SCRIPT  # noqa: E402
 from tests.test_profiles import BIN  # noqa: E402
 
-RESULTS = REPOSITORY / 'benchmarks' / 'results' / 'daemon_load.json'
+RESULTS = REPOSITORY / 'benchmarks' / 'results'
 
 
 def main() -> None:
@@ -45,9 +48,12 @@ def main() -> None:
     parser.add_argument('--workers', type=int, default=1, help='daemon workers')
     parser.add_argument('--slots', type=int, default=None,
                         help='daemon.worker_process_slots per worker (default: 3 * jobs / workers, at least 200)')
+    parser.add_argument('--max-active', type=int, default=100,
+                        help='submit in waves: at most this many unfinished labelling work chains (0: all at once)')
     parser.add_argument('--timeout', type=float, default=6 * 3600)
     arguments = parser.parse_args()
-    slots = arguments.slots or max(200, -(-3 * arguments.jobs // arguments.workers))
+    in_flight = arguments.max_active or arguments.jobs
+    slots = arguments.slots or max(200, -(-3 * in_flight // arguments.workers))
 
     environment = {**os.environ, 'QRNN_CLUSTER_DIR': str(CLUSTER_DIR), 'QRNN_CLUSTER_SSH_PORT': '2222'}
     controller = CLUSTER_DIR / 'slurmctld.pid'
@@ -68,7 +74,7 @@ def main() -> None:
         profile.verdi('daemon', 'start', str(arguments.workers))
         pks = profile.aiida_path / 'pks.json'
         start = time.perf_counter()
-        profile.driver('submit-many', arguments.jobs, 9001, pks, timeout=arguments.timeout)
+        profile.driver('submit-many', arguments.jobs, 9001, pks, arguments.max_active, timeout=arguments.timeout)
         summary = profile.driver('wait-many', pks, arguments.timeout, timeout=arguments.timeout + 600)
         elapsed = time.perf_counter() - start
     finally:
@@ -83,14 +89,15 @@ def main() -> None:
     result = {
         'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores '
                    '(shared with other work: wall times are upper bounds)',
-        'jobs': arguments.jobs, 'daemon_workers': arguments.workers, 'daemon_worker_process_slots': slots,
+        'jobs': arguments.jobs, 'max_active': arguments.max_active or None, 'daemon_workers': arguments.workers,
+        'daemon_worker_process_slots': slots,
         'broker_and_storage': 'RabbitMQ + PostgreSQL (core.psql_dos)',
         'cluster': 'one-node SLURM over SSH (core.ssh_async), same machine',
         'all_finished_ok': summary['finished_ok'] == arguments.jobs,
         'none_lost': set(labelled) == set(inputs), 'none_twice': max(labelled.values(), default=0) == 1,
         'elapsed_seconds_with_submission': elapsed, **summary,
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + '\n')
+    (RESULTS / f'daemon_load_{arguments.jobs}.json').write_text(json.dumps(result, indent=2) + '\n')
     print(json.dumps(result, indent=2))
 
 

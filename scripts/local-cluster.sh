@@ -114,6 +114,9 @@ SetEnv SLURM_CONF=$SLURM_CONF
 # sshd's default 10:30:100 drops concurrent handshakes beyond 10: a daemon starting hundreds of jobs at once
 # opens more (see docs/production.md, "SQLite + ZeroMQ or PostgreSQL + RabbitMQ?").
 MaxStartups 200:30:400
+# sshd's default of 10 channels per connection refused channels (asyncssh ChannelOpenError) in the 300-job load
+# run: one daemon worker multiplexes its SFTP channel and up to max_io_allowed commands over one connection.
+MaxSessions 64
 EOF
   if ! { [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; }; then
     log "starting sshd on 127.0.0.1:$SSH_PORT"

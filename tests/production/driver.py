@@ -4,7 +4,8 @@ The tests drive a real profile (PostgreSQL + RabbitMQ) in subprocesses, as a use
 process never loads that profile. Every command prints one line ``RESULT <json>``.
 
     submit ENGINE CODE N_CLUSTERS SEED BATCH_SIZE OPTIONS_JSON [PARAMETERS_JSON]   -> {"pk": ...}
-    submit-many N SEED FILE     -> N xtb work chains of one cluster each on xtb@cluster; their pks go to FILE
+    submit-many N SEED FILE [MAX_ACTIVE]  -> N xtb work chains of one cluster each on xtb@cluster, their pks to FILE;
+                                  with MAX_ACTIVE > 0 in waves: never more than that many unfinished at a time
     wait-many FILE TIMEOUT      -> once all have terminated: states, labels per cluster id, engine timings
     wait-job PK TIMEOUT         -> {"job_id", "remote"} of the first CalcJob of PK once it is with the scheduler
     wait PK TIMEOUT             -> the audit of PK once it has terminated
@@ -134,17 +135,22 @@ def wait_report(pk: str, text: str, timeout: str) -> dict:
     raise TimeoutError(f'process {pk} logged nothing containing {text!r} in {timeout} s')
 
 
-def submit_many(n_jobs: str, seed: str, path: str) -> dict:
-    """``n_jobs`` labelling work chains of one cluster each, all submitted to the daemon at once."""
+def submit_many(n_jobs: str, seed: str, path: str, max_active: str = '0') -> dict:
+    """``n_jobs`` labelling work chains of one cluster each, submitted to the daemon at once or, with ``max_active``,
+    as a submission controller does: the next one only while fewer than ``max_active`` are unfinished."""
     images = build_ethylene_glycol_clusters(int(n_jobs), seed=int(seed))
     code, options = orm.load_code('xtb@cluster'), orm.Dict({'max_wallclock_seconds': 600})
-    pks, ids = [], []
+    pks, ids, active = [], [], set()
     start = time.perf_counter()
     for atoms in images:
+        while int(max_active) > 0 and len(active) >= int(max_active):
+            time.sleep(2.0)
+            active = unfinished(active)
         clusters = ClusterSetData.from_atoms([atoms]).store()
         node = submit(LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=code, options=options,
                       batch_size=orm.Int(1))
         pks.append(node.pk)
+        active.add(node.pk)
         ids += ids_of(clusters)
     seconds = time.perf_counter() - start
     with open(path, 'w') as handle:
@@ -152,17 +158,24 @@ def submit_many(n_jobs: str, seed: str, path: str) -> dict:
     return {'n_jobs': len(pks), 'submit_seconds': seconds}
 
 
+def unfinished(pks: set[int]) -> set[int]:
+    """The processes of ``pks`` that have not terminated."""
+    if not pks:
+        return set()
+    states = orm.QueryBuilder().append(orm.ProcessNode, filters={'id': {'in': sorted(pks)}},
+                                       project=['id', 'attributes.process_state']).all()
+    return {pk for pk, state in states if state not in ('finished', 'excepted', 'killed')}
+
+
 def wait_many(path: str, timeout: str) -> dict:
     """Wait for every work chain of ``path``; what finished, which clusters got labels how often, and timings."""
     with open(path) as handle:
         submitted = json.load(handle)
     deadline = time.monotonic() + float(timeout)
-    pending = set(submitted['pks'])
+    pending = unfinished(set(submitted['pks']))
     while pending and time.monotonic() < deadline:
-        states = orm.QueryBuilder().append(orm.ProcessNode, filters={'id': {'in': sorted(pending)}},
-                                           project=['id', 'attributes.process_state']).all()
-        pending = {pk for pk, state in states if state not in ('finished', 'excepted', 'killed')}
         time.sleep(2.0)
+        pending = unfinished(pending)
     nodes = [orm.load_node(pk) for pk in submitted['pks']]
     processes = [node for root in nodes for node in (root, *root.called_descendants)]
     calcjobs = [node for node in processes if isinstance(node, orm.CalcJobNode)]
