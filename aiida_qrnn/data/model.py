@@ -10,14 +10,12 @@ import typing as t
 from aiida.orm import Data
 from ase.data import chemical_symbols
 
+from aiida_qrnn.core.model.file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
+
 if t.TYPE_CHECKING:
     import torch
 
 __all__ = ('ModelData', 'ModelDataError')
-
-MODEL_FORMAT = 'aiida-qrnn-model'
-MODEL_FORMAT_VERSION = 1
-
 
 class ModelDataError(ValueError):
     """Bad model input; the message names the offending parameter or tensor."""

@@ -15,15 +15,11 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from .file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from .neighbors import neighbor_pairs
 from .qrnn import QRNN, QRNNConfig, evaluate
 
 __all__ = ('ModelSource', 'QRNNCalculator', 'load_model', 'save_model')
-
-# The same strings as aiida_qrnn.data.model (core does not import aiida).
-MODEL_FORMAT = 'aiida-qrnn-model'
-MODEL_FORMAT_VERSION = 1
-
 
 class ModelSource(t.Protocol):
     """Anything with weights, a config and elements: ``ModelData`` is one."""
