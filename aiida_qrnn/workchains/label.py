@@ -12,7 +12,7 @@ from aiida_qrnn.calculations.psi4 import PROPERTIES
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
 from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
 from aiida_qrnn.core.dataset import ClusterArrays, concatenate
-from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.cluster_set import ClusterSetData, stored_cluster_ids
 from aiida_qrnn.workchains.base import (
     Psi4BaseWorkChain,
     PyscfBaseWorkChain,
@@ -197,11 +197,15 @@ class LabelWorkChain(WorkChain):
         """Collect the stored labels of ``task`` for the input ids; return the input indices still to label."""
         level = self.level_of_theory(task)
         wanted = {cluster_id: index for index, cluster_id in enumerate(self.ctx.ids)}
-        query = orm.QueryBuilder().append(ClusterSetData, filters={'attributes.level_of_theory': level}, project='*')
+        query = orm.QueryBuilder().append(ClusterSetData, filters={'attributes.level_of_theory': level},
+                                          project=['uuid', 'attributes.label_names'])
         selection, sources = {}, {}
-        for (node,) in query.iterall():
-            if sorted(node.label_names or []) != self.label_names(task) or not wanted:
+        for uuid, label_names in query.iterall():
+            if sorted(label_names or []) != self.label_names(task) or not wanted:
                 continue
+            if wanted.keys().isdisjoint(stored_cluster_ids(uuid)):
+                continue
+            node = orm.load_node(uuid)
             with node.open_cluster_set() as stored:
                 stored_ids = [str(cluster_id) for cluster_id in stored.ids]
             rows = [row for row, cluster_id in enumerate(stored_ids) if wanted.pop(cluster_id, None) is not None]
