@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument('--jobs', type=int, default=1000)
     parser.add_argument('--workers', type=int, default=1, help='daemon workers')
     parser.add_argument('--slots', type=int, default=None,
-                        help='daemon.worker_process_slots per worker (default: 3 * jobs / workers, at least 200)')
+                        help='daemon.worker_process_slots per worker (default: 3 * unfinished jobs / workers, >= 200)')
     parser.add_argument('--max-active', type=int, default=100,
                         help='submit in waves: at most this many unfinished labelling work chains (0: all at once)')
     parser.add_argument('--timeout', type=float, default=6 * 3600)

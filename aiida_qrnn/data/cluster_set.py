@@ -19,7 +19,7 @@ from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, ClusterSetError, 
 if t.TYPE_CHECKING:
     from ase import Atoms
 
-__all__ = ('ClusterSetData', 'stored_cluster_ids')
+__all__ = ('ClusterSetData', 'stored_cluster_rows')
 
 
 class ClusterSetData(SinglefileData):
@@ -153,29 +153,31 @@ class ClusterSetData(SinglefileData):
         return path
 
 
-class _StoredIdCache:
-    """Cluster ids of stored sets by node uuid, least recently used dropped first beyond ``limit`` ids in all."""
+class _StoredRowCache:
+    """Row of each cluster id (its first) in stored sets, by node uuid, least recently used dropped first beyond
+    ``limit`` ids in all."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.held = limit, 0
-        self.ids: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self.rows: OrderedDict[str, dict[str, int]] = OrderedDict()
 
-    def __call__(self, uuid: str) -> frozenset[str]:
-        if uuid in self.ids:
-            self.ids.move_to_end(uuid)
-            return self.ids[uuid]
+    def __call__(self, uuid: str) -> dict[str, int]:
+        if uuid in self.rows:
+            self.rows.move_to_end(uuid)
+            return self.rows[uuid]
         with load_node(uuid).open_cluster_set() as clusters:
-            ids = frozenset(str(cluster_id) for cluster_id in clusters.ids)
-        self.ids[uuid] = ids
-        self.held += len(ids)
-        while self.held > self.limit and len(self.ids) > 1:
-            self.held -= len(self.ids.popitem(last=False)[1])
-        return ids
+            ids = [str(cluster_id) for cluster_id in clusters.ids]
+        rows = {cluster_id: row for row, cluster_id in reversed(list(enumerate(ids)))}
+        self.rows[uuid] = rows
+        self.held += len(rows)
+        while self.held > self.limit and len(self.rows) > 1:
+            self.held -= len(self.rows.popitem(last=False)[1])
+        return rows
 
 
-#: ``stored_cluster_ids(uuid)``: the cluster ids of the stored ``ClusterSetData`` with ``uuid``, read from its file
-#: once per process. Label reuse asks this of every labelled set at a level of theory for every new labelling work
-#: chain; opening each HDF5 file every time made that cost grow with the database (in a 1 000-job daemon run the
-#: rate fell from 20 to 10 jobs a minute). A stored node's file never changes, so the ids can be cached; at most
-#: 2 million ids (about 200 MB) are held.
-stored_cluster_ids = _StoredIdCache(limit=2_000_000)
+#: ``stored_cluster_rows(uuid)``: {cluster id: row} of the stored ``ClusterSetData`` with ``uuid``, read from its
+#: file once per process. Label reuse asks this of every labelled set at a level of theory for every new labelling
+#: work chain; opening each HDF5 file every time made that cost grow with the database (in a 1 000-job daemon run
+#: the rate fell from 20 to 10 jobs a minute). A stored node's file never changes, so the rows can be cached; at
+#: most 2 million ids (about 250 MB) are held.
+stored_cluster_rows = _StoredRowCache(limit=2_000_000)

@@ -12,7 +12,7 @@ from aiida_qrnn.calculations.psi4 import PROPERTIES
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
 from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
 from aiida_qrnn.core.dataset import ClusterArrays, concatenate
-from aiida_qrnn.data.cluster_set import ClusterSetData, stored_cluster_ids
+from aiida_qrnn.data.cluster_set import ClusterSetData, stored_cluster_rows
 from aiida_qrnn.workchains.base import (
     Psi4BaseWorkChain,
     PyscfBaseWorkChain,
@@ -203,15 +203,14 @@ class LabelWorkChain(WorkChain):
         for uuid, label_names in query.iterall():
             if sorted(label_names or []) != self.label_names(task) or not wanted:
                 continue
-            if wanted.keys().isdisjoint(stored_cluster_ids(uuid)):
-                continue
-            node = orm.load_node(uuid)
-            with node.open_cluster_set() as stored:
-                stored_ids = [str(cluster_id) for cluster_id in stored.ids]
-            rows = [row for row, cluster_id in enumerate(stored_ids) if wanted.pop(cluster_id, None) is not None]
+            stored = stored_cluster_rows(uuid)
+            found = wanted.keys() & stored.keys()
+            rows = sorted(stored[cluster_id] for cluster_id in found)
+            for cluster_id in found:
+                del wanted[cluster_id]
             if rows:
                 name = f'source_{len(sources):03d}'
-                selection[name], sources[name] = rows, node
+                selection[name], sources[name] = rows, orm.load_node(uuid)
         if sources:
             reused = collect_labels(selection=orm.Dict(selection), **sources)
             self.ctx.parts[task]['reused'] = reused

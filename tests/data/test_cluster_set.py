@@ -8,7 +8,7 @@ from aiida import orm
 
 from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSetError, read_extxyz, write_cluster_set
-from aiida_qrnn.data.cluster_set import ClusterSetData, _StoredIdCache
+from aiida_qrnn.data.cluster_set import ClusterSetData, _StoredRowCache
 from tests.conftest import make_water_clusters
 
 
@@ -108,19 +108,19 @@ def test_malformed_extxyz_names_file(aiida_profile_clean, tmp_path):
     assert orm.QueryBuilder().append(ClusterSetData).count() == 0
 
 
-def test_stored_ids_are_read_once_and_the_cache_is_bounded(aiida_profile, monkeypatch):
+def test_stored_rows_are_read_once_and_the_cache_is_bounded(aiida_profile, monkeypatch):
     first = ClusterSetData.from_atoms(make_water_clusters(3, seed=1)).store()
     second = ClusterSetData.from_atoms(make_water_clusters(4, seed=2)).store()
     opened = []
     original = ClusterSetData.open_cluster_set
     monkeypatch.setattr(ClusterSetData, 'open_cluster_set', lambda node: opened.append(node.pk) or original(node))
-    cache = _StoredIdCache(limit=5)
+    cache = _StoredRowCache(limit=5)
     with original(first) as clusters:
-        expected = frozenset(str(cluster_id) for cluster_id in clusters.ids)
-    assert cache(first.uuid) == expected and len(expected) == 3
+        expected = {str(cluster_id): row for row, cluster_id in enumerate(clusters.ids)}
+    assert cache(first.uuid) == expected and sorted(expected.values()) == [0, 1, 2]
     assert cache(first.uuid) == expected
     assert opened == [first.pk]  # the second lookup did not open the file
     assert len(cache(second.uuid)) == 4
-    assert list(cache.ids) == [second.uuid] and cache.held == 4  # 3 + 4 > 5: the older set was dropped
+    assert list(cache.rows) == [second.uuid] and cache.held == 4  # 3 + 4 > 5: the older set was dropped
     cache(first.uuid)
     assert opened == [first.pk, second.pk, first.pk]
