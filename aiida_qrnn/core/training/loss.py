@@ -4,7 +4,8 @@
 
 L_t are mean squared errors: energy per cluster (eV²), force components (eV²/Å²), per-atom charges (e²) or dipole
 components (e²Å²). s_t is the trainable parameter (stable for any real value) and is kept out of weight decay by the
-trainer. ``learned=False`` gives fixed weights: L = Σ_t w_t L_t.
+trainer. ``learned=False`` gives fixed weights: L = Σ_t w_t L_t. ``energy_per_atom=True`` makes the energy error
+that of the energy per atom ((eV/atom)², as TorchANI trains), so large clusters do not dominate the energy term.
 """
 
 from __future__ import annotations
@@ -39,13 +40,15 @@ def task_errors(prediction: dict[str, torch.Tensor], batch: ClusterBatch, tasks:
 class MultitaskLoss(torch.nn.Module):
     """Weighted sum of per-task mean squared errors; ``log_variances`` (s_t) are parameters when ``learned``."""
 
-    def __init__(self, tasks: tuple[str, ...], *, learned: bool = True, weights: dict[str, float] | None = None):
+    def __init__(self, tasks: tuple[str, ...], *, learned: bool = True, weights: dict[str, float] | None = None,
+                 energy_per_atom: bool = False):
         super().__init__()
         unknown = [task for task in tasks if task not in TASKS]
         if not tasks or unknown or len(set(tasks)) != len(tasks):
             raise ValueError(f'loss tasks must be distinct names from {sorted(TASKS)}, got {list(tasks)}.')
         self.tasks = tuple(tasks)
         self.learned = learned
+        self.energy_per_atom = energy_per_atom
         weights = weights or {}
         extra = sorted(set(weights) - set(tasks))
         if extra:
@@ -60,6 +63,9 @@ class MultitaskLoss(torch.nn.Module):
     def task_losses(self, prediction: dict[str, torch.Tensor], batch: ClusterBatch) -> torch.Tensor:
         """(tasks,) mean squared error of each task."""
         errors = task_errors(prediction, batch, self.tasks)
+        if self.energy_per_atom and 'energy' in errors:
+            n_atoms = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (systems,)
+            errors['energy'] = errors['energy'] / n_atoms.to(errors['energy'].dtype)
         return torch.stack([errors[task].square().mean() for task in self.tasks])
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,8 @@ CHECKPOINT_FILE = 'checkpoint.pt'
 METRICS_FILE = 'metrics.csv'
 CHECKPOINT_VERSION = 1
 DTYPES = {'float32': torch.float32, 'float64': torch.float64}
+#: Values of ``TrainingConfig.energy_loss``: the energy error per cluster (paper) or per atom.
+ENERGY_LOSSES = ('total', 'per_atom')
 #: Labels whose MAE/RMSE are reported when the set has them (loss task or not).
 METRIC_LABELS = ('energy', 'forces', 'charges', 'dipole')
 
@@ -60,6 +62,7 @@ class TrainingConfig:
     tasks: tuple[str, ...] = ('energy', 'forces', 'charges')
     learned_weights: bool = True  # Kendall σ's; False: fixed loss_weights
     loss_weights: dict = dataclasses.field(default_factory=dict)  # fixed weights per task (default 1)
+    energy_loss: str = 'total'  # energy error per cluster ('total', the paper's) or per atom ('per_atom')
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 256
@@ -106,7 +109,15 @@ class TrainingConfig:
             raise ValueError(f'training setting max_time_s must be >= 0, got {self.max_time_s}.')
         if 'charges' in self.tasks and 'dipole' in self.tasks:
             raise ValueError("training setting tasks: use either 'charges' or 'dipole' as the charge task, not both.")
-        MultitaskLoss(self.tasks, learned=self.learned_weights, weights=self.loss_weights)  # validates tasks
+        if self.energy_loss not in ENERGY_LOSSES:
+            raise ValueError(f'training setting energy_loss must be one of {list(ENERGY_LOSSES)}, '
+                             f'got {self.energy_loss!r}.')
+        self.loss()  # validates tasks and weights
+
+    def loss(self) -> MultitaskLoss:
+        """The loss these settings describe."""
+        return MultitaskLoss(self.tasks, learned=self.learned_weights, weights=self.loss_weights,
+                             energy_per_atom=self.energy_loss == 'per_atom')
 
     @classmethod
     def from_dict(cls, values: t.Mapping) -> TrainingConfig:
@@ -242,8 +253,7 @@ class Trainer:
             apply_weight_norm(model)
         self._freeze(model, config.freeze)
         self.model = model
-        self.loss = MultitaskLoss(config.tasks, learned=config.learned_weights, weights=config.loss_weights).to(
-            self.device)
+        self.loss = config.loss().to(self.device)
         groups = [{'params': [p for p in model.parameters() if p.requires_grad], 'weight_decay': config.weight_decay}]
         if config.learned_weights:  # σ's stay out of weight decay
             groups.append({'params': [self.loss.log_variances], 'weight_decay': 0.0})
@@ -337,7 +347,9 @@ class Trainer:
             raise ValueError(f"'{path}': the checkpoint was made with another train/validation split or data set.")
         ignored = {'max_time_s', 'progress', 'max_epochs'}
         previous, current = state['config'], self.config.to_dict()
-        differing = sorted(key for key in current if key not in ignored and previous.get(key) != current[key])
+        defaults = TrainingConfig().to_dict()  # settings added later read as their defaults in older checkpoints
+        differing = sorted(key for key in current
+                           if key not in ignored and previous.get(key, defaults[key]) != current[key])
         if differing:
             raise ValueError(f"'{path}': the checkpoint was made with other training settings: {differing}.")
         self.model.load_state_dict(state['model'])

@@ -1,4 +1,5 @@
-"""Multitask loss (Kendall): formula, optimum of the learned σ, fixed weights; self-energy least squares."""
+"""Multitask loss (Kendall): formula, optimum of the learned σ, fixed weights, per-atom energy error; self-energy
+least squares."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aiida_qrnn.core.training import MultitaskLoss, composition_matrix, fit_self_energies
+from aiida_qrnn.core.training import ClusterBatch, MultitaskLoss, composition_matrix, fit_self_energies
 
 
 def test_learned_loss_is_the_papers_formula():
@@ -52,3 +53,20 @@ def test_self_energies_recover_a_linear_model():
     assert counts.sum() == sizes.sum()
     truth = np.array([-13.6, -1030.0, -2040.0])
     np.testing.assert_allclose(fit_self_energies(counts, counts @ truth), truth, rtol=1e-10)
+
+
+def test_per_atom_energy_loss_divides_each_error_by_its_atom_count():
+    """Two clusters of 2 and 4 atoms, energy errors 1 and 2 eV: per atom both are 0.5 eV/atom, MSE 0.25."""
+    batch = ClusterBatch(
+        positions=torch.zeros(6, 3, dtype=torch.float64), numbers=torch.ones(6, dtype=torch.int64),
+        system_index=torch.tensor([0, 0, 1, 1, 1, 1]), cells=torch.zeros(2, 3, 3, dtype=torch.float64),
+        pbc=torch.zeros(2, 3, dtype=torch.bool), total_charge=torch.zeros(2, dtype=torch.float64),
+        energy=torch.tensor([-10.0, -20.0], dtype=torch.float64), forces=torch.zeros(6, 3, dtype=torch.float64))
+    prediction = {'energy': batch.energy + torch.tensor([1.0, 2.0], dtype=torch.float64),
+                  'forces': torch.full((6, 3), 0.5, dtype=torch.float64)}
+    fixed = {'learned': False, 'weights': {'forces': 10.0}}
+    per_atom = MultitaskLoss(('energy', 'forces'), energy_per_atom=True, **fixed)
+    total = MultitaskLoss(('energy', 'forces'), **fixed)
+    np.testing.assert_allclose(per_atom.task_losses(prediction, batch).numpy(), [0.25, 0.25])
+    np.testing.assert_allclose(total.task_losses(prediction, batch).numpy(), [2.5, 0.25])
+    assert float(per_atom(prediction, batch)[0]) == pytest.approx(0.25 + 10 * 0.25)

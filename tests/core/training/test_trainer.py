@@ -157,3 +157,19 @@ def test_bad_settings_name_the_setting():
         TrainingConfig(validation_fraction=1.0)
     with pytest.raises(ValueError, match="either 'charges' or 'dipole'"):
         TrainingConfig(tasks=('energy', 'charges', 'dipole'))
+    with pytest.raises(ValueError, match='energy_loss'):
+        TrainingConfig(energy_loss='per_cluster')
+
+
+def test_fixed_force_heavy_per_atom_loss_learns(source, tmp_path):
+    """The TorchANI-style loss (energy per atom + 10 · force components², charges weight 1) lowers every error."""
+    train, validation = split_indices(len(source), 0.2, seed=0)
+    config = TrainingConfig(max_epochs=4, learned_weights=False, loss_weights={'forces': 10.0},
+                            energy_loss='per_atom', **SMALL)
+    trainer = Trainer(tiny_model(1), source, train, validation, config, tmp_path)
+    assert trainer.loss.energy_per_atom and trainer.loss.weights() == {'energy': 1.0, 'forces': 10.0, 'charges': 1.0}
+    before = trainer.validate()
+    trainer.fit()
+    after = trainer.validate()
+    for name in ('energy_rmse', 'forces_rmse', 'charges_rmse'):
+        assert after[name] < before[name], name
