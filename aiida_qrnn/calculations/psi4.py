@@ -16,13 +16,16 @@ from ase.data import chemical_symbols
 
 from aiida_qrnn.calculations.base import CalcJob
 from aiida_qrnn.core.d3bj import split_dispersion
+from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.label_records import RECORD_FORMAT, record_name
+from aiida_qrnn.core.sanity import allows_broken_bonds, check_structure
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
 __all__ = (
     'PAPER_OPTIONS',
     'Psi4Calculation',
     'add_label_exit_codes',
+    'closed_shell_problem',
     'level_of_theory',
     'validate_closed_shell_clusters',
     'validate_label_parameters',
@@ -68,20 +71,37 @@ def validate_label_parameters(
     return None
 
 
+def closed_shell_problem(arrays: ClusterArrays) -> str | None:
+    """The first cluster that cannot be labelled as a closed-shell singlet (``core.sanity``), or ``None``.
+
+    Fused atoms, an electron count that is not positive and even, or an atom that left a cluster (decomposed
+    clusters excepted): the program would run and return a label of another state, or of no physical system.
+    """
+    bad = []
+    for index in range(arrays.n_clusters):
+        rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
+        problems = check_structure(
+            arrays.numbers[rows], arrays.positions[rows], total_charge=int(arrays.total_charge[index]),
+            multiplicity=1, allow_broken_bonds=allows_broken_bonds(str(arrays.kind[index])),
+        )
+        if problems:
+            bad.append((index, problems))
+    if not bad:
+        return None
+    index, problems = bad[0]
+    return (
+        f'clusters: cluster {index} (id {arrays.ids[index]}) cannot be labelled as a closed-shell singlet '
+        f'({len(bad)} such cluster(s) in all): {"; ".join(problems)}.'
+    )
+
+
 def validate_closed_shell_clusters(value: ClusterSetData, _) -> str | None:
-    """Refuse periodic clusters and clusters with an odd electron count (labels are closed-shell singlets)."""
+    """Refuse periodic clusters and clusters that are not sane closed-shell singlets (see closed_shell_problem)."""
     arrays = value.get_arrays()
     periodic = np.flatnonzero(arrays.pbc.any(axis=1))
     if len(periodic):
         return f'clusters: cluster {int(periodic[0])} is periodic; molecular DFT labels open clusters only.'
-    electrons = np.add.reduceat(arrays.numbers.astype(np.int64), arrays.offsets[:-1]) - arrays.total_charge
-    odd = np.flatnonzero(electrons % 2)
-    if len(odd):
-        return (
-            f'clusters: cluster {int(odd[0])} has {int(electrons[odd[0]])} electrons ({len(odd)} odd in all); '
-            'labels are closed-shell singlets, so check its total_charge.'
-        )
-    return None
+    return closed_shell_problem(arrays)
 
 
 def add_label_exit_codes(spec: CalcJobProcessSpec) -> None:

@@ -17,6 +17,7 @@ from aiida.engine import CalcJobProcessSpec
 from ase.data import atomic_numbers, chemical_symbols
 
 from aiida_qrnn.calculations.base import CalcJob
+from aiida_qrnn.calculations.psi4 import closed_shell_problem
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
 __all__ = ('XtbCalculation', 'level_of_theory', 'validate_clusters', 'validate_parameters')
@@ -66,18 +67,19 @@ def _is_integer(value: Any) -> bool:
 
 
 def validate_clusters(value: ClusterSetData, _) -> str | None:
-    """Refuse elements GFN-xTB has no parameters for and periodic clusters, which an xyz file cannot describe."""
+    """Refuse elements GFN-xTB has no parameters for, periodic clusters (an xyz file cannot describe them) and
+    clusters that cannot be run closed-shell (``--uhf 0``), see ``closed_shell_problem``."""
     unsupported = sorted(symbol for symbol in value.elements if atomic_numbers[symbol] > MAX_ATOMIC_NUMBER)
     if unsupported:
         return f'clusters: GFN-xTB has no parameters for {unsupported}; elements up to Rn are supported.'
-    if value.base.attributes.get('n_periodic', 0):
-        with value.open_cluster_set() as clusters:
-            periodic = np.flatnonzero(clusters.read_column('clusters/pbc').any(axis=1))
+    arrays = value.get_arrays()
+    periodic = np.flatnonzero(arrays.pbc.any(axis=1))
+    if len(periodic):
         return (
             f'clusters: cluster {int(periodic[0])} is periodic ({len(periodic)} periodic in all); '
             f'XtbCalculation labels open clusters only.'
         )
-    return None
+    return closed_shell_problem(arrays)
 
 
 class XtbCalculation(CalcJob):

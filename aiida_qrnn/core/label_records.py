@@ -56,6 +56,9 @@ class FailureReason(StrEnum):
     ATOM_COUNT_MISMATCH = 'atom_count_mismatch'
     GEOMETRY_MISMATCH = 'geometry_mismatch'
     NON_FINITE = 'non_finite'
+    #: The labels or the structure are physically impossible (``core.sanity``): fused atoms, an electron count
+    #: the spin state cannot have, an energy outside the sane window. Never retried, never reused.
+    UNPHYSICAL = 'unphysical'
 
 
 #: The program never finished the cluster (job killed, out of walltime, node lost): run it again unchanged.

@@ -11,11 +11,29 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_qrnn.core.dataset import ClusterArrays
-from aiida_qrnn.core.label_records import RESUBMIT_REASONS, STABILISE_REASONS, RecordError
+from aiida_qrnn.core.label_records import RESUBMIT_REASONS, STABILISE_REASONS, FailureReason, RecordError
+from aiida_qrnn.core.sanity import allows_broken_bonds, check_energy, check_structure
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.parsers.files import read_text_files
 
-__all__ = ('RecordParser',)
+__all__ = ('RecordParser', 'unphysical_labels')
+
+
+def unphysical_labels(arrays: ClusterArrays, index: int, energy: float, multiplicity: int = 1) -> str | None:
+    """Why the labels of cluster ``index`` are physically impossible (``core.sanity``), or ``None`` when sane.
+
+    Every label parser applies it, so that a label of fused atoms, of an electron count the requested spin
+    state cannot have, or with an energy outside the sane window goes to ``failed_clusters`` (reason
+    ``unphysical``) and never into a labelled set, where label reuse would find it again.
+    """
+    rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
+    kind = None if arrays.kind is None else str(arrays.kind[index])
+    problems = check_structure(
+        arrays.numbers[rows], arrays.positions[rows], total_charge=int(arrays.total_charge[index]),
+        multiplicity=multiplicity, allow_broken_bonds=allows_broken_bonds(kind),
+    )
+    problems += check_energy(energy, arrays.numbers[rows])
+    return '; '.join(problems) + '.' if problems else None
 
 
 class RecordParser(Parser):
@@ -44,6 +62,9 @@ class RecordParser(Parser):
         for index in range(arrays.n_clusters):
             try:
                 values = self.parse_cluster(index, arrays, files)
+                problem = unphysical_labels(arrays, index, values['energy'])
+                if problem is not None:
+                    raise RecordError(FailureReason.UNPHYSICAL, problem)
             except RecordError as exception:
                 failures.append({
                     'index': index, 'id': str(arrays.ids[index]), 'reason': str(exception.reason),

@@ -13,6 +13,7 @@ from aiida_qrnn.calculations.xtb import XtbCalculation, level_of_theory
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.parsers.files import read_text_files
 from aiida_qrnn.parsers.parse_raw.xtb import FailureReason, parse_cluster
+from aiida_qrnn.parsers.records import unphysical_labels
 
 __all__ = ('XtbParser',)
 
@@ -35,22 +36,21 @@ class XtbParser(Parser):
 
         labels: dict[str, list[np.ndarray]] = defaultdict(list)
         failures: dict[FailureReason, list[tuple[int, str]]] = defaultdict(list)
-        warnings: dict[str, list[int]] = defaultdict(list)
         for index, (prefix, n_atoms) in enumerate(zip(prefixes, np.diff(arrays.offsets), strict=True)):
             files = {key: retrieved.get(prefix + suffix) for key, suffix in XtbCalculation.OUTPUT_SUFFIXES.items()}
             data, logs = parse_cluster(n_atoms=int(n_atoms), **files)
-            for message in logs.warnings:
-                warnings[message].append(index)
             if logs.errors:
                 reason, message = logs.errors[0]
                 failures[reason].append((index, message))
+                continue
+            problem = unphysical_labels(arrays, index, data['energy'])
+            if problem is not None:
+                failures[FailureReason.UNPHYSICAL].append((index, problem))
                 continue
             for name, value in data.items():
                 labels[name].append(np.asarray(value))
 
         # One log entry per kind of problem, not per cluster: a set may hold many thousands of clusters.
-        for message, indices in warnings.items():
-            self.logger.warning(f'clusters {indices}: {message}')
         for reason, failed in failures.items():
             index, message = failed[0]
             self.logger.warning(

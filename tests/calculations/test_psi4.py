@@ -154,7 +154,8 @@ def test_validate_parameters_names_the_key(parameters, key):
 def test_validate_clusters_refuses_odd_electrons_and_periodic():
     images = make_water_clusters(2)
     images[1].info['total_charge'] = 1
-    assert 'cluster 1 has 19 electrons' in validate_closed_shell_clusters(ClusterSetData.from_atoms(images), None)
+    message = validate_closed_shell_clusters(ClusterSetData.from_atoms(images), None)
+    assert message.startswith('clusters: cluster 1 (id ') and '19 electrons (total charge +1)' in message
     images = make_water_clusters(2)
     images[0].cell, images[0].pbc = np.eye(3) * 10.0, True
     assert 'cluster 0 is periodic' in validate_closed_shell_clusters(ClusterSetData.from_atoms(images), None)

@@ -107,10 +107,10 @@ def test_labels_match_direct_xtb(xtb_code, tmp_path):
 
 
 def test_failing_cluster_does_not_stop_the_others(xtb_code):
-    """A cluster with an H atom on top of its O makes xtb stop; the clusters after it are still labelled."""
+    """Water at charge -6 (16 electrons: sane, but more than GFN2's valence basis holds) makes xtb stop; the
+    clusters after it are still labelled. (An H atom on top of the O is refused before xtb runs.)"""
     broken = make_water_clusters(1)[0]
-    broken.positions[1] = broken.positions[0]
-    broken.info['source'] = 'broken'
+    broken.info.update(source='broken', total_charge=-6)
     images = [make_water_clusters(1)[0], broken, ethylene_glycol()]
     results, node = run_get_node(XtbCalculation, code=xtb_code, clusters=ClusterSetData.from_atoms(images))
 
@@ -121,7 +121,7 @@ def test_failing_cluster_does_not_stop_the_others(xtb_code):
     assert list(labelled.source) == [images[0].info['source'], 'ethylene glycol']
     assert labelled.labels['forces'].shape == (13, 3)
     logs = [log.message for log in orm.Log.collection.get_logs_for(node)]
-    assert any('abnormal_termination' in message and 'very* close' in message for message in logs)
+    assert any('abnormal_termination' in message and 'Not enough basis functions' in message for message in logs)
 
 
 def test_parameters_reach_xtb(xtb_code, tmp_path):
@@ -169,3 +169,19 @@ def test_validate_clusters_refuses_periodic():
     images[1].cell, images[1].pbc = np.eye(3) * 10.0, True
     assert 'cluster 1 is periodic' in validate_clusters(ClusterSetData.from_atoms(images), None)
     assert validate_clusters(ClusterSetData.from_atoms(images[:1]), None) is None
+
+
+def test_validate_clusters_refuses_what_cannot_be_run_closed_shell():
+    """xtb runs --uhf 0; a +1 water dimer has 19 electrons and was only warned about after the run."""
+    images = make_water_clusters(2)
+    images[1].info['total_charge'] = 1
+    message = validate_clusters(ClusterSetData.from_atoms(images), None)
+    assert message.startswith('clusters: cluster 1 (id ') and 'cannot have spin multiplicity 1' in message
+
+
+def test_odd_electron_cluster_refused_at_submission(aiida_code_installed):
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable='/bin/true')
+    images = make_water_clusters(1)
+    images[0].info['total_charge'] = -1
+    with pytest.raises(ValueError, match=r'clusters: cluster 0 .* 11 electrons \(total charge -1\)'):
+        run_get_node(XtbCalculation, code=code, clusters=ClusterSetData.from_atoms(images))

@@ -12,6 +12,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from aiida_qrnn.calculations.xtb import XtbCalculation
+from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.units import E_BOHR_TO_E_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.parsers.parse_raw.xtb import (
@@ -21,11 +22,14 @@ from aiida_qrnn.parsers.parse_raw.xtb import (
     parse_gradient,
     parse_xtbout_json,
 )
+from aiida_qrnn.parsers.records import unphysical_labels
 from aiida_qrnn.parsers.xtb import XtbParser
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'xtb'
 #: The --chrg each fixture cluster was run with (README.md).
-TOTAL_CHARGES = {'success': [0, -1, 0], 'failures': [0, 0, 0, 0, 0], 'all_failed': [0]}
+TOTAL_CHARGES = {
+    'success': [0, -1], 'failures': [0, 0, 0, 0, 0], 'all_failed': [0], 'unphysical': [0, 0, 1],
+}
 RETRIEVE_PATTERNS = [f'c*{suffix}' for suffix in XtbCalculation.OUTPUT_SUFFIXES.values()]
 
 
@@ -134,11 +138,46 @@ def test_parse_cluster_failure_reasons(index, reason, words):
     assert words in logs.errors[0][1]
 
 
-def test_parse_cluster_odd_electron_warning():
-    data, logs = parse_cluster(n_atoms=1, **read_files('success', 2))
-    assert not logs.errors
-    assert 'unpaired electron' in logs.warnings[0]
-    np.testing.assert_allclose(data['charges'], [0.0], atol=1e-12)
+def test_parse_cluster_odd_electron_closed_shell_is_refused():
+    """xtb opens the shell of an odd electron count despite --uhf 0: that is not the state asked for."""
+    data, logs = parse_cluster(n_atoms=1, **read_files('unphysical', 1))
+    assert data == {}
+    assert logs.errors[0][0] == FailureReason.UNPHYSICAL
+    assert '1 unpaired electron(s)' in logs.errors[0][1]
+
+
+def test_parser_refuses_closed_shell_labels_of_odd_electron_counts(generate_calc_job_node):
+    """Before, the H atom and water+ run closed-shell were labelled with only a warning and entered reuse."""
+    node = generate_calc_job_node('unphysical')
+    results, calcfunction = XtbParser.parse_from_node(node, store_provenance=False)
+
+    assert calcfunction.exit_status == XtbCalculation.exit_codes.ERROR_SOME_CLUSTERS_FAILED.status
+    assert '2 of 3 clusters failed (unphysical: 2)' in calcfunction.exit_message
+    failed = results['failed_clusters'].get_list()
+    assert [entry['index'] for entry in failed] == [1, 2]
+    assert all('1 unpaired electron(s)' in entry['message'] for entry in failed)
+    labelled = results['clusters'].get_arrays()
+    assert labelled.n_clusters == 1
+    assert labelled.labels['energy'][0] == pytest.approx(-5.07037076185 * HARTREE_TO_EV, abs=1e-12)
+
+
+def test_labels_of_real_xtb_runs_of_impossible_structures_are_refused():
+    """xtb finishes normally on C-C 0.1 Å apart (+2190 eV) and on ethylene glycol at charge +40 (-6 electrons,
+    +2537 eV); both were labelled before. The parser's check sends them to failed_clusters."""
+    images = [ase.io.read(path, format='xyz') for path in sorted((FIXTURES / 'impossible').glob('c*.xyz'))]
+    arrays = ClusterArrays(
+        numbers=np.concatenate([atoms.numbers for atoms in images]),
+        positions=np.concatenate([atoms.positions for atoms in images]),
+        offsets=np.cumsum([0] + [len(atoms) for atoms in images]), total_charge=np.array([0, 40]),
+        kind=['conformational', 'conformational'],
+    )
+    problems = []
+    for index, atoms in enumerate(images):
+        data, logs = parse_cluster(n_atoms=len(atoms), **read_files('impossible', index))
+        assert not logs.errors  # xtb itself sees nothing wrong
+        problems.append(unphysical_labels(arrays, index, data['energy']))
+    assert 'C0 and C1 are 0.1 Å apart' in problems[0] and 'above -1.0 eV per atom' in problems[0]
+    assert 'total charge +40 leaves -6 electrons' in problems[1] and 'energy 2537.01 eV' in problems[1]
 
 
 def test_parse_cluster_atom_count_mismatch():

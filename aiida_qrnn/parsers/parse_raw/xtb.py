@@ -34,10 +34,9 @@ class XtbOutputError(ValueError):
 
 @dataclass
 class Logs:
-    """Messages from parsing one cluster: an error means the cluster got no labels, a warning does not."""
+    """Messages from parsing one cluster: an error means the cluster got no labels."""
 
     errors: list[tuple[FailureReason, str]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def _fortran_float(text: str) -> float:
@@ -124,17 +123,16 @@ def parse_cluster(
     """
     logs = Logs()
     try:
-        data, warnings = _labels(n_atoms, stdout, stderr, gradient, xtbout_json)
+        data = _labels(n_atoms, stdout, stderr, gradient, xtbout_json)
     except XtbOutputError as exception:
         logs.errors.append((exception.reason, str(exception)))
         return {}, logs
-    logs.warnings.extend(warnings)
     return data, logs
 
 
 def _labels(
     n_atoms: int, stdout: str | None, stderr: str | None, gradient: str | None, xtbout_json: str | None,
-) -> tuple[dict[str, Any], list[str]]:
+) -> dict[str, Any]:
     if stdout is None or stderr is None:
         raise XtbOutputError(FailureReason.MISSING_OUTPUT, 'no stdout or stderr: xtb did not run for this cluster.')
     if any(pattern in stdout for pattern in SCF_NOT_CONVERGED_PATTERNS):
@@ -165,10 +163,12 @@ def _labels(
     bad = [name for name, value in data.items() if not np.all(np.isfinite(value))]
     if bad:
         raise XtbOutputError(FailureReason.NON_FINITE, f'xtb returned NaN or infinite {", ".join(bad)}.')
-    warnings = []
     if extra['unpaired_electrons']:
-        warnings.append(
+        # The calculation asks for a closed shell (--uhf 0); xtb silently opens it when the count is odd, which
+        # labels another state than the one requested.
+        raise XtbOutputError(
+            FailureReason.UNPHYSICAL,
             f'xtb used {extra["unpaired_electrons"]} unpaired electron(s) instead of the closed shell requested '
-            '(--uhf 0): the electron count is odd.'
+            '(--uhf 0): the electron count is odd for this total charge.',
         )
-    return data, warnings
+    return data
