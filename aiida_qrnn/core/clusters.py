@@ -31,6 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from aiida_qrnn.core.dataset import ClusterArrays, content_hash
+from aiida_qrnn.core.sanity import allows_broken_bonds, check_structure
 from aiida_qrnn.core.structures import BOND_TOLERANCE, find_bonds
 
 __all__ = (
@@ -328,8 +329,9 @@ def sample_clusters(
 
     Per frame, ``clusters_per_frame`` cuts of 1..``max_molecules`` molecules around random centres; per cut, the
     extracted cluster plus the requested conformational, density and decomposed variants. Variants that would put
-    atoms closer than ``min_distance`` Å are redrawn (up to ``max_tries``). The bond graph and molecule ids come from
-    the first frame unless given. The result is deduplicated (:func:`deduplicate`).
+    atoms closer than ``min_distance`` Å or fail the physical check of :mod:`aiida_qrnn.core.sanity` are redrawn (up
+    to ``max_tries``); an extracted cluster that fails it (a frame with fused atoms) raises. The bond graph and
+    molecule ids come from the first frame unless given. The result is deduplicated (:func:`deduplicate`).
     """
     from aiida_qrnn.core.structures import molecule_ids
 
@@ -344,6 +346,11 @@ def sample_clusters(
             centre = int(rng.integers(n_available))
             size = int(rng.integers(1, min(settings.max_molecules, n_available) + 1))
             cluster = extract_cluster(frame, molecule, centre, size, bonds=bonds, source=fields)
+            problems = _problems(cluster)
+            if problems:
+                raise ClusterSamplingError(
+                    f'the cluster around molecule {centre} of frame {fields} is not physical: {"; ".join(problems)}.'
+                )
             base = json.loads(cluster.info['source'])
             cluster.info.pop('frame_molecules')
             images.append(cluster)
@@ -360,7 +367,7 @@ def _variants(cluster: Atoms, base: dict[str, Any], settings: ClusterSampling, r
         for _ in range(settings.max_tries):
             candidate, details = make()
             kept = _without(bonds, details['broken_bond']) if 'broken_bond' in details else bonds
-            if not _clashes(candidate.positions, kept, settings.min_distance):
+            if not _clashes(candidate.positions, kept, settings.min_distance) and not _problems(candidate):
                 candidate.info['source'] = _source({**base, **details})
                 return candidate
         return None
@@ -394,6 +401,14 @@ def _variants(cluster: Atoms, base: dict[str, Any], settings: ClusterSampling, r
             if variant is not None:
                 results.append(variant)
     return results
+
+
+def _problems(cluster: Atoms) -> list[str]:
+    """The physical problems of a new cluster (``core.sanity``); its spin state is decided when it is labelled."""
+    return check_structure(
+        cluster.numbers, cluster.positions, total_charge=int(cluster.info.get('total_charge', 0)), multiplicity=None,
+        allow_broken_bonds=allows_broken_bonds(cluster.info.get('kind')),
+    )
 
 
 def _without(bonds: np.ndarray, bond: Sequence[int]) -> np.ndarray:

@@ -14,6 +14,7 @@ from aiida_qrnn.core.clusters import (
     decompose,
     deduplicate,
     extract_cluster,
+    make_molecules_whole,
     perturb_conformation,
     sample_clusters,
     scale_intermolecular_distances,
@@ -201,3 +202,17 @@ def test_settings_are_validated_by_name():
     with pytest.raises(ClusterSamplingError, match=r"unknown cluster-sampling setting\(s\) \['size'\]"):
         ClusterSampling.from_dict({'size': 3})
     assert ClusterSampling.from_dict({'density_scale': [0.8, 1.1]}).density_scale == (0.8, 1.1)
+
+
+def test_a_frame_with_fused_atoms_gives_no_cluster(wrapped_frame):
+    """Every H pulled to 0.1 Å from the atom it is bonded to: cutting any cluster names the frame and the atoms."""
+    frame, bonds = wrapped_frame
+    fused = frame.copy()
+    fused.positions = make_molecules_whole(frame, bonds)
+    for i, j in bonds:
+        hydrogen, partner = (i, j) if fused.numbers[i] == 1 else (j, i)
+        if fused.numbers[hydrogen] == 1:
+            direction = fused.positions[hydrogen] - fused.positions[partner]
+            fused.positions[hydrogen] = fused.positions[partner] + 0.1 * direction / np.linalg.norm(direction)
+    with pytest.raises(ClusterSamplingError, match=r"frame \{'frame': 3\} is not physical: atoms .* fused atoms"):
+        sample_clusters([(fused, {'frame': 3})], SETTINGS, np.random.default_rng(0), bonds=bonds)
