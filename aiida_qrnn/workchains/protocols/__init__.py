@@ -12,9 +12,13 @@ __all__ = ('load_protocol',)
 
 
 def load_protocol(kind: str, name: str | None = None) -> dict[str, Any]:
-    """The settings of protocol ``name`` (the file's default when ``None``) of work chain ``kind`` (the YAML stem)."""
+    """The settings of protocol ``name`` (the file's default when ``None``) of work chain ``kind`` (the YAML stem).
+
+    Names are exact: an empty or misspelt name is refused with the list of protocols, never read as the default.
+    """
     document = yaml.safe_load((Path(__file__).parent / f'{kind}.yaml').read_text())
-    name = name or document['default_protocol']
-    if name not in document['protocols']:
+    if name is None:
+        name = document['default_protocol']
+    if not isinstance(name, str) or name not in document['protocols']:
         raise ValueError(f"unknown {kind} protocol {name!r}; available: {sorted(document['protocols'])}.")
     return document['protocols'][name]
