@@ -2,8 +2,10 @@
 
 A cluster set is one HDF5 file::
 
+    bytes 0..511        user block: b'aiida-qrnn-clusters sha256 ' + hex sha256 of bytes 512.. (version 2)
     /                   attrs: format, format_version, units (JSON), level_of_theory, label_names (JSON),
-                               summary (JSON: n_clusters, n_atoms, elements, kind_counts)
+                               summary (JSON: n_clusters, n_atoms, elements, kind_counts, n_periodic),
+                               checksums (JSON: sha256 of every dataset and of the header, version 2)
     /offsets            (n_clusters + 1,) int64   atoms of cluster i are rows offsets[i]:offsets[i+1]
     /atoms/numbers      (n_atoms,) uint8          atomic numbers
     /atoms/positions    (n_atoms, 3) float64      Å
@@ -21,7 +23,8 @@ A cluster set is one HDF5 file::
 
 Files are written to a temporary name and renamed when complete, so a failed write never leaves a
 half-written set behind. Per-atom datasets are chunked, so reading one cluster touches only the chunks that
-hold its rows, never the whole file.
+hold its rows, never the whole file. :meth:`ClusterSet.verify` reads everything back and checks values,
+checksums, ids and summary against the content; storing a ``ClusterSetData`` runs it.
 """
 
 from __future__ import annotations
@@ -47,19 +50,25 @@ __all__ = [
     'FORMAT_NAME',
     'FORMAT_VERSION',
     'LABELS',
+    'READABLE_FORMAT_VERSIONS',
     'UNITS',
     'ClusterArrays',
     'ClusterSet',
     'ClusterSetError',
+    'array_checksum',
+    'check_file_digest',
     'concatenate',
     'content_hash',
     'merge_cluster_sets',
     'read_extxyz',
     'write_cluster_set',
+    'write_file_digest',
 ]
 
 FORMAT_NAME = 'aiida-qrnn-clusters'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this module reads. Version 1 files have no checksums: ``verify`` checks their values, ids and summary.
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 #: Label name -> (per-atom or per-cluster, trailing shape, unit).
 LABELS: dict[str, tuple[str, tuple[int, ...], str]] = {
@@ -80,7 +89,17 @@ MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
 #: Positions are rounded to this grid (Å) before hashing, so that a geometry read back from a text file
 #: with full precision hashes to the same id.
 HASH_POSITION_RESOLUTION = 1e-6
+#: Grid values up to this magnitude (about 4.6e12 Å) are hashed as int64, as in every id ever written; beyond it the
+#: int64 cast would overflow (three different clusters at ~1e13 Å once got one id), so they are hashed as float64.
+_INT64_SAFE_GRID = float(2**62)
 ATOM_CHUNK_ROWS = 4096
+#: Version 2 files start with a user block (which HDF5 skips) holding the sha256 of the rest of the file, so that
+#: damage is found before HDF5 parses it: HDF5 itself loops forever on some byte-flipped files.
+USERBLOCK_SIZE = 512
+FILE_DIGEST_MAGIC = b'aiida-qrnn-clusters sha256 '
+HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+#: Key of the root attributes' checksum in the ``checksums`` attribute (dataset names hold the others).
+HEADER_CHECKSUM_KEY = '/attrs'
 CLUSTER_CHUNK_ROWS = 1024
 
 
@@ -99,18 +118,50 @@ def content_hash(
 ) -> str:
     """Return the content id of one cluster: the same elements, geometry and charge give the same id.
 
-    Positions are rounded to ``HASH_POSITION_RESOLUTION`` Å; the cell counts only for periodic clusters.
+    Positions are rounded to ``HASH_POSITION_RESOLUTION`` Å; the cell counts only for periodic clusters. A grid
+    value beyond ``_INT64_SAFE_GRID`` switches the whole cluster to a float64 encoding under its own tag (exact
+    there, since float64 values that large are integers), so ids cannot overflow and ordinary ids do not change.
     """
-    digest = hashlib.sha256(b'qrnn-cluster-v1')
+    periodic = pbc is not None and bool(np.any(pbc))
+    grids = [np.rint(np.asarray(positions, dtype=np.float64) / HASH_POSITION_RESOLUTION)]
+    if periodic:
+        grids.append(np.rint(np.asarray(cell, dtype=np.float64) / HASH_POSITION_RESOLUTION))
+    small = all(bool(np.all(np.abs(grid) < _INT64_SAFE_GRID)) for grid in grids)
+    digest = hashlib.sha256(b'qrnn-cluster-v1' if small else b'qrnn-cluster-v1-float-grid')
+
+    def grid_bytes(grid: np.ndarray) -> bytes:
+        return grid.astype(np.int64).tobytes() if small else (grid + 0.0).astype('<f8').tobytes()  # + 0.0: no -0.0
+
     digest.update(np.ascontiguousarray(numbers, dtype=np.uint8).tobytes())
-    grid = np.rint(np.asarray(positions, dtype=np.float64) / HASH_POSITION_RESOLUTION).astype(np.int64)
-    digest.update(grid.tobytes())
+    digest.update(grid_bytes(grids[0]))
     digest.update(np.int32(total_charge).tobytes())
-    if pbc is not None and np.any(pbc):
+    if periodic:
         digest.update(np.asarray(pbc, dtype=np.bool_).tobytes())
-        cell_grid = np.rint(np.asarray(cell, dtype=np.float64) / HASH_POSITION_RESOLUTION).astype(np.int64)
-        digest.update(cell_grid.tobytes())
+        digest.update(grid_bytes(grids[1]))
     return digest.hexdigest()[:32]
+
+
+def array_checksum(values: np.ndarray) -> str:
+    """sha256 of one dataset: dtype, shape and little-endian bytes; strings as length-prefixed UTF-8."""
+    values = np.asarray(values)
+    digest = hashlib.sha256()
+    if values.dtype.kind in 'OUS':
+        digest.update(f'str|{values.shape}|'.encode())
+        for text in values.ravel():
+            encoded = (text.decode() if isinstance(text, bytes) else str(text)).encode()
+            digest.update(len(encoded).to_bytes(8, 'little'))
+            digest.update(encoded)
+    else:
+        canonical = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder('<'))
+        digest.update(f'{canonical.dtype.str}|{canonical.shape}|'.encode())
+        digest.update(canonical.tobytes())
+    return digest.hexdigest()
+
+
+def _header_checksum(format_version: int, units: str, level_of_theory: str, label_names: str) -> str:
+    """sha256 of the root attributes that are not derived from the arrays (the summary is recomputed instead)."""
+    header = json.dumps([FORMAT_NAME, int(format_version), units, level_of_theory, label_names])
+    return hashlib.sha256(header.encode()).hexdigest()
 
 
 @dataclass
@@ -218,7 +269,12 @@ class ClusterArrays:
         return self._checked(name, values, shape, origin, per_atom=False)
 
     def _checked(self, name: str, values, shape: tuple[int, ...], origin, per_atom: bool) -> np.ndarray:
-        array = np.asarray(values)
+        try:
+            array = np.asarray(values)
+            if array.dtype.kind not in 'biuf':
+                array = array.astype(np.float64)
+        except (TypeError, ValueError) as exception:
+            raise ClusterSetError(f'{_where(origin)}: {name} must hold numbers ({exception}).') from None
         rows, scope, unit = (self.n_atoms, 'per-atom', 'atoms') if per_atom else (
             self.n_clusters, 'per-cluster', 'clusters')
         if array.shape != (rows, *shape):
@@ -323,7 +379,9 @@ class ClusterArrays:
                         raise ClusterSetError(
                             f'{_where(origin, index)}: label {name!r} has shape {np.shape(value)}, expected {shape}.'
                         )
-            labels[name] = np.concatenate([np.asarray(v, dtype=np.float64).reshape(-1, *shape) for v in values])
+            labels[name] = np.concatenate(
+                [_label_array(value, name, shape, origin, index) for index, value in enumerate(values)]
+            )
         return cls(
             numbers=np.concatenate([atoms.numbers for atoms in images]),
             positions=np.concatenate([atoms.positions for atoms in images]),
@@ -338,6 +396,14 @@ class ClusterArrays:
             source=[_info_text(atoms.info.get('source', '')) for atoms in images],
             labels=labels,
         ).validate(origin)
+
+
+def _label_array(value: Any, name: str, shape: tuple[int, ...], origin, index: int) -> np.ndarray:
+    """A label as float64 rows; text where a number belongs (``energy=abc``) names the cluster."""
+    try:
+        return np.asarray(value, dtype=np.float64).reshape(-1, *shape)
+    except (TypeError, ValueError):
+        raise ClusterSetError(f'{_where(origin, index)}: label {name!r} is not a number: {value!r}.') from None
 
 
 def _info_text(value: Any) -> str:
@@ -371,8 +437,9 @@ def write_cluster_set(
     descriptor, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.partial', dir=path.parent)
     os.close(descriptor)
     try:
-        with h5py.File(temporary, 'w') as handle:
+        with h5py.File(temporary, 'w', userblock_size=USERBLOCK_SIZE) as handle:
             _write_arrays(handle, arrays, level_of_theory, label_names)
+        write_file_digest(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -381,21 +448,67 @@ def write_cluster_set(
     return path
 
 
+def _body_digest(stream: IO[bytes]) -> str:
+    """sha256 of everything after the user block."""
+    stream.seek(USERBLOCK_SIZE)
+    digest = hashlib.sha256()
+    while block := stream.read(1 << 20):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def write_file_digest(path: str | os.PathLike) -> None:
+    """Record the sha256 of the file's HDF5 part in its user block; the writer's last step."""
+    with open(path, 'r+b') as stream:
+        header = FILE_DIGEST_MAGIC + _body_digest(stream).encode() + b'\n'
+        stream.seek(0)
+        stream.write(header.ljust(USERBLOCK_SIZE, b'\0'))
+
+
+def check_file_digest(source: str | os.PathLike | IO[bytes], name: str) -> None:
+    """Compare a version-2 file with the digest in its user block before HDF5 reads it; files without a user
+    block (version 1) pass unchecked.
+
+    :raises ClusterSetError: naming the file, when the digest differs or the user block is damaged.
+    """
+    stream = open(source, 'rb') if isinstance(source, str | os.PathLike) else source  # noqa: SIM115
+    try:
+        start = stream.seek(0, os.SEEK_CUR)
+        stream.seek(0)
+        head = stream.read(USERBLOCK_SIZE + len(HDF5_SIGNATURE))
+        if head.startswith(FILE_DIGEST_MAGIC):
+            recorded = head[len(FILE_DIGEST_MAGIC):len(FILE_DIGEST_MAGIC) + 64].decode('ascii', 'replace')
+            if _body_digest(stream) != recorded:
+                raise ClusterSetError(
+                    f"'{name}': damaged cluster set, the file's sha256 differs from the one recorded when it was "
+                    'written (changed or damaged bytes).'
+                )
+        elif head[USERBLOCK_SIZE:] == HDF5_SIGNATURE:
+            raise ClusterSetError(f"'{name}': damaged cluster set, the digest in its first 512 bytes is unreadable.")
+        stream.seek(start)
+    finally:
+        if stream is not source:
+            stream.close()
+
+
 def _write_arrays(handle: h5py.File, arrays: ClusterArrays, level_of_theory: str | None, label_names: list[str]):
     string = h5py.string_dtype('utf-8')
+    units, level, names = json.dumps(UNITS), level_of_theory or '', json.dumps(label_names)
     handle.attrs['format'] = FORMAT_NAME
     handle.attrs['format_version'] = FORMAT_VERSION
-    handle.attrs['units'] = json.dumps(UNITS)
-    handle.attrs['level_of_theory'] = level_of_theory or ''
-    handle.attrs['label_names'] = json.dumps(label_names)
+    handle.attrs['units'] = units
+    handle.attrs['level_of_theory'] = level
+    handle.attrs['label_names'] = names
     handle.attrs['summary'] = json.dumps(arrays.summary())
+    checksums = {HEADER_CHECKSUM_KEY: _header_checksum(FORMAT_VERSION, units, level, names)}
 
-    def dataset(name: str, data: np.ndarray, chunk_rows: int, dtype=None):
+    def dataset(name: str, data: np.ndarray, chunk_rows: int | None, dtype=None):
         data = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
-        chunks = (min(chunk_rows, len(data)), *data.shape[1:])
+        chunks = None if chunk_rows is None else (min(chunk_rows, len(data)), *data.shape[1:])
         handle.create_dataset(name, data=data, chunks=chunks, dtype=dtype)
+        checksums[name] = array_checksum(data)
 
-    handle.create_dataset('offsets', data=arrays.offsets)
+    dataset('offsets', arrays.offsets, None)
     dataset('atoms/numbers', arrays.numbers, ATOM_CHUNK_ROWS)
     dataset('atoms/positions', arrays.positions, ATOM_CHUNK_ROWS)
     dataset('atoms/molecule', arrays.molecule, ATOM_CHUNK_ROWS)
@@ -409,52 +522,112 @@ def _write_arrays(handle: h5py.File, arrays: ClusterArrays, level_of_theory: str
         scope = LABELS[name][0]
         group, rows = ('atoms', ATOM_CHUNK_ROWS) if scope == 'atom' else ('clusters', CLUSTER_CHUNK_ROWS)
         dataset(f'{group}/{name}', arrays.labels[name], rows)
+    handle.attrs['checksums'] = json.dumps(checksums, sort_keys=True)
 
 
 class ClusterSet:
     """Read access to a cluster-set file, by path or by an open binary stream.
 
-    Opening reads only the attributes and offsets; ``cs[i]`` reads the rows of cluster ``i`` alone.
+    Opening reads only the attributes and offsets; ``cs[i]`` reads the rows of cluster ``i`` alone;
+    :meth:`verify` reads and checks everything. Whatever damage a file has, reading it raises
+    :class:`ClusterSetError` naming the file, never an h5py exception.
 
     >>> with ClusterSet('clusters.h5') as clusters:  # doctest: +SKIP
     ...     atoms = clusters[12]
     """
 
-    def __init__(self, source: str | os.PathLike | IO[bytes], *, name: str | None = None):
+    def __init__(self, source: str | os.PathLike | IO[bytes], *, name: str | None = None, check_digest: bool = True):
+        """Open ``source``; ``check_digest=False`` skips hashing the whole file first (for stored, verified files:
+        random access then reads only what it needs)."""
         if name is None:
             name = str(source) if isinstance(source, str | os.PathLike) else getattr(source, 'name', 'stream')
         self.name = name
         try:
+            self._file_size = _size_of(source)
+            if check_digest:
+                check_file_digest(source, name)
             self._handle = h5py.File(source, 'r')
+        except ClusterSetError:
+            raise
         except FileNotFoundError:
             raise ClusterSetError(f"'{self.name}': no such file.") from None
-        except OSError as exception:
+        except (OSError, RuntimeError, ValueError) as exception:
             raise ClusterSetError(f"'{self.name}': not a readable HDF5 cluster set ({exception}).") from None
         try:
-            self._check_format()
-            self.offsets: np.ndarray = self._handle['offsets'][...]
-            self._label_names: list[str] = json.loads(self._handle.attrs['label_names'])
-            # Dataset objects are looked up once: h5py's per-lookup cost dominates reading one small cluster.
-            self._datasets: dict[str, h5py.Dataset] = {
-                f'{group}/{name}': item for group in ('atoms', 'clusters') for name, item in self._handle[group].items()
-            }
+            with self._reading('the header'):
+                self._check_format()
+                self._label_names: list[str] = self._json_attribute('label_names', list)
+                # Dataset objects are looked up once: h5py's per-lookup cost dominates reading one small cluster.
+                self._datasets: dict[str, h5py.Dataset] = {
+                    f'{group}/{name}': item for group in ('atoms', 'clusters')
+                    for name, item in self._handle[group].items()
+                }
+                self._datasets['offsets'] = self._handle['offsets']
+                for path, item in self._datasets.items():
+                    self._check_size(path, item)
+                self.offsets: np.ndarray = self._read('offsets')
+            self._check_offsets()
         except BaseException:
             self._handle.close()
             raise
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn whatever h5py, HDF5 or JSON raise on a damaged file into a ``ClusterSetError`` naming the file."""
+        try:
+            yield
+        except ClusterSetError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError,
+                OverflowError, MemoryError) as exception:
+            raise ClusterSetError(
+                f"'{self.name}': damaged cluster set, cannot read {what} ({type(exception).__name__}: {exception})."
+            ) from None
 
     def _check_format(self) -> None:
         attrs = self._handle.attrs
         if attrs.get('format') != FORMAT_NAME:
             raise ClusterSetError(f"'{self.name}': not an aiida-qrnn cluster set (format attribute is missing).")
         version = int(attrs.get('format_version', -1))
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS:
             raise ClusterSetError(
                 f"'{self.name}': cluster-set format version {version} is not supported; this aiida-qrnn reads "
-                f'version {FORMAT_VERSION}.'
+                f'versions {", ".join(map(str, READABLE_FORMAT_VERSIONS))}.'
             )
+        self.format_version = version
         for required in ('offsets', 'atoms/numbers', 'atoms/positions', 'clusters/id'):
             if required not in self._handle:
                 raise ClusterSetError(f"'{self.name}': dataset {required!r} is missing.")
+
+    def _json_attribute(self, name: str, kind: type) -> Any:
+        value = json.loads(self._handle.attrs[name])
+        if not isinstance(value, kind):
+            raise ClusterSetError(f"'{self.name}': attribute {name!r} is not a JSON {kind.__name__}.")
+        return value
+
+    def _check_size(self, path: str, dataset: h5py.Dataset) -> None:
+        """Refuse a dataset that claims more bytes than the file holds (damaged dimensions), before reading it."""
+        claimed = int(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize
+        if self._file_size is not None and claimed > self._file_size:
+            raise ClusterSetError(
+                f"'{self.name}': damaged cluster set, dataset {path!r} claims {claimed} bytes, more than the "
+                f'{self._file_size} bytes of the file.'
+            )
+
+    def _check_offsets(self) -> None:
+        offsets = self.offsets
+        if offsets.ndim != 1 or len(offsets) < 2 or offsets.dtype.kind not in 'iu':
+            raise ClusterSetError(f"'{self.name}': damaged cluster set, offsets are not a list of at least 2 integers.")
+        sizes = np.diff(offsets)
+        if offsets[0] != 0 or np.any(sizes <= 0):
+            raise ClusterSetError(
+                f"'{self.name}': damaged cluster set, offsets must start at 0 and grow (every cluster needs atoms)."
+            )
+
+    def _read(self, path: str) -> np.ndarray:
+        """One whole dataset (strings decoded), inside the caller's ``_reading`` context."""
+        dataset = self._datasets[path]
+        return dataset.asstr()[...] if h5py.check_string_dtype(dataset.dtype) else dataset[...]
 
     # -- context and summary ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -475,7 +648,8 @@ class ClusterSet:
 
     @property
     def level_of_theory(self) -> str | None:
-        return str(self._handle.attrs['level_of_theory']) or None
+        with self._reading('the level of theory'):
+            return str(self._handle.attrs['level_of_theory']) or None
 
     @property
     def label_names(self) -> list[str]:
@@ -483,20 +657,22 @@ class ClusterSet:
 
     @property
     def units(self) -> dict[str, str]:
-        return json.loads(self._handle.attrs['units'])
+        with self._reading('the units'):
+            return self._json_attribute('units', dict)
 
     def summary(self) -> dict[str, Any]:
-        """n_clusters, n_atoms, elements, kind_counts, level_of_theory, label_names, format_version."""
+        """The summary recorded in the file (:meth:`verify` checks it against the content), plus the header."""
+        with self._reading('the summary'):
+            recorded = self._json_attribute('summary', dict)
         return {
-            **json.loads(self._handle.attrs['summary']),
-            'level_of_theory': self.level_of_theory,
-            'label_names': self.label_names,
-            'format_version': int(self._handle.attrs['format_version']),
+            **recorded, 'level_of_theory': self.level_of_theory, 'label_names': self.label_names,
+            'format_version': self.format_version,
         }
 
     @property
     def ids(self) -> np.ndarray:
-        return self._handle['clusters/id'].asstr()[...]
+        with self._reading('the cluster ids'):
+            return self._read('clusters/id')
 
     # -- random access --------------------------------------------------------------------------------------
     def __getitem__(self, index: int) -> Atoms:
@@ -506,60 +682,135 @@ class ClusterSet:
         index %= n_clusters
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
         datasets = self._datasets
-        atoms = Atoms(
-            numbers=datasets['atoms/numbers'][start:stop],
-            positions=datasets['atoms/positions'][start:stop],
-            cell=datasets['clusters/cell'][index],
-            pbc=datasets['clusters/pbc'][index],
-        )
-        atoms.arrays['molecule'] = datasets['atoms/molecule'][start:stop]
-        atoms.info.update(
-            id=datasets['clusters/id'].asstr()[index],
-            kind=datasets['clusters/kind'].asstr()[index],
-            source=datasets['clusters/source'].asstr()[index],
-            total_charge=int(datasets['clusters/total_charge'][index]),
-            index=index,
-        )
-        results = {}
-        for name in self._label_names:
-            if LABELS[name][0] == 'atom':
-                results[name] = datasets[f'atoms/{name}'][start:stop]
-            else:
-                results[name] = datasets[f'clusters/{name}'][index]
-        if results:
-            atoms.calc = SinglePointCalculator(atoms, **results)
+        with self._reading(f'cluster {index}'):
+            atoms = Atoms(
+                numbers=datasets['atoms/numbers'][start:stop],
+                positions=datasets['atoms/positions'][start:stop],
+                cell=datasets['clusters/cell'][index],
+                pbc=datasets['clusters/pbc'][index],
+            )
+            atoms.arrays['molecule'] = datasets['atoms/molecule'][start:stop]
+            atoms.info.update(
+                id=datasets['clusters/id'].asstr()[index],
+                kind=datasets['clusters/kind'].asstr()[index],
+                source=datasets['clusters/source'].asstr()[index],
+                total_charge=int(datasets['clusters/total_charge'][index]),
+                index=index,
+            )
+            results = {}
+            for name in self._label_names:
+                if LABELS[name][0] == 'atom':
+                    results[name] = datasets[f'atoms/{name}'][start:stop]
+                else:
+                    results[name] = datasets[f'clusters/{name}'][index]
+            if results:
+                atoms.calc = SinglePointCalculator(atoms, **results)
         return atoms
 
     def __iter__(self) -> Iterator[Atoms]:
         for index in range(len(self)):
             yield self[index]
 
+    def _read_all(self) -> dict[str, np.ndarray]:
+        """Every dataset the set is made of, as stored (labels included)."""
+        unknown = [name for name in self._label_names if name not in LABELS]
+        if unknown:
+            raise ClusterSetError(f"'{self.name}': unknown label(s) {unknown} in label_names.")
+        paths = ['offsets', *(f'atoms/{name}' for name in ('numbers', 'positions', 'molecule'))]
+        paths += [f'clusters/{name}' for name in ('id', 'kind', 'source', 'total_charge', 'cell', 'pbc')]
+        paths += [f'{"atoms" if LABELS[name][0] == "atom" else "clusters"}/{name}' for name in self._label_names]
+        with self._reading('the arrays'):
+            return {path: self._read(path) for path in paths}
+
     def read_arrays(self) -> ClusterArrays:
-        """Read the whole set into memory."""
-        atoms_group, clusters_group = self._handle['atoms'], self._handle['clusters']
+        """Read the whole set into memory (not validated: :meth:`verify` does that)."""
+        return self._arrays_of(self._read_all())
+
+    def _arrays_of(self, raw: dict[str, np.ndarray]) -> ClusterArrays:
         return ClusterArrays(
-            numbers=atoms_group['numbers'][...],
-            positions=atoms_group['positions'][...],
-            offsets=self.offsets.copy(),
-            molecule=atoms_group['molecule'][...],
-            total_charge=clusters_group['total_charge'][...],
-            cell=clusters_group['cell'][...],
-            pbc=clusters_group['pbc'][...],
-            kind=clusters_group['kind'].asstr()[...].astype(object),
-            source=clusters_group['source'].asstr()[...].astype(object),
+            numbers=raw['atoms/numbers'], positions=raw['atoms/positions'], offsets=self.offsets.copy(),
+            molecule=raw['atoms/molecule'], total_charge=raw['clusters/total_charge'], cell=raw['clusters/cell'],
+            pbc=raw['clusters/pbc'], kind=raw['clusters/kind'].astype(object),
+            source=raw['clusters/source'].astype(object),
             labels={
-                name: (atoms_group if LABELS[name][0] == 'atom' else clusters_group)[name][...]
-                for name in self.label_names
+                name: raw[f'{"atoms" if LABELS[name][0] == "atom" else "clusters"}/{name}']
+                for name in self._label_names
             },
-            ids=self.ids.astype(object),
+            ids=raw['clusters/id'].astype(object),
         )
+
+    def verify(self) -> ClusterArrays:
+        """Read every array and check it against what the file records; return the validated arrays.
+
+        In order: every value (as :meth:`ClusterArrays.validate`), the checksum of every dataset and of the header
+        (format version 2), each cluster id against its content, the summary against the content, and the rule
+        that a labelled set names its level of theory.
+
+        :raises ClusterSetError: naming the file and, where it applies, the dataset or the cluster.
+        """
+        raw = self._read_all()
+        if not np.array_equal(raw['offsets'], self.offsets):
+            raise ClusterSetError(f"'{self.name}': damaged cluster set, offsets changed while reading.")
+        arrays = self._arrays_of(raw)
+        recorded_ids = np.asarray(arrays.ids, dtype=str)
+        with self._reading('the arrays'):
+            arrays.validate(self.name)
+        if self.format_version >= 2:
+            self._verify_checksums(raw)
+        if recorded_ids.shape != (arrays.n_clusters,):
+            raise ClusterSetError(f"'{self.name}': 'clusters/id' has {recorded_ids.shape} entries, expected "
+                                  f'{arrays.n_clusters}.')
+        mismatched = np.flatnonzero(arrays.ids.astype(str) != recorded_ids)
+        if len(mismatched):
+            index = int(mismatched[0])
+            raise ClusterSetError(
+                f"'{self.name}', cluster {index}: recorded id {recorded_ids[index]} does not match the content "
+                f'(id {arrays.ids[index]}); {len(mismatched)} cluster(s) differ.'
+            )
+        recorded = self.summary()
+        computed = arrays.summary()
+        differing = sorted(key for key in computed if recorded.get(key) != computed[key])
+        if differing:
+            details = '; '.join(f'{key} recorded {recorded.get(key)!r}, content {computed[key]!r}' for key in differing)
+            raise ClusterSetError(f"'{self.name}': the recorded summary does not match the content: {details}.")
+        if bool(self._label_names) != bool(self.level_of_theory):
+            raise ClusterSetError(
+                f"'{self.name}': labels {self._label_names} and level of theory {self.level_of_theory!r} disagree; a "
+                'labelled set needs a level of theory, an unlabelled one has none.'
+            )
+        return arrays
+
+    def _verify_checksums(self, raw: dict[str, np.ndarray]) -> None:
+        with self._reading('the checksums'):
+            recorded = self._json_attribute('checksums', dict)
+            attrs = self._handle.attrs
+            header = _header_checksum(self.format_version, str(attrs['units']), str(attrs['level_of_theory']),
+                                      str(attrs['label_names']))
+        if recorded.get(HEADER_CHECKSUM_KEY) != header:
+            raise ClusterSetError(
+                f"'{self.name}': the checksum of the header (units, level of theory, label names) does not match; "
+                'the file was changed or damaged after it was written.'
+            )
+        missing = sorted(set(raw) - set(recorded))
+        extra = sorted(set(recorded) - set(raw) - {HEADER_CHECKSUM_KEY})
+        if missing or extra:
+            raise ClusterSetError(
+                f"'{self.name}': the checksums do not cover the datasets (no checksum for {missing}, checksum "
+                f'without dataset for {extra}).'
+            )
+        for path, values in raw.items():
+            if array_checksum(values) != recorded[path]:
+                raise ClusterSetError(
+                    f"'{self.name}': the checksum of dataset {path!r} does not match its content; the file was "
+                    'changed or damaged after it was written.'
+                )
 
     def read_column(self, name: str) -> np.ndarray:
         """One whole dataset, e.g. ``'clusters/pbc'`` or ``'clusters/energy'``, without reading the others."""
         if name not in self._datasets:
             raise KeyError(f"'{self.name}': no dataset {name!r}; present: {sorted(self._datasets)}.")
-        dataset = self._datasets[name]
-        return dataset.asstr()[...] if h5py.check_string_dtype(dataset.dtype) else dataset[...]
+        with self._reading(f'dataset {name!r}'):
+            return self._read(name)
 
     def write_extxyz(self, path: str | os.PathLike) -> Path:
         """Export to extended XYZ with full float64 precision (``%.17g``), readable by ``ase.io.read``.
@@ -579,6 +830,18 @@ class ClusterSet:
                 os.unlink(temporary)
             raise
         return path
+
+
+def _size_of(source: str | os.PathLike | IO[bytes]) -> int | None:
+    """Bytes in a file or seekable stream (``None`` when unknown); bounds what a damaged header may ask to read."""
+    if isinstance(source, str | os.PathLike):
+        return os.path.getsize(source)
+    if not source.seekable():
+        return None
+    position = source.seek(0, os.SEEK_CUR)
+    size = source.seek(0, os.SEEK_END)
+    source.seek(position)
+    return size
 
 
 def _write_extxyz_frame(stream: IO[str], atoms: Atoms) -> None:

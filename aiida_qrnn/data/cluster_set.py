@@ -12,6 +12,7 @@ import typing as t
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
+from aiida.common.exceptions import ValidationError
 from aiida.orm import SinglefileData, load_node
 
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, ClusterSetError, read_extxyz, write_cluster_set
@@ -25,8 +26,9 @@ __all__ = ('ClusterSetData', 'stored_cluster_rows')
 class ClusterSetData(SinglefileData):
     """A set of clusters (and optionally their labels) in the package's HDF5 format.
 
-    The file is validated before the node exists, so an invalid set can never be stored. Summaries are
-    queryable attributes::
+    The file is verified before the node exists (every value, the checksums, each cluster id and the recorded
+    summary against the content), so an invalid or inconsistent set can never be stored; the summary attributes
+    are computed from the content and checked again on ``store()``. They are queryable::
 
         QueryBuilder().append(ClusterSetData, filters={
             'attributes.level_of_theory': 'gfn2-xtb',
@@ -47,26 +49,44 @@ class ClusterSetData(SinglefileData):
             self.set_file(file, filename=filename)
 
     def set_file(self, file: str | pathlib.Path | t.IO, filename: str | pathlib.Path | None = None) -> None:
-        """Validate ``file`` as a cluster set, then store it and its summary attributes."""
+        """Verify ``file`` as a cluster set, then keep it and the summary attributes computed from its content."""
         if isinstance(file, str | pathlib.Path):
             file = pathlib.Path(file).absolute()
             with ClusterSet(file) as clusters:
-                summary = self._validated_summary(clusters)
+                attributes = self._attributes_from_content(clusters)
         else:
             with ClusterSet(file, name=getattr(file, 'name', None) or filename or 'stream') as clusters:
-                summary = self._validated_summary(clusters)
+                attributes = self._attributes_from_content(clusters)
             file.seek(0)
         super().set_file(file, filename=filename or self.DEFAULT_FILENAME)
-        attributes = self.base.attributes
-        for key, value in summary.items():
-            attributes.set(key, value)
-        attributes.set('kinds', sorted(summary['kind_counts']))
+        for key, value in attributes.items():
+            self.base.attributes.set(key, value)
+        self._content_attributes = attributes
 
     @staticmethod
-    def _validated_summary(clusters: ClusterSet) -> dict[str, t.Any]:
-        """Read the whole set once and run the full validation, so a corrupt file is refused."""
-        clusters.read_arrays().validate(clusters.name)
-        return {**clusters.summary(), 'units': clusters.units}
+    def _attributes_from_content(clusters: ClusterSet) -> dict[str, t.Any]:
+        """Read the whole set once and verify it (values, checksums, ids, recorded summary), so a damaged or
+        inconsistent file is refused; the attributes come from the arrays, not from what the file says of itself."""
+        summary = clusters.verify().summary()
+        return {
+            **summary, 'kinds': sorted(summary['kind_counts']), 'level_of_theory': clusters.level_of_theory,
+            'label_names': clusters.label_names, 'format_version': clusters.format_version, 'units': clusters.units,
+        }
+
+    def _validate(self) -> bool:
+        """On store: the queryable attributes must still be those computed from the file's content."""
+        super()._validate()
+        expected = getattr(self, '_content_attributes', None)
+        if expected is None:  # the file was put into the repository some other way: verify it now
+            with self.open_cluster_set(check_digest=True) as clusters:
+                expected = self._attributes_from_content(clusters)
+        differing = sorted(key for key, value in expected.items() if self.base.attributes.get(key, None) != value)
+        if differing:
+            raise ValidationError(
+                f'ClusterSetData: attributes {differing} differ from the content of the stored file; they are computed '
+                'from the file and must not be changed.'
+            )
+        return True
 
     # -- constructors ---------------------------------------------------------------------------------------
     @classmethod
@@ -101,11 +121,15 @@ class ClusterSetData(SinglefileData):
 
     # -- access ---------------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def open_cluster_set(self) -> Iterator[ClusterSet]:
-        """Open the stored file for random access without copying or reading it whole."""
+    def open_cluster_set(self, check_digest: bool = False) -> Iterator[ClusterSet]:
+        """Open the stored file for random access without copying or reading it whole.
+
+        The file was verified in full before the node was stored, so it is not hashed again unless ``check_digest``.
+        """
         with self.open(mode='rb') as stream:
             handle = stream if stream.seekable() else io.BytesIO(stream.read())
-            with ClusterSet(handle, name=f'ClusterSetData<{self.pk or "unstored"}>') as clusters:
+            name = f'ClusterSetData<{self.pk or "unstored"}>'
+            with ClusterSet(handle, name=name, check_digest=check_digest) as clusters:
                 yield clusters
 
     def get_atoms(self, index: int) -> Atoms:
