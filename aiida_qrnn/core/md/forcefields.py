@@ -150,7 +150,8 @@ class CalculatorForceField:
         energies, forces, stresses = [], [], []
         for replica, atoms in enumerate(self.atoms_list):
             replica_positions = positions_host[self._bounds[replica]:self._bounds[replica + 1]]
-            wants_stress = compute_stress and bool(atoms.pbc.all())
+            wants_stress = (compute_stress and bool(atoms.pbc.all())
+                            and 'stress' in self.calculator.implemented_properties)
             if not (np.isfinite(replica_positions).all() and np.isfinite(cells_host[replica]).all()):
                 energies.append(np.nan)
                 forces.append(np.full((len(atoms), 3), np.nan))

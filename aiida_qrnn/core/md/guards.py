@@ -17,9 +17,9 @@ from .status import MDStatus
 CONTACT_SEARCH_RADIUS_A = 2.0
 
 
-def check_finite(atoms: Atoms) -> tuple[MDStatus, str] | None:
-    """NaN or infinity in positions, momenta or the potential energy."""
-    energy = atoms.get_potential_energy()
+def check_finite(atoms: Atoms, energy: float | None = None) -> tuple[MDStatus, str] | None:
+    """NaN or infinity in positions, momenta or the potential energy (``energy``, else the calculator's)."""
+    energy = atoms.get_potential_energy() if energy is None else energy
     if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.get_momenta()).all() and np.isfinite(energy)):
         return MDStatus.UNSTABLE_NOT_FINITE, f'non-finite positions, momenta or energy (energy {energy} eV)'
     return None

@@ -13,15 +13,18 @@ the same is written to ``status.json``. Files in ``workdir``:
 * ``committee.csv``: with a ``committee``, every ``committee_interval`` steps: the committee's disagreement
   (:mod:`.committee`); a continued run appends to it.
 * ``status.json``: the outcome; ``unstable.extxyz``: the offending structure when a guard fired.
+
+Two engines write these files (``MDSettings.engine``): ``'torch'`` (default), the device-resident integrator of
+:mod:`.engine` run by :func:`~.replicas.run_md_replicas`, and ``'ase'``, ASE's integrators (:mod:`.integrators`)
+driven step by step below, kept as the reference the torch engine is tested against. Their checkpoints have the
+same state keys, so a run may continue on the other engine.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import typing as t
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,21 @@ from . import guards
 from .checkpoint import Checkpoint
 from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, committee_disagreement
 from .integrators import build_integrator, conserved_energy, get_integrator_state, set_integrator_state
+from .outputs import (
+    CHECKPOINT_FILE,
+    LOG_COLUMNS,
+    LOG_FILE,
+    STATUS_FILE,
+    TRAJECTORY_FILE,
+    UNSTABLE_FILE,
+    CsvLog,
+    MDResult,
+    check_compatible,
+    read_log,
+    write_status,
+    write_unstable,
+)
+from .replicas import run_md_replicas
 from .settings import MDSettings
 from .status import MDStatus
 from .trajectory import TrajectoryWriter
@@ -43,27 +61,8 @@ from .wrapping import make_molecules_whole
 if t.TYPE_CHECKING:
     from ..model.committee import Committee
 
-CHECKPOINT_FILE = 'checkpoint.npz'
-TRAJECTORY_FILE = 'trajectory.h5'
-LOG_FILE = 'md_log.csv'
-STATUS_FILE = 'status.json'
-UNSTABLE_FILE = 'unstable.extxyz'
-LOG_COLUMNS = ('step', 'time_fs', 'potential_energy_eV', 'kinetic_energy_eV', 'total_energy_eV',
-               'conserved_energy_eV', 'enthalpy_eV', 'temperature_K', 'pressure_bar', 'volume_A3', 'density_g_cm3')
-
-
-@dataclass(frozen=True)
-class MDResult:
-    """Outcome of a run: status, where it stopped, and a sentence for humans."""
-
-    status: MDStatus
-    step: int
-    time_fs: float
-    message: str
-
-    def to_dict(self) -> dict:
-        return {'status': int(self.status), 'name': self.status.name, 'step': self.step, 'time_fs': self.time_fs,
-                'message': self.message}
+__all__ = ('CHECKPOINT_FILE', 'LOG_COLUMNS', 'LOG_FILE', 'STATUS_FILE', 'TRAJECTORY_FILE', 'UNSTABLE_FILE', 'MDResult',
+           'read_log', 'run_md')
 
 
 def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: Path | str, *,
@@ -72,7 +71,10 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
 
     ``rng`` draws the initial Maxwell-Boltzmann velocities of a fresh run (its state is checkpointed).
     ``committee`` (models other than the calculator's) is evaluated every ``settings.committee_interval`` steps.
+    With ``settings.engine == 'torch'`` this is :func:`~.replicas.run_md_replicas` with one replica.
     """
+    if settings.engine == 'torch':
+        return run_md_replicas(settings, [atoms], calculator, [workdir], rngs=[rng], committee=committee)[0]
     if (committee is None) != (settings.committee_interval == 0):
         raise ValueError('a committee needs MD setting committee_interval > 0, and committee_interval > 0 needs a '
                          f'committee (got committee_interval={settings.committee_interval} and '
@@ -94,11 +96,11 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
             Stationary(atoms)
         integrator = build_integrator(settings, atoms)
         writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities)
-        log = _CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=None)
-        committee_log = _CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=None) if committee \
+        log = CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=None)
+        committee_log = CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=None) if committee \
             else None
     else:
-        _check_compatible(checkpoint, settings, atoms, checkpoint_path)
+        check_compatible(checkpoint, settings, atoms, checkpoint_path)
         step, time_fs = checkpoint.step, checkpoint.time_fs
         if checkpoint.rng_state is not None:
             rng.bit_generator.state = checkpoint.rng_state
@@ -111,8 +113,8 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
         writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities,
                                   keep_frames=checkpoint.n_frames)
         writer.set_state({k.removeprefix('writer_'): v for k, v in state.items() if k.startswith('writer_')})
-        log = _CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=step)
-        committee_log = _CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=step) if committee \
+        log = CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=step)
+        committee_log = CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=step) if committee \
             else None
 
     def committee_stop() -> str | None:
@@ -139,16 +141,14 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
         log.close()
         if committee_log is not None:
             committee_log.close()
-        result = MDResult(status=status, step=step, time_fs=time_fs, message=message)
-        (workdir / STATUS_FILE).write_text(json.dumps(result.to_dict(), indent=2) + '\n')
-        return result
+        return write_status(workdir, MDResult(status=status, step=step, time_fs=time_fs, message=message))
 
     started = time.monotonic()
     timestep_fs = settings.timestep_fs
     if step == 0:
         problem = _check(atoms, settings, contacts=True)
         if problem is not None:
-            _write_unstable(workdir, atoms)
+            write_unstable(workdir, atoms)
             return finish(*problem)
         writer.append(atoms, step, time_fs)
         log.write(_observables(integrator, settings, step, time_fs))
@@ -163,7 +163,7 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
             progress.update()
             problem = problem or _check(atoms, settings, contacts=step % settings.guard_interval == 0)
             if problem is not None:
-                _write_unstable(workdir, atoms)
+                write_unstable(workdir, atoms)
                 return finish(problem[0], f'step {step}: {problem[1]}')
             if step % settings.log_interval == 0:
                 log.write(_observables(integrator, settings, step, time_fs))
@@ -200,30 +200,11 @@ def _step(integrator) -> tuple[MDStatus, str] | None:
     return None
 
 
-def _check_compatible(checkpoint: Checkpoint, settings: MDSettings, atoms: Atoms, path: Path) -> None:
-    if not np.array_equal(checkpoint.numbers, atoms.numbers):
-        raise ValueError(f'Checkpoint {path} is for {len(checkpoint.numbers)} atoms with other atomic numbers than '
-                         f'the {len(atoms)}-atom structure given; use a fresh folder for a new structure.')
-    if (checkpoint.ensemble, checkpoint.cell_fluctuations) != (settings.ensemble, settings.cell_fluctuations):
-        raise ValueError(f'Checkpoint {path} is a {checkpoint.ensemble} run ({checkpoint.cell_fluctuations} cell), '
-                         f'the settings ask for {settings.ensemble} ({settings.cell_fluctuations}); an ensemble '
-                         'change is a new run in a fresh folder.')
-    if checkpoint.step > settings.n_steps:
-        raise ValueError(f'Checkpoint {path} is at step {checkpoint.step}, beyond n_steps={settings.n_steps}.')
-
-
 def _check(atoms: Atoms, settings: MDSettings, *, contacts: bool) -> tuple[MDStatus, str] | None:
     problem = guards.check_finite(atoms) or guards.check_temperature(atoms, settings.temperature_limit_K)
     if problem is None and contacts:
         problem = guards.check_contacts(atoms, settings.min_distance_A)
     return problem
-
-
-def _write_unstable(workdir: Path, atoms: Atoms) -> None:
-    from ase.io import write
-
-    snapshot = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    write(workdir / UNSTABLE_FILE, snapshot, format='extxyz')
 
 
 def _observables(integrator, settings: MDSettings, step: int, time_fs: float) -> tuple[float, ...]:
@@ -243,34 +224,3 @@ def _observables(integrator, settings: MDSettings, step: int, time_fs: float) ->
             atoms.get_temperature(), pressure, volume, density)
 
 
-class _CsvLog:
-    """Append-only CSV (first column the step) with full float precision, cut back to a checkpoint's step on
-    restart. Each row is flushed: a job killed by a monitor or the scheduler leaves every row it wrote."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...], keep_until_step: int | None) -> None:
-        kept = [','.join(columns)]
-        if keep_until_step is not None and path.is_file():
-            lines = path.read_text().splitlines()
-            kept += [line for line in lines[1:] if line and int(line.split(',', 1)[0]) <= keep_until_step]
-        path.write_text('\n'.join(kept) + '\n')
-        self._handle = path.open('a')
-
-    def write(self, row: tuple[float, ...]) -> None:
-        self._handle.write(','.join(repr(float(value)) if i else str(int(value)) for i, value in enumerate(row)))
-        self._handle.write('\n')
-        self._handle.flush()
-
-    def flush(self) -> None:
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-
-def read_log(path: Path | str) -> dict[str, np.ndarray]:
-    """The MD log as columns (``LOG_COLUMNS``), for the analyses."""
-    try:
-        table = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2)
-    except (OSError, ValueError) as exception:
-        raise ValueError(f'{path} is not an MD log: {exception}') from exception
-    return {name: table[:, column] for column, name in enumerate(LOG_COLUMNS)}

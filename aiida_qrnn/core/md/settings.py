@@ -14,7 +14,12 @@ from typing import Any, Literal
 ENSEMBLES = ('nve', 'nvt', 'npt')
 CELL_FLUCTUATIONS = ('isotropic', 'full')
 INITIAL_VELOCITIES = ('maxwell_boltzmann', 'keep')
+ENGINES = ('torch', 'ase')
 ONE_ATMOSPHERE_BAR = 1.01325  # standard atmosphere in bar, exact by definition
+#: Physical bounds: beyond them a setting is a typo or a unit mistake, not a simulation.
+MAX_TEMPERATURE_K = 10_000.0  # hotter than any condensed-phase MD; polymers decompose far below
+MAX_TIMESTEP_FS = 200.0  # atomistic MD uses 0.1-5 fs; up to 200 fs only for tests that provoke instabilities
+MAX_PRESSURE_BAR = 1e6  # 100 GPa, in either sign (negative pressure is tension)
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,10 @@ class MDSettings:
     ``committee_interval`` (steps, 0 = off) evaluates a committee every that many steps into ``committee.csv``;
     ``committee_max_force_deviation`` (eV/Å, None = never) stops the run cleanly when the committee's largest
     per-atom force deviation exceeds it (:mod:`.committee`).
+
+    ``engine``: ``'torch'`` (default) integrates on the model's device (:mod:`.engine`), several replicas per
+    model call; ``'ase'`` uses ASE's integrators (:mod:`.integrators`), the reference the engine is tested
+    against. Both write the same files and checkpoints, so a run may continue on the other engine.
     """
 
     ensemble: Literal['nve', 'nvt', 'npt'] = 'nvt'
@@ -51,10 +60,11 @@ class MDSettings:
     progress_bar: bool = False
     committee_interval: int = 0
     committee_max_force_deviation: float | None = None
+    engine: Literal['torch', 'ase'] = 'torch'
 
     def __post_init__(self) -> None:
         for name, allowed in (('ensemble', ENSEMBLES), ('cell_fluctuations', CELL_FLUCTUATIONS),
-                              ('initial_velocities', INITIAL_VELOCITIES)):
+                              ('initial_velocities', INITIAL_VELOCITIES), ('engine', ENGINES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f'MD setting {name} must be one of {allowed}, got {getattr(self, name)!r}.')
         for name in ('n_steps', 'thermostat_chain', 'barostat_chain', 'trajectory_interval', 'log_interval',
@@ -78,10 +88,26 @@ class MDSettings:
                 raise ValueError(f'MD setting {name} must be a positive number, got {value!r}.')
         if not isinstance(self.pressure_bar, int | float) or not math.isfinite(self.pressure_bar):
             raise ValueError(f'MD setting pressure_bar must be a finite number, got {self.pressure_bar!r}.')
-        for name in ('max_temperature_K', 'walltime_s'):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int | float) or not value >= 0):
-                raise ValueError(f'MD setting {name} must be None or a non-negative number, got {value!r}.')
+        self._check_physical_bounds()
+        if self.walltime_s is not None and (not isinstance(self.walltime_s, int | float) or not self.walltime_s >= 0):
+            raise ValueError(f'MD setting walltime_s must be None or a non-negative number, got {self.walltime_s!r}.')
+
+    def _check_physical_bounds(self) -> None:
+        """Values no simulation of matter uses (the errors found in issue #16 were unit slips of this kind)."""
+        if self.temperature_K > MAX_TEMPERATURE_K:
+            raise ValueError(f'MD setting temperature_K={self.temperature_K!r} K is above {MAX_TEMPERATURE_K:g} K; '
+                             'temperatures are in kelvin.')
+        if self.timestep_fs > MAX_TIMESTEP_FS:
+            raise ValueError(f'MD setting timestep_fs={self.timestep_fs!r} fs is above {MAX_TIMESTEP_FS:g} fs '
+                             '(atomistic MD uses 0.1-5 fs); timesteps are in femtoseconds.')
+        if abs(self.pressure_bar) > MAX_PRESSURE_BAR:
+            raise ValueError(f'MD setting pressure_bar={self.pressure_bar!r} bar is beyond ±{MAX_PRESSURE_BAR:g} bar '
+                             '(100 GPa); pressures are in bar.')
+        limit = self.max_temperature_K
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)
+                                  or not limit > self.temperature_K):
+            raise ValueError(f'MD setting max_temperature_K must be None or above temperature_K='
+                             f'{self.temperature_K!r} K (a run stops when it exceeds it), got {limit!r}.')
 
     @property
     def temperature_limit_K(self) -> float:

@@ -13,12 +13,11 @@ from aiida_qrnn.core.md.engine import MDEngine, initial_state
 from aiida_qrnn.core.md.forcefields import CalculatorForceField, QRNNForceField
 from aiida_qrnn.core.md.integrators import build_integrator, conserved_energy, get_integrator_state
 from aiida_qrnn.core.md.settings import MDSettings
-from aiida_qrnn.core.model.aev import AEVConfig
 from aiida_qrnn.core.model.calculator import QRNNCalculator
 from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
-from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 
 from .lennard_jones import ARGON, VectorLennardJones
+from .tiny_qrnn import tiny_qrnn
 
 torch.set_num_threads(1)  # two cores shared by several processes
 
@@ -74,15 +73,6 @@ def test_engine_reproduces_ase_integrators(ensemble, cell_fluctuations):
     assert float(engine.conserved_energy()[0]) == pytest.approx(conserved_energy(reference), abs=1e-9)
     if ensemble == 'npt':  # the barostat really moved the cell
         assert not np.allclose(engine.get_states()[0]['cell'], atoms.cell.array, rtol=1e-3)
-
-
-def tiny_qrnn() -> QRNN:
-    """Random weights, small layers, short-ranged (no Coulomb, no dispersion): cheap, smooth, not physical."""
-    torch.manual_seed(0)
-    config = QRNNConfig(aev=AEVConfig(radial_cutoff=4.0, radial_shifts=(0.9, 1.8, 2.7, 3.6), angular_shifts=(0.9, 2.2),
-                                      angle_sections=(0.4, 2.0)),
-                        charge_hidden=(8,), energy_hidden=(8,), coulomb=None, dispersion=None)
-    return QRNN(config).double()
 
 
 @pytest.mark.parametrize(('ensemble', 'cell_fluctuations'), [('nvt', 'isotropic'), ('npt', 'full')])

@@ -103,18 +103,19 @@ def _restart_settings(ensemble: str, **overrides) -> MDSettings:
     return MDSettings(**values)
 
 
+@pytest.mark.parametrize('engine', ['torch', 'ase'])
 @pytest.mark.parametrize(('ensemble', 'cell_fluctuations'), [('nve', 'isotropic'), ('nvt', 'isotropic'),
                                                              ('npt', 'isotropic'), ('npt', 'full')])
-def test_restart_is_bit_for_bit(tmp_path, ensemble, cell_fluctuations):
+def test_restart_is_bit_for_bit(tmp_path, ensemble, cell_fluctuations, engine):
     """A run stopped by its walltime after every step and continued 24 times ends in exactly (==, not approx)
     the same positions, momenta, thermostat/barostat state, trajectory and log as an uninterrupted run; frames
     and log rows written after the last checkpoint of an interrupted run are cut back, not duplicated."""
     atoms = argon_box(repeat=2)
     atoms.rattle(0.05, seed=3)
-    settings = _restart_settings(ensemble, cell_fluctuations=cell_fluctuations)
+    settings = _restart_settings(ensemble, cell_fluctuations=cell_fluctuations, engine=engine)
     assert run_md(settings, atoms, lj(), tmp_path / 'straight', rng=np.random.default_rng(7)).status == 0
 
-    interrupted = _restart_settings(ensemble, cell_fluctuations=cell_fluctuations, walltime_s=0.0)
+    interrupted = _restart_settings(ensemble, cell_fluctuations=cell_fluctuations, walltime_s=0.0, engine=engine)
     statuses = []
     for call in range(30):
         rng = np.random.default_rng(7) if call == 0 else np.random.default_rng(12345)  # restored from checkpoint
@@ -167,25 +168,27 @@ def test_close_contact_stops_with_its_status(tmp_path):
     assert (tmp_path / 'unstable.extxyz').is_file() and not (tmp_path / 'checkpoint.npz').exists()
 
 
-def test_huge_timestep_runs_away_and_restarts_with_smaller_step(tmp_path):
+@pytest.mark.parametrize('engine', ['torch', 'ase'])
+def test_huge_timestep_runs_away_and_restarts_with_smaller_step(tmp_path, engine):
     """NVE with dt = 100 fs (a fifth of argon's vibration period) heats the box past 3 x 100 K within a few
     steps: UNSTABLE_TEMPERATURE, with the last good checkpoint kept. Continuing from it with dt = 5 fs finishes."""
     atoms = argon_box(repeat=2)
-    unstable = _restart_settings('nve', timestep_fs=100.0, checkpoint_interval=1, n_steps=200)
+    unstable = _restart_settings('nve', timestep_fs=100.0, checkpoint_interval=1, n_steps=200, engine=engine)
     result = run_md(unstable, atoms, lj(), tmp_path, rng=np.random.default_rng(0))
     assert result.status == MDStatus.UNSTABLE_TEMPERATURE and result.status.is_unstable
     checkpoint = Checkpoint.load(tmp_path / 'checkpoint.npz')
     assert checkpoint.step == result.step - 1
-    stable = _restart_settings('nve', timestep_fs=5.0, n_steps=checkpoint.step + 40)
+    stable = _restart_settings('nve', timestep_fs=5.0, n_steps=checkpoint.step + 40, engine=engine)
     finished = run_md(stable, atoms, lj(), tmp_path)
     assert finished.status == MDStatus.FINISHED
     assert finished.time_fs == pytest.approx(checkpoint.time_fs + 40 * 5.0)
 
 
-def test_exploding_thermostat_is_a_status_not_a_traceback(tmp_path):
+@pytest.mark.parametrize('engine', ['torch', 'ase'])
+def test_exploding_thermostat_is_a_status_not_a_traceback(tmp_path, engine):
     """NVT with dt = 200 fs: the Nosé-Hoover chain variables overflow inside a step, positions become NaN and
     the LJ neighbour list raises; the run reports UNSTABLE_NOT_FINITE instead of crashing."""
-    settings = _restart_settings('nvt', timestep_fs=200.0, n_steps=200)
+    settings = _restart_settings('nvt', timestep_fs=200.0, n_steps=200, engine=engine)
     result = run_md(settings, argon_box(repeat=2), lj(), tmp_path, rng=np.random.default_rng(0))
     assert result.status == MDStatus.UNSTABLE_NOT_FINITE
 
@@ -209,9 +212,10 @@ class _NanAfter(Calculator):
         self.results['forces'] = scale * -displacement
 
 
-def test_nan_stops_with_its_status(tmp_path):
+@pytest.mark.parametrize('engine', ['torch', 'ase'])
+def test_nan_stops_with_its_status(tmp_path, engine):
     atoms = argon_box(repeat=2)
-    result = run_md(_restart_settings('nvt'), atoms, _NanAfter(atoms.positions.copy(), n=6), tmp_path,
+    result = run_md(_restart_settings('nvt', engine=engine), atoms, _NanAfter(atoms.positions.copy(), n=6), tmp_path,
                     rng=np.random.default_rng(0))
     assert result.status == MDStatus.UNSTABLE_NOT_FINITE and result.step == 5
 
