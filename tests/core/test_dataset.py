@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -239,3 +241,139 @@ def test_index_out_of_range(tmp_path, water_clusters):
         assert clusters[-1].info['index'] == len(water_clusters) - 1
         with pytest.raises(IndexError, match='cluster index 10 out of range'):
             clusters[10]
+
+
+# -- integrity: what a file records must be its content ------------------------------------------------------------
+def reseal(path):
+    """Recompute a changed file's dataset checksums and file digest, as a crafted or buggy writer would, so that
+    only the content checks (values, ids, summary) stand between the file and a reader."""
+    from aiida_qrnn.core.dataset import HEADER_CHECKSUM_KEY, _header_checksum, array_checksum
+
+    with h5py.File(path, 'a') as handle:
+        attrs = handle.attrs
+        checksums = {HEADER_CHECKSUM_KEY: _header_checksum(
+            int(attrs['format_version']), attrs['units'], attrs['level_of_theory'], attrs['label_names'])}
+        for group in ('atoms', 'clusters'):
+            for name, dataset in handle[group].items():
+                checksums[f'{group}/{name}'] = array_checksum(
+                    dataset.asstr()[...] if h5py.check_string_dtype(dataset.dtype) else dataset[...])
+        checksums['offsets'] = array_checksum(handle['offsets'][...])
+        attrs['checksums'] = json.dumps(checksums)
+    write_file_digest(path)
+
+
+def change_dataset(path, name, change, *, sealed):
+    with h5py.File(path, 'a') as handle:
+        values = handle[name][...]
+        change(values)
+        handle[name][...] = values
+    if sealed:
+        reseal(path)
+    else:
+        write_file_digest(path)  # only the per-dataset checksum can catch it
+
+
+@pytest.fixture
+def labelled_file(tmp_path):
+    return write_atoms(tmp_path / 'set.h5', make_water_clusters(4, labelled=True), level_of_theory='gfn2-xtb')
+
+
+def test_intact_file_verifies_to_what_was_written(labelled_file):
+    original = ClusterArrays.from_atoms(make_water_clusters(4, labelled=True))
+    with ClusterSet(labelled_file) as clusters:
+        arrays = clusters.verify()
+        assert clusters.format_version == 2
+    assert np.array_equal(arrays.positions, original.positions)
+    assert np.array_equal(arrays.ids.astype(str), original.ids.astype(str))
+    for name, values in original.labels.items():
+        assert np.array_equal(arrays.labels[name], values)
+
+
+@pytest.mark.parametrize(('dataset', 'index'), [('clusters/energy', 2), ('atoms/forces', (5, 1)),
+                                                ('atoms/charges', 0), ('clusters/kind', 1)])
+def test_a_changed_label_or_string_is_caught_by_its_checksum(labelled_file, dataset, index):
+    def change(values):
+        if values.dtype.kind == 'f':
+            values.view(np.uint8).reshape((*values.shape, 8))[index][0] ^= 1  # one bit of the lowest byte
+        else:
+            values[index] = b'decomposed'
+
+    change_dataset(labelled_file, dataset, change, sealed=False)
+    with ClusterSet(labelled_file) as clusters, pytest.raises(
+        ClusterSetError, match=rf"set.h5': the checksum of dataset '{dataset}' does not match"
+    ):
+        clusters.verify()
+
+
+def test_a_changed_byte_anywhere_is_caught_before_hdf5_reads_the_file(labelled_file):
+    data = bytearray(labelled_file.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    labelled_file.write_bytes(bytes(data))
+    with pytest.raises(ClusterSetError, match=r"set.h5': damaged cluster set, the file's sha256 differs"):
+        ClusterSet(labelled_file)
+
+
+def test_an_element_changed_in_a_resealed_file_is_caught_by_id_and_summary(labelled_file):
+    """A file with one atomic number changed to 72 (Hf) but its summary and ids unchanged lies about its content."""
+    def to_hafnium(numbers):
+        numbers[4] = 72
+
+    change_dataset(labelled_file, 'atoms/numbers', to_hafnium, sealed=True)
+    with ClusterSet(labelled_file) as clusters:
+        assert clusters.summary()['elements'] == ['H', 'O']  # what the file says of itself
+        with pytest.raises(ClusterSetError, match=r"set.h5', cluster 1: recorded id \w+ does not match the content"):
+            clusters.verify()
+    with h5py.File(labelled_file, 'a') as handle:  # ids made right, the summary still stale
+        ids = handle['clusters/id'].asstr()[...]
+        numbers, offsets = handle['atoms/numbers'][...], handle['offsets'][...]
+        positions = handle['atoms/positions'][...]
+        ids[1] = content_hash(numbers[offsets[1]:offsets[2]], positions[offsets[1]:offsets[2]])
+        handle['clusters/id'][...] = ids.astype(object)
+    reseal(labelled_file)
+    with ClusterSet(labelled_file) as clusters, pytest.raises(
+        ClusterSetError, match=r"recorded summary does not match the content: elements recorded \['H', 'O'\], "
+                               r"content \['H', 'O', 'Hf'\]"):
+        clusters.verify()
+
+
+def test_moved_atoms_under_an_old_id_are_caught(labelled_file):
+    def move(positions):
+        positions[7] += 0.5
+
+    change_dataset(labelled_file, 'atoms/positions', move, sealed=True)
+    with ClusterSet(labelled_file) as clusters, pytest.raises(ClusterSetError, match='cluster 1: recorded id'):
+        clusters.verify()
+
+
+def test_content_ids_do_not_overflow_and_ordinary_ids_are_unchanged(tmp_path):
+    numbers = np.array([8, 1, 1])
+    positions = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
+    # The ids written by every earlier version (int64 grid), computed with the code before this change:
+    assert content_hash(numbers, positions) == 'da3708743e478128ef939a1d3344da30'
+    assert content_hash(numbers, positions, 1, np.eye(3) * 9, np.ones(3, bool)) == 'ec6f201481e2eb58f00ce128d4d43a3f'
+    far = [positions * scale + 1e14 for scale in (1, 2, 3)]  # the int64 grid overflowed: one id for all three
+    ids = {content_hash(numbers, shifted) for shifted in far}
+    assert len(ids) == 3
+    assert content_hash(numbers, -far[0]) not in ids
+    images = [Atoms(numbers=numbers, positions=shifted) for shifted in far]
+    merged = merge_cluster_sets([write_atoms(tmp_path / 'far.h5', images)], tmp_path / 'merged.h5')
+    with ClusterSet(merged) as clusters:
+        assert len(clusters) == 3  # deduplication keeps all three
+
+
+def test_version_1_files_are_still_read_and_verified():
+    fixture = Path(__file__).parents[1] / 'parsers/fixtures/pyscf/success/clusters.h5'
+    with ClusterSet(fixture) as clusters:
+        assert clusters.format_version == 1
+        arrays = clusters.verify()
+    assert arrays.n_clusters == 2
+
+
+def test_dataset_claiming_more_bytes_than_the_file_is_refused_before_reading(tmp_path, water_clusters):
+    path = write_atoms(tmp_path / 'set.h5', water_clusters)
+    with h5py.File(path, 'a') as handle:
+        del handle['atoms/molecule']
+        handle.create_dataset('atoms/molecule', shape=(10**12,), dtype=np.int32, chunks=(4096,))
+    write_file_digest(path)
+    with pytest.raises(ClusterSetError, match=r"set.h5': damaged cluster set, dataset 'atoms/molecule' claims"):
+        ClusterSet(path)
