@@ -82,8 +82,9 @@ class AEVComputer(torch.nn.Module):
     """Radial and angular AEV for ``n_species`` species from a half pair list.
 
     ``forward(species (atoms,) in [0, n_species), pairs (2, P), vectors (P, 3), distances (P,))`` returns
-    ``(aev (atoms, aev_length), radial_terms (P_r, n_radial), radial_pairs (2, P_r))``; the radial terms and their
-    pairs are returned so that the charge-weighted radial AEV reuses them.
+    ``(aev (atoms, aev_length), radial_terms (P_r, n_radial), radial_pairs (2, P_r), radial_slots (2, P_r),
+    radial_distances (P_r,))``: the pairs inside the radial cutoff with their terms and scatter rows, so that the
+    charge-weighted radial AEV and short-range pair terms reuse them instead of searching the list again.
     """
 
     def __init__(self, n_species: int, config: AEVConfig | None = None) -> None:
@@ -117,64 +118,76 @@ class AEVComputer(torch.nn.Module):
         """0.25 exp(-η (r - R_s)²) f_c(r): (pairs,) -> (pairs, n_radial)."""
         shifts = self.radial_shifts.to(distances.dtype)
         gaussians = torch.exp(-self.radial_eta * (distances.unsqueeze(1) - shifts) ** 2)  # (pairs, rad)
-        return 0.25 * gaussians * cosine_cutoff(distances, self.radial_cutoff).unsqueeze(1)  # (pairs, rad)
+        return gaussians * (0.25 * cosine_cutoff(distances, self.radial_cutoff)).unsqueeze(1)  # (pairs, rad)
 
     def scatter_radial(
-        self, terms: torch.Tensor, pairs: torch.Tensor, weight_of_i: torch.Tensor, weight_of_j: torch.Tensor,
-        slot_of_i: torch.Tensor, slot_of_j: torch.Tensor, n_atoms: int, n_slots: int,
+        self, terms: torch.Tensor, slots: torch.Tensor, weight_of_i: torch.Tensor | None,
+        weight_of_j: torch.Tensor | None, n_atoms: int, n_slots: int,
     ) -> torch.Tensor:
-        """Add ``terms`` (P, rad) to both ends of each pair, weighted, in the neighbour's slot: (atoms, slots*rad)."""
+        """Add ``terms`` (P, rad) to both ends of each pair in the neighbour's slot: (atoms, slots*rad).
+
+        ``slots`` (2, P) are the flat rows ``i * n_slots + slot_of_j`` and ``j * n_slots + slot_of_i``; the
+        weights (P,) multiply the terms added to i (``weight_of_j``) and to j (``weight_of_i``); None: 1.
+        """
         out = terms.new_zeros((n_atoms * n_slots, self.n_radial))  # (atoms*slots, rad)
-        out.index_add_(0, pairs[0] * n_slots + slot_of_j, terms * weight_of_j.unsqueeze(1))
-        out.index_add_(0, pairs[1] * n_slots + slot_of_i, terms * weight_of_i.unsqueeze(1))
+        out.index_add_(0, slots[0], terms if weight_of_j is None else terms * weight_of_j.unsqueeze(1))
+        out.index_add_(0, slots[1], terms if weight_of_i is None else terms * weight_of_i.unsqueeze(1))
         return out.view(n_atoms, n_slots * self.n_radial)
 
     def forward(
         self, species: torch.Tensor, pairs: torch.Tensor, vectors: torch.Tensor, distances: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """See the class docstring; every pair quantity is gathered once, radial pairs first, angular from them."""
         n_atoms = species.shape[0]
         assert pairs.shape[0] == 2 and vectors.shape == (pairs.shape[1], 3) and distances.shape == (pairs.shape[1],)
         # Radial part over the pairs inside the radial cutoff.
-        radial_mask = distances < self.radial_cutoff  # (P,)
-        radial_index = radial_mask.nonzero().squeeze(1)  # (P_r,)
-        radial_pairs = pairs[:, radial_index]  # (2, P_r)
-        terms = self.radial_terms(distances[radial_index])  # (P_r, rad)
-        ones = terms.new_ones(radial_index.shape[0])
-        radial = self.scatter_radial(
-            terms, radial_pairs, ones, ones, species[radial_pairs[0]], species[radial_pairs[1]], n_atoms,
-            self.n_species,
-        )  # (atoms, species*rad)
+        radial_index = (distances < self.radial_cutoff).nonzero().squeeze(1)  # (P_r,)
+        radial_pairs = pairs.index_select(1, radial_index)  # (2, P_r)
+        radial_distances = distances.index_select(0, radial_index)  # (P_r,)
+        terms = self.radial_terms(radial_distances)  # (P_r, rad)
+        pair_species = species.index_select(0, radial_pairs.view(-1)).view(2, -1)  # (2, P_r)
+        slots = radial_pairs * self.n_species + pair_species.flip(0)  # (2, P_r): i's row for j, j's row for i
+        radial = self.scatter_radial(terms, slots, None, None, n_atoms, self.n_species)  # (atoms, species*rad)
         # Angular part: directed pairs inside the angular cutoff, combined two by two around each centre.
-        angular_index = (distances < self.angular_cutoff).nonzero().squeeze(1)  # (P_a,)
-        angular_pairs = pairs[:, angular_index]  # (2, P_a)
-        centers = torch.cat([angular_pairs[0], angular_pairs[1]])  # (2 P_a,)
-        others = torch.cat([angular_pairs[1], angular_pairs[0]])  # (2 P_a,)
-        directed_vectors = torch.cat([vectors[angular_index], -vectors[angular_index]])  # (2 P_a, 3)
-        directed_distances = distances[angular_index].repeat(2)  # (2 P_a,)
-        triplets = build_triplets(centers, n_atoms)  # (2, T)
+        angular_local = (radial_distances < self.angular_cutoff).nonzero().squeeze(1)  # (P_a,) into radial pairs
+        angular_pairs = radial_pairs.index_select(1, angular_local)  # (2, P_a)
+        angular_distances = radial_distances.index_select(0, angular_local)  # (P_a,)
+        units = vectors.index_select(0, radial_index.index_select(0, angular_local)) / angular_distances.unsqueeze(1)
+        angular_species = pair_species.index_select(1, angular_local)  # (2, P_a)
+        centers = angular_pairs.view(-1)  # (2 P_a,): each pair seen from i, then from j
+        other_species = angular_species.flip(0).reshape(-1)  # (2 P_a,)
+        directed_units = torch.cat([units, -units])  # (2 P_a, 3)
+        directed_distances = angular_distances.repeat(2)  # (2 P_a,)
+        directed_cutoffs = cosine_cutoff(angular_distances, self.angular_cutoff).repeat(2)  # (2 P_a,)
+        first, second = build_triplets(centers, n_atoms).unbind(0)  # (T,), (T,)
+        cos_angle = 0.95 * (directed_units.index_select(0, first) * directed_units.index_select(0, second)).sum(1)
         angular = self.angular_terms(
-            directed_vectors[triplets[0]], directed_vectors[triplets[1]], directed_distances[triplets[0]],
-            directed_distances[triplets[1]],
+            cos_angle, directed_distances.index_select(0, first) + directed_distances.index_select(0, second),
+            directed_cutoffs.index_select(0, first) * directed_cutoffs.index_select(0, second),
         )  # (T, ang)
-        slot = self.species_pair_slot[species[others[triplets[0]]], species[others[triplets[1]]]]  # (T,)
+        slot = self.species_pair_slot.view(-1)[
+            other_species.index_select(0, first) * self.n_species + other_species.index_select(0, second)
+        ]  # (T,)
         angular_aev = angular.new_zeros((n_atoms * self.n_species_pairs, self.n_angular))
-        angular_aev.index_add_(0, centers[triplets[0]] * self.n_species_pairs + slot, angular)
+        angular_aev.index_add_(0, centers.index_select(0, first) * self.n_species_pairs + slot, angular)
         aev = torch.cat([radial, angular_aev.view(n_atoms, self.angular_length)], dim=1)  # (atoms, aev)
-        return aev, terms, radial_pairs
+        return aev, terms, radial_pairs, slots, radial_distances
 
     def angular_terms(
-        self, vectors_j: torch.Tensor, vectors_k: torch.Tensor, distances_j: torch.Tensor, distances_k: torch.Tensor,
+        self, cos_angle: torch.Tensor, distance_sum: torch.Tensor, cutoff_product: torch.Tensor,
     ) -> torch.Tensor:
-        """Angular symmetry functions of triplets: (T, 3) x2, (T,) x2 -> (T, n_shifts * n_sections)."""
-        dtype = distances_j.dtype
-        cos_angle = 0.95 * (vectors_j * vectors_k).sum(1) / (distances_j * distances_k)  # (T,)
+        """Angular symmetry functions of triplets from 0.95 cos θ, r_ij + r_ik and f_c f_c, all (T,).
+
+        Returns (T, n_shifts * n_sections). The cutoffs and the factor 2^(1-ζ) go into the (T, shifts) factor
+        before the outer product, so only one (T, shifts*sections) tensor is built.
+        """
+        dtype = cos_angle.dtype
         sin_angle = torch.sqrt(1.0 - cos_angle ** 2)  # (T,) >= sqrt(1 - 0.95^2): smooth
         sections = self.angle_sections.to(dtype)
         cos_difference = cos_angle.unsqueeze(1) * torch.cos(sections) + sin_angle.unsqueeze(1) * torch.sin(sections)
-        angle_factor = 2.0 * ((1.0 + cos_difference) / 2.0) ** self.angular_zeta  # (T, sections)
-        mean_distance = (distances_j + distances_k) / 2.0  # (T,)
+        angle_factor = (1.0 + cos_difference) ** self.angular_zeta  # (T, sections)
         shifts = self.angular_shifts.to(dtype)
-        radial_factor = torch.exp(-self.angular_eta * (mean_distance.unsqueeze(1) - shifts) ** 2)  # (T, shifts)
-        cutoffs = cosine_cutoff(distances_j, self.angular_cutoff) * cosine_cutoff(distances_k, self.angular_cutoff)
-        terms = radial_factor.unsqueeze(2) * angle_factor.unsqueeze(1)  # (T, shifts, sections)
-        return (terms * cutoffs.view(-1, 1, 1)).flatten(1)  # (T, shifts*sections)
+        radial_factor = torch.exp(-self.angular_eta * (0.5 * distance_sum.unsqueeze(1) - shifts) ** 2)  # (T, shifts)
+        radial_factor = radial_factor * (2.0 ** (1.0 - self.angular_zeta) * cutoff_product).unsqueeze(1)
+        # a batched matmul: its backward (two more) is much faster on CPU than broadcast products and sums
+        return torch.bmm(radial_factor.unsqueeze(2), angle_factor.unsqueeze(1)).flatten(1)  # (T, shifts*sections)

@@ -31,6 +31,8 @@ import torch
 
 from aiida_qrnn.core.units import COULOMB_CONSTANT
 
+from .neighbors import sum_over_pairs
+
 __all__ = ('Coulomb',)
 
 
@@ -80,27 +82,37 @@ class Coulomb(torch.nn.Module):
         assert charges.shape == system_index.shape, 'charges and system_index must both be (atoms,)'
         assert pairs.dim() == 2 and pairs.shape[0] == 2, 'pairs must be (2, P)'
         assert distances.shape == pairs.shape[1:], 'distances must be (P,)'
-        charge_products = charges[pairs[0]] * charges[pairs[1]]  # (P,)
-        if periodic:
-            within = distances < self.cutoff  # (P,)
-            r = torch.where(within, distances, torch.full_like(distances, self.cutoff))  # (P,), safe beyond R_c
-            kernel = (
-                torch.erfc(self.dsf_alpha * r) / r - self._dsf_energy_shift
-                + (r - self.cutoff) * self._dsf_force_shift
-            )  # (P,), zero with zero slope at R_c
-            kernel = torch.where(within, kernel, torch.zeros_like(kernel))
-        else:
-            r = distances
-            kernel = 1.0 / r  # (P,)
+        pair_charges = charges.index_select(0, pairs.reshape(-1)).view(2, -1)  # (2, P)
+        r, kernel = self.long_range_kernel(distances, periodic)  # (P,), (P,)
         if self.short_range_cutoff > 0:
-            kernel = kernel - self._short_range_envelope(r) / r
-        pair_energy = self.coulomb_constant * charge_products * kernel  # (P,)
-        energy = torch.zeros(n_systems, dtype=charges.dtype, device=charges.device)
-        energy = energy.index_add(0, system_index[pairs[0]], pair_energy)  # (n_systems,)
+            kernel = kernel - self.short_range_kernel(r)
+        pair_energy = self.coulomb_constant * pair_charges[0] * pair_charges[1] * kernel  # (P,)
+        energy = sum_over_pairs(pair_energy, pairs, system_index, n_systems)  # (n_systems,)
         if periodic:
-            self_energy = -self.coulomb_constant * self._dsf_self * charges * charges  # (atoms,)
-            energy = energy.index_add(0, system_index, self_energy)
+            energy = energy + self.self_energy(charges, system_index, n_systems)
         return energy
+
+    def long_range_kernel(self, distances: torch.Tensor, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distances clamped at R_c (periodic) and J(r) without the short-range removal, both (P,) -> (P,)."""
+        if not periodic:
+            return distances, 1.0 / distances
+        within = distances < self.cutoff  # (P,)
+        r = torch.where(within, distances, torch.full_like(distances, self.cutoff))  # (P,), safe beyond R_c
+        kernel = (
+            torch.erfc(self.dsf_alpha * r) / r - self._dsf_energy_shift + (r - self.cutoff) * self._dsf_force_shift
+        )  # (P,), zero with zero slope at R_c
+        return r, torch.where(within, kernel, torch.zeros_like(kernel))
+
+    def short_range_kernel(self, r: torch.Tensor) -> torch.Tensor:
+        """f_sr(r) / r, the part of 1/r removed (P,) -> (P,); exactly zero at and beyond ``short_range_cutoff``."""
+        return self._short_range_envelope(r) / r
+
+    def self_energy(self, charges: torch.Tensor, system_index: torch.Tensor, n_systems: int) -> torch.Tensor:
+        """DSF self term per system (n_systems,) of periodic cells."""
+        self_energy = -self.coulomb_constant * self._dsf_self * charges * charges  # (atoms,)
+        if n_systems == 1:
+            return self_energy.sum(0, keepdim=True)
+        return self_energy.new_zeros(n_systems).index_add(0, system_index, self_energy)
 
     def _short_range_envelope(self, r: torch.Tensor) -> torch.Tensor:
         """AIMNet2's f_sr(r) = exp(1 - 1/(1 - (r/r_sr)^2)) below r_sr, 0 beyond: 1 at r=0, C-infinity at r_sr."""

@@ -28,6 +28,8 @@ import torch
 
 from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
+from .neighbors import sum_over_pairs
+
 __all__ = ('D3_MAX_ATOMIC_NUMBER', 'D3Dispersion')
 
 D3_MAX_ATOMIC_NUMBER = 94  # Pu: last element with D3 reference C6 and R0AB values (tad-dftd3 tables)
@@ -132,18 +134,24 @@ class D3Dispersion(torch.nn.Module):
         assert pairs.dim() == 2 and pairs.shape[0] == 2, 'pairs must be (2, P)'
         assert distances.shape == pairs.shape[1:], 'distances must be (P,)'
         raw_species = self.species_of_number[numbers]  # (atoms,), -1 for elements without tables
-        species = raw_species.clamp(min=0)  # (atoms,)
-        r, switch = self._switched_distances(distances)  # (P,), (P,)
-        _, c6 = self._coordination_and_c6(species, pairs, r, switch)  # (atoms,), (P,)
-        r0 = self.r0.view(-1)[species[pairs[0]] * self.r0.shape[0] + species[pairs[1]]]  # (P,)
-        damping = 1.0 / (1.0 + self.damping * (r0 / r) ** 12)  # (P,)
-        pair_energy = -self.s6 * c6 / r**6 * damping * switch  # (P,)
-        energy = torch.zeros(n_systems, dtype=distances.dtype, device=distances.device)
-        energy = energy.index_add(0, system_index[pairs[0]], pair_energy)  # (n_systems,)
+        pair_energy = self.pair_energies(raw_species.clamp(min=0), pairs, distances)  # (P,)
+        energy = sum_over_pairs(pair_energy, pairs, system_index, n_systems)  # (n_systems,)
         atom_zeros = torch.zeros(numbers.shape[0], dtype=distances.dtype, device=distances.device)  # (atoms,)
         unsupported = torch.where(raw_species < 0, atom_zeros + math.nan, atom_zeros)  # (atoms,)
         # NaN marks a system with an element outside the tables, without a host sync
         return energy.index_add(0, system_index, unsupported)
+
+    def pair_energies(self, species: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
+        """Dispersion energy (P,) in eV of each listed pair; ``species`` (atoms,) are indices into the tables."""
+        r, switch = self._switched_distances(distances)  # (P,), (P,)
+        n_elements = self.covalent_radii.shape[0]
+        species_j = species.index_select(0, pairs[1])  # (P,)
+        species_pair = species.index_select(0, pairs[0]) * n_elements + species_j  # (P,) flat (s_i, s_j)
+        _, c6 = self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)  # (atoms,), (P,)
+        inverse_r2 = 1.0 / (r * r)  # (P,)
+        r0_squared = (self.r0 * self.r0).view(-1).index_select(0, species_pair)  # (P,)
+        damping = 1.0 + self.damping * (r0_squared * inverse_r2) ** 6  # (P,) the inverse of the CHG damping
+        return (-self.s6) * c6 * inverse_r2 ** 3 * switch / damping  # (P,)
 
     @torch.jit.export
     def coordination_and_c6(
@@ -152,7 +160,9 @@ class D3Dispersion(torch.nn.Module):
         """D3 coordination numbers (atoms,) and C6 (P,) in eV·Å^6 of the listed pairs, as used by ``forward``."""
         species = self.species_of_number[numbers].clamp(min=0)  # (atoms,)
         r, switch = self._switched_distances(distances)
-        return self._coordination_and_c6(species, pairs, r, switch)
+        species_j = species.index_select(0, pairs[1])  # (P,)
+        species_pair = species.index_select(0, pairs[0]) * self.covalent_radii.shape[0] + species_j  # (P,)
+        return self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)
 
     def _switched_distances(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances clamped to the cutoff (safe gradients beyond it) and the switch S(r), both (P,)."""
@@ -162,11 +172,12 @@ class D3Dispersion(torch.nn.Module):
 
     def _coordination_and_c6(
         self, species: torch.Tensor, pairs: torch.Tensor, r: torch.Tensor, switch: torch.Tensor,
+        species_j: torch.Tensor, species_pair: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Input shapes: (atoms,), (2, P), (P,), (P,) -> (atoms,), (P,)
+        # Input shapes: (atoms,), (2, P), (P,), (P,), (P,), (P,) -> (atoms,), (P,)
         n_atoms = species.shape[0]
-        species_j = species[pairs[1]]  # (P,)
-        covalent_sum = self.covalent_radii[species[pairs[0]]] + self.covalent_radii[species_j]  # (P,)
+        covalent_sums = (self.covalent_radii.unsqueeze(1) + self.covalent_radii.unsqueeze(0)).view(-1)  # (E*E,)
+        covalent_sum = covalent_sums.index_select(0, species_pair)  # (P,)
         count = switch / (1.0 + torch.exp(-self._k1 * (covalent_sum / r - 1.0)))  # (P,)
         cn = torch.zeros(n_atoms, dtype=r.dtype, device=r.device)
         cn = cn.index_add(0, pairs[0], count).index_add(0, pairs[1], count)  # (atoms,)

@@ -21,7 +21,7 @@ import typing as t
 
 import torch
 
-__all__ = ('NeighborList', 'neighbor_list', 'neighbor_pairs', 'pair_geometry')
+__all__ = ('NeighborList', 'neighbor_list', 'neighbor_pairs', 'pair_geometry', 'sum_over_pairs')
 
 
 class NeighborList(t.NamedTuple):
@@ -94,10 +94,18 @@ def pair_geometry(
     positions: torch.Tensor, cells: torch.Tensor, system_index: torch.Tensor, pairs: torch.Tensor,
     cell_shifts: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cartesian shifts, vectors and distances of ``pairs``, differentiable w.r.t. ``positions`` and ``cells``."""
-    pair_cells = cells[system_index[pairs[0]]]  # (pairs, 3, 3)
-    shifts = torch.bmm(cell_shifts.unsqueeze(1), pair_cells).squeeze(1)  # (pairs, 3)
-    vectors = positions[pairs[1]] - positions[pairs[0]] + shifts  # (pairs, 3)
+    """Cartesian shifts, vectors and distances of ``pairs``, differentiable w.r.t. ``positions`` and ``cells``.
+
+    Gathers go through ``index_select`` (its backward is an ``index_add``, much faster on CPU than the
+    ``index_put`` behind advanced indexing), and no (pairs, 3, 3) tensor of per-pair cells is built.
+    """
+    if cells.shape[0] == 1:  # one system (an MD box): one small matmul
+        shifts = cell_shifts @ cells[0]  # (pairs, 3)
+    else:  # S @ cell = S_0 a + S_1 b + S_2 c with the rows of each pair's cell
+        pair_cells = cells.reshape(-1, 9).index_select(0, system_index.index_select(0, pairs[0]))  # (pairs, 9)
+        shifts = (cell_shifts[:, 0:1] * pair_cells[:, 0:3] + cell_shifts[:, 1:2] * pair_cells[:, 3:6]
+                  + cell_shifts[:, 2:3] * pair_cells[:, 6:9])  # (pairs, 3)
+    vectors = positions.index_select(0, pairs[1]) - positions.index_select(0, pairs[0]) + shifts  # (pairs, 3)
     distances = torch.linalg.vector_norm(vectors, dim=1)  # (pairs,)
     return shifts, vectors, distances
 
@@ -109,3 +117,13 @@ def neighbor_list(
     pairs, cell_shifts = neighbor_pairs(positions, system_index, cells, pbc, cutoff)
     shifts, vectors, distances = pair_geometry(positions, cells, system_index, pairs, cell_shifts)
     return NeighborList(pairs, cell_shifts, shifts, vectors, distances)
+
+
+def sum_over_pairs(
+    values: torch.Tensor, pairs: torch.Tensor, system_index: torch.Tensor, n_systems: int,
+) -> torch.Tensor:
+    """Sum of pair ``values`` (P,) per system: (n_systems,). One system (an MD box) is a plain sum, no gather."""
+    if n_systems == 1:
+        return values.sum(0, keepdim=True)
+    pair_system = system_index.index_select(0, pairs[0])  # (P,)
+    return values.new_zeros(n_systems).index_add(0, pair_system, values)

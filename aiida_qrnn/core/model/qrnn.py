@@ -24,7 +24,7 @@ import torch
 from ase.data import atomic_numbers, chemical_symbols
 
 from .aev import AEVComputer, AEVConfig
-from .neighbors import neighbor_pairs, pair_geometry
+from .neighbors import neighbor_pairs, pair_geometry, sum_over_pairs
 from .qeq import charge_equilibration
 
 __all__ = ('QRNN', 'QRNNConfig', 'evaluate')
@@ -152,6 +152,10 @@ class QRNN(torch.nn.Module):
 
             self.coulomb = Coulomb(**config.coulomb)
             cutoffs.append(float(self.coulomb.cutoff))
+        # the short-range Coulomb removal can run over the AEV's radial pairs (see _coulomb_energy)
+        self._short_range_in_radial = bool(
+            self.coulomb is not None and self.coulomb.short_range_cutoff <= self.aev.radial_cutoff
+        )
         if config.dispersion is not None:
             from .dispersion import D3Dispersion
 
@@ -162,12 +166,11 @@ class QRNN(torch.nn.Module):
         self.open_cluster_cutoff = float(config.open_cluster_cutoff)  # Å, pair cutoff for open clusters
 
     def _charge_aev(
-        self, radial_terms: torch.Tensor, radial_pairs: torch.Tensor, charges: torch.Tensor, species: torch.Tensor,
+        self, radial_terms: torch.Tensor, radial_slots: torch.Tensor, radial_charges: torch.Tensor, n_atoms: int,
     ) -> torch.Tensor:
-        """Charge-weighted radial AEV, species-resolved: (atoms, species*rad)."""
+        """Charge-weighted radial AEV, species-resolved: (atoms, species*rad); ``radial_charges`` (2, P_r)."""
         return self.aev.scatter_radial(
-            radial_terms, radial_pairs, charges[radial_pairs[0]], charges[radial_pairs[1]],
-            species[radial_pairs[0]], species[radial_pairs[1]], charges.shape[0], self.n_species,
+            radial_terms, radial_slots, radial_charges[0], radial_charges[1], n_atoms, self.n_species,
         )
 
     def _equilibrate(
@@ -188,24 +191,31 @@ class QRNN(torch.nn.Module):
         assert cells.shape == (n_systems, 3, 3) and total_charge.shape == (n_systems,)
         species = self.species_of_number[numbers]  # (atoms,)
         atoms_of_species = [(species == index).nonzero().squeeze(1) for index in range(self.n_species)]
-        _, vectors, distances = pair_geometry(positions, cells, system_index, pairs, cell_shifts)
-        aev, radial_terms, radial_pairs = self.aev(species, pairs, vectors, distances)  # (atoms, aev), ...
-        charges = positions.new_zeros(n_atoms)  # q^(0) = 0: pass 1 sees the plain AEV
-        for _pass in range(2):
-            charge_aev = self._charge_aev(radial_terms, radial_pairs, charges, species)  # (atoms, species*rad)
+        _, vectors, distances = pair_geometry(positions, cells, system_index, pairs, cell_shifts)  # shared below
+        aev, radial_terms, radial_pairs, radial_slots, radial_distances = self.aev(species, pairs, vectors, distances)
+        # q^(0) = 0: pass 1 sees the plain AEV (a zero charge-weighted AEV, not computed)
+        charge_aev = aev.new_zeros((n_atoms, self.n_species * self.aev.n_radial))  # (atoms, species*rad)
+        charges = positions.new_zeros(n_atoms)
+        for charge_pass in range(2):
+            if charge_pass > 0:
+                radial_charges = charges.index_select(0, radial_pairs.reshape(-1)).view(2, -1)  # (2, P_r)
+                charge_aev = self._charge_aev(radial_terms, radial_slots, radial_charges, n_atoms)
             charges = self._equilibrate(
                 torch.cat([aev, charge_aev], dim=1), atoms_of_species, total_charge, system_index, n_systems,
             )  # (atoms,)
-        charge_aev = self._charge_aev(radial_terms, radial_pairs, charges, species)
+        radial_charges = charges.index_select(0, radial_pairs.reshape(-1)).view(2, -1)  # (2, P_r), q^(2)
+        charge_aev = self._charge_aev(radial_terms, radial_slots, radial_charges, n_atoms)
         energy_features = torch.cat([aev, charge_aev, charges.unsqueeze(1)], dim=1)  # (atoms, aev+species*rad+1)
         atomic = self.energy_networks(energy_features, atoms_of_species).squeeze(1)  # (atoms,)
         atomic = atomic + self.self_energies.to(atomic.dtype)[species]
         energy_atomic = atomic.new_zeros(n_systems).index_add(0, system_index, atomic)  # (systems,)
         energy_coulomb = torch.zeros_like(energy_atomic)
         energy_dispersion = torch.zeros_like(energy_atomic)
-        coulomb = self.coulomb
-        if coulomb is not None:  # ignores periodic pairs beyond its own cutoff
-            energy_coulomb = coulomb(charges, pairs, distances, system_index, n_systems, periodic)
+        if self.coulomb is not None:  # ignores periodic pairs beyond its own cutoff
+            energy_coulomb = self._coulomb_energy(
+                charges, pairs, distances, radial_charges, radial_pairs, radial_distances, system_index, n_systems,
+                periodic,
+            )
         dispersion = self.dispersion
         if dispersion is not None:
             energy_dispersion = dispersion(numbers, pairs, distances, system_index, n_systems)
@@ -215,6 +225,35 @@ class QRNN(torch.nn.Module):
             'energy_coulomb': energy_coulomb, 'energy_dispersion': energy_dispersion, 'charges': charges,
             'atomic_energies': atomic, 'dipole': dipole,
         }
+
+    def _coulomb_energy(
+        self, charges: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor, radial_charges: torch.Tensor,
+        radial_pairs: torch.Tensor, radial_distances: torch.Tensor, system_index: torch.Tensor, n_systems: int,
+        periodic: bool,
+    ) -> torch.Tensor:
+        """:class:`.coulomb.Coulomb` energy (systems,), its short-range removal over the AEV's radial pairs only.
+
+        f_sr(r) is exactly zero from ``short_range_cutoff`` on, so when that is inside the radial AEV cutoff the
+        removal needs only the radial pairs, whose distances and charges are gathered already; the same sum as
+        ``Coulomb.forward`` over the whole list (tested).
+        """
+        coulomb = self.coulomb
+        assert coulomb is not None
+        pair_charges = charges.index_select(0, pairs.reshape(-1)).view(2, -1)  # (2, P)
+        r, kernel = coulomb.long_range_kernel(distances, periodic)  # (P,), (P,)
+        if coulomb.short_range_cutoff > 0 and not self._short_range_in_radial:
+            kernel = kernel - coulomb.short_range_kernel(r)
+        pair_energy = pair_charges[0] * pair_charges[1] * kernel  # (P,) e²/Å
+        if coulomb.short_range_cutoff > 0 and self._short_range_in_radial:
+            removed = radial_charges[0] * radial_charges[1] * coulomb.short_range_kernel(radial_distances)  # (P_r,)
+            energy = (sum_over_pairs(pair_energy, pairs, system_index, n_systems)
+                      - sum_over_pairs(removed, radial_pairs, system_index, n_systems))
+        else:
+            energy = sum_over_pairs(pair_energy, pairs, system_index, n_systems)
+        energy = coulomb.coulomb_constant * energy  # (systems,) eV
+        if periodic:
+            energy = energy + coulomb.self_energy(charges, system_index, n_systems)
+        return energy
 
 
 def evaluate(
