@@ -8,9 +8,14 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
 
-from aiida_qrnn.calculations.psi4 import PROPERTIES
+from aiida_qrnn.calculations.psi4 import PROPERTIES, validate_closed_shell_clusters
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
+from aiida_qrnn.calculations.psi4 import validate_label_parameters as validate_psi4_parameters
+from aiida_qrnn.calculations.pyscf import validate_parameters as validate_pyscf_parameters
 from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
+from aiida_qrnn.calculations.xtb import validate_clusters as validate_xtb_clusters
+from aiida_qrnn.calculations.xtb import validate_parameters as validate_xtb_parameters
+from aiida_qrnn.core.d3bj import split_dispersion
 from aiida_qrnn.core.dataset import ClusterArrays, concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData, stored_cluster_rows
 from aiida_qrnn.workchains.base import (
@@ -21,9 +26,18 @@ from aiida_qrnn.workchains.base import (
     sorted_failures,
 )
 
-__all__ = ('CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'assemble_labels', 'collect_labels')
+__all__ = (
+    'CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'assemble_labels', 'batch_label', 'collect_labels', 'submitted_batch',
+)
 
 ENGINES = {'xtb': XtbBaseWorkChain, 'psi4': Psi4BaseWorkChain, 'pyscf': PyscfBaseWorkChain}
+#: The validators the engine's calculation applies to its ``parameters`` and ``clusters``, applied at submission.
+PARAMETER_VALIDATORS = {
+    'xtb': validate_xtb_parameters, 'psi4': validate_psi4_parameters, 'pyscf': validate_pyscf_parameters,
+}
+CLUSTER_VALIDATORS = {
+    'xtb': validate_xtb_clusters, 'psi4': validate_closed_shell_clusters, 'pyscf': validate_closed_shell_clusters,
+}
 XTB_LABELS = ['charges', 'dipole', 'energy', 'forces']
 #: Level of theory of the ``charges`` label that ``charges_code`` adds to a DFT-labelled set.
 CHARGES_LEVEL_OF_THEORY = xtb_level_of_theory({})
@@ -59,6 +73,18 @@ def assemble_labels(clusters: ClusterSetData, **parts: ClusterSetData) -> Cluste
     if charge_parts:
         node.base.attributes.set('charges_level_of_theory', _common_level(charge_parts))
     return node
+
+
+def _positive(value: orm.Int, port) -> str | None:
+    if value.value < 1:
+        return f'{port.name}: must be a positive integer, got {value.value}.'
+    return None
+
+
+def _fraction(value: orm.Float, port) -> str | None:
+    if not 0.0 <= value.value <= 1.0:
+        return f'{port.name}: must be a fraction between 0 and 1, got {value.value}.'
+    return None
 
 
 def _common_level(nodes) -> str | None:
@@ -97,6 +123,24 @@ def _with_charges(labelled: ClusterArrays, charges: ClusterArrays) -> ClusterArr
     return labelled.validate()
 
 
+def batch_label(task: str, indices: list[int]) -> str:
+    """The label of the child that labels ``indices`` for ``task``: deterministic, so that it can be found again."""
+    return f'qrnn.label {task} batch {indices[0]}+{len(indices)}'
+
+
+def submitted_batch(parent: orm.WorkflowNode, label: str) -> orm.ProcessNode | None:
+    """The child of ``parent`` labelled ``label``, when one was submitted already.
+
+    A worker killed after submitting a batch and before the checkpoint replays the step from the checkpoint, which
+    still has the batch in its queue; the child, stored with its CALL link when it was submitted, is found here
+    instead of being submitted a second time.
+    """
+    query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': parent.pk}, tag='parent')
+    query.append(orm.ProcessNode, with_incoming='parent', filters={'label': label}, project='*')
+    found = [row[0] for row in query.all()]
+    return min(found, key=lambda node: node.pk) if found else None
+
+
 class LabelWorkChain(WorkChain):
     """Label every cluster of ``clusters`` with ``engine`` (xtb, psi4 or pyscf) at the level ``parameters`` give.
 
@@ -130,12 +174,18 @@ class LabelWorkChain(WorkChain):
         )
         spec.input('parameters', valid_type=orm.Dict, required=False, help='Parameters of the engine calculation.')
         spec.input('options', valid_type=orm.Dict, required=False, help='metadata.options of every job.')
-        spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(100), help='Clusters per job.')
-        spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), help='Jobs in flight at most.')
+        spec.input(
+            'batch_size', valid_type=orm.Int, default=lambda: orm.Int(100), validator=_positive,
+            help='Clusters per job (at least 1).',
+        )
+        spec.input(
+            'max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(4), validator=_positive,
+            help='Jobs in flight at most (at least 1).',
+        )
         spec.input('reuse', valid_type=orm.Bool, default=lambda: orm.Bool(True), help='Reuse labels in the database.')
         spec.input(
-            'max_failed_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.05),
-            help='Fail with ERROR_TOO_MANY_FAILED when a larger fraction of clusters cannot be labelled.',
+            'max_failed_fraction', valid_type=orm.Float, default=lambda: orm.Float(0.05), validator=_fraction,
+            help='Fail with ERROR_TOO_MANY_FAILED when a larger fraction (0 to 1) of clusters cannot be labelled.',
         )
         spec.inputs.validator = cls._validate_inputs
         spec.outline(
@@ -159,9 +209,29 @@ class LabelWorkChain(WorkChain):
 
     @staticmethod
     def _validate_inputs(inputs: dict[str, Any], _) -> str | None:
+        """What the children would refuse, refused at submission: the engine's own validators of ``parameters``
+        and ``clusters``, and the codes the method needs."""
         engine = inputs.get('engine')
-        if 'charges_code' in inputs and engine is not None and engine.value == 'xtb':
+        if engine is None or engine.value not in ENGINES:
+            return None  # the engine port names the problem
+        engine = engine.value
+        if 'charges_code' in inputs and engine == 'xtb':
             return 'charges_code: the xtb engine labels GFN2-xTB charges already; give charges_code only for DFT.'
+        parameters = inputs.get('parameters')
+        if parameters is None:
+            if engine != 'xtb':
+                return f'parameters: the {engine} engine needs parameters with at least method and basis.'
+        else:
+            message = PARAMETER_VALIDATORS[engine](parameters, None)
+            if message:
+                return message
+            if engine == 'psi4' and split_dispersion(parameters['method'])[1] is not None and 'd3bj_code' not in inputs:
+                return f'd3bj_code: method {parameters["method"]!r} needs d3bj_code (aiida-qrnn-exec).'
+        if 'clusters' in inputs:
+            message = CLUSTER_VALIDATORS[engine](inputs['clusters'], None)
+            if message is None and 'charges_code' in inputs:
+                message = validate_xtb_clusters(inputs['clusters'], None)
+            return message
         return None
 
     def level_of_theory(self, task: str = LABELS) -> str:
@@ -229,10 +299,16 @@ class LabelWorkChain(WorkChain):
                 del self.ctx.running[uuid]
         while self.ctx.queue and len(self.ctx.running) < self.inputs.max_concurrent.value:
             task, indices = self.ctx.queue.pop(0)
-            engine = 'xtb' if task == CHARGES else self.inputs.engine.value
-            child = self.submit(ENGINES[engine], **self._batch_inputs(task, indices))
+            label = batch_label(task, indices)
+            child = submitted_batch(self.node, label)
+            if child is not None:
+                self.report(f'found {task} batch {label!r}, submitted before a restart, as {child.process_label}'
+                            f'<{child.pk}>: not submitted again')
+            else:
+                engine = 'xtb' if task == CHARGES else self.inputs.engine.value
+                child = self.submit(ENGINES[engine], **self._batch_inputs(task, indices), metadata={'label': label})
+                self.report(f'submitted {task} batch of {len(indices)} cluster(s) as {child.process_label}<{child.pk}>')
             self.ctx.running[child.uuid] = [task, indices]
-            self.report(f'submitted {task} batch of {len(indices)} cluster(s) as {child.process_label}<{child.pk}>')
         if self.ctx.running:
             oldest = next(iter(self.ctx.running))
             return ToContext(oldest_batch=orm.load_node(oldest))

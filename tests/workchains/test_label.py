@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tblite.interface import Calculator
 
 from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from aiida_qrnn.workchains.label import LabelWorkChain, assemble_labels
+from aiida_qrnn.workchains.label import LabelWorkChain, assemble_labels, batch_label, submitted_batch
 from tests.conftest import make_water_clusters
 
 XTB = shutil.which('xtb') or 'xtb'
@@ -67,17 +68,18 @@ def test_batches_then_reuse(xtb_code):
 
 
 def test_failed_fraction_limit(xtb_code):
-    """One of three clusters cannot be labelled: it is in ``failed`` with its reason, and 1/3 > 5 % fails."""
+    """One of three clusters cannot be labelled (water at charge -6: more electrons than GFN2's basis holds): it is
+    in ``failed`` with its reason, and 1/3 > 5 % fails."""
     images = make_water_clusters(3, seed=4)
-    images[1].positions[1] = images[1].positions[0]
+    images[0].info['total_charge'] = -6  # cluster 0 is one molecule
     clusters = ClusterSetData.from_atoms(images)
     results, node = run_get_node(
         LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=xtb_code, reuse=orm.Bool(False),
     )
     assert node.exit_status == LabelWorkChain.exit_codes.ERROR_TOO_MANY_FAILED.status
     (failure,) = results['failed'].get_list()
-    assert failure['index'] == 1
-    assert failure['id'] == clusters.get_arrays().ids[1]
+    assert failure['index'] == 0
+    assert failure['id'] == clusters.get_arrays().ids[0]
     assert failure['reason'] == 'abnormal_termination'
     assert results['clusters'].n_clusters == 2
 
@@ -160,3 +162,52 @@ def test_charges_code_is_refused_for_xtb(xtb_code):
     with pytest.raises(ValueError, match='charges_code'):
         run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(1)),
                      engine=orm.Str('xtb'), code=xtb_code, charges_code=xtb_code)
+
+
+@pytest.mark.parametrize(
+    ('inputs', 'message'),
+    [
+        ({'batch_size': 0}, 'batch_size: must be a positive integer, got 0.'),
+        ({'batch_size': -3}, 'batch_size: must be a positive integer, got -3.'),
+        ({'max_concurrent': 0}, 'max_concurrent: must be a positive integer, got 0.'),
+        ({'max_failed_fraction': -1.0}, 'max_failed_fraction: must be a fraction between 0 and 1'),
+        ({'parameters': {'gfn': 3}}, 'parameters: gfn must be the integer 1 or 2, got 3.'),
+        ({'parameters': {'gnf': 2}}, "parameters: unknown key(s) ['gnf']"),
+        ({'engine': 'psi4'}, 'parameters: the psi4 engine needs parameters with at least method and basis.'),
+        ({'engine': 'pyscf', 'parameters': {'method': 'hf'}}, 'parameters: basis is required'),
+        ({'engine': 'psi4', 'parameters': {'method': 'wb97x-d3bj', 'basis': 'def2-svp'}},
+         "d3bj_code: method 'wb97x-d3bj' needs d3bj_code"),
+    ],
+    ids=['batch-0', 'batch-negative', 'concurrent-0', 'fraction-negative', 'gfn-3', 'typo-key', 'psi4-no-parameters',
+         'pyscf-no-basis', 'psi4-d3bj-no-code'],
+)
+def test_inputs_are_validated_at_submission(xtb_code, inputs, message):
+    """Before: batch_size 0 raised in range(), max_concurrent 0 spun forever, gfn 3 and typos failed in the child,
+    psi4 without parameters raised KeyError 'method'. Now each is refused before anything runs, naming the input."""
+    as_node = {int: orm.Int, float: orm.Float, dict: orm.Dict, str: orm.Str}
+    arguments = {'clusters': ClusterSetData.from_atoms(make_water_clusters(1)), 'engine': orm.Str('xtb'),
+                 'code': xtb_code, **{name: as_node[type(value)](value) for name, value in inputs.items()}}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_get_node(LabelWorkChain, **arguments)
+
+
+def test_clusters_the_engine_cannot_label_are_refused_at_submission(xtb_code):
+    images = make_water_clusters(2)
+    images[1].info['total_charge'] = 1
+    with pytest.raises(ValueError, match=r'clusters: cluster 1 .* cannot have spin multiplicity 1'):
+        run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(images), engine=orm.Str('xtb'), code=xtb_code)
+
+
+def test_a_batch_submitted_before_a_restart_is_found_again(xtb_code):
+    """Every child carries its deterministic batch label; the lookup that runs before each submission finds the
+    child of a batch (as it does after a worker was killed between the submission and the checkpoint)."""
+    clusters = ClusterSetData.from_atoms(make_water_clusters(3, seed=23))
+    _, node = run_get_node(LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=xtb_code,
+                           batch_size=orm.Int(2), reuse=orm.Bool(False))
+    assert node.is_finished_ok, node.exit_message
+    children = {child.label: child for child in node.called if isinstance(child, orm.WorkflowNode)}
+    assert sorted(children) == [batch_label('labels', [0, 1]), batch_label('labels', [2])]
+    assert submitted_batch(node, batch_label('labels', [0, 1])).pk == children['qrnn.label labels batch 0+2'].pk
+    assert submitted_batch(node, batch_label('labels', [2])).pk == children['qrnn.label labels batch 2+1'].pk
+    assert submitted_batch(node, batch_label('charges', [0, 1])) is None
+    assert submitted_batch(children['qrnn.label labels batch 2+1'], batch_label('labels', [2])) is None
