@@ -64,7 +64,7 @@ class MdParser(Parser):
                     self.out('trajectory', orm.SinglefileData(handle, filename=TRAJECTORY_FILE))
             if LOG_FILE in names:
                 with repository.open(LOG_FILE, 'r') as handle:
-                    columns = read_log(io.StringIO(handle.read()))
+                    columns = _read_log(handle.read(), read_log)
                 log = orm.ArrayData()
                 for name, values in columns.items():
                     log.set_array(name, np.asarray(values))
@@ -146,6 +146,15 @@ class MdParser(Parser):
                                f'threshold {threshold:g} at step {step}',
                 })
         return min(stops, key=lambda stop: stop['step']) if stops else None
+
+
+def _read_log(text: str, read_log) -> dict[str, np.ndarray]:
+    """The log's columns; a run stopped at step 0 (unstable initial structure) leaves the header only: empty
+    columns, so that its status, not a reading error, reaches the user."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return {name: np.zeros(0) for name in (lines[0].split(',') if lines else [])}
+    return read_log(io.StringIO(text))
 
 
 def _status_fields(status: MDStatus) -> dict:

@@ -3,7 +3,8 @@
 * walltime (400): continue from the checkpoint (``parent_folder``), settings unchanged;
 * unstable (510 non-finite, 511 close contact, 512 temperature runaway): continue from the last good checkpoint
   (or start again if there was none) with the timestep multiplied by ``timestep_factor``, and ``n_steps`` raised
-  so that the run still covers the simulated time it was asked for.
+  so that the run still covers the simulated time it was asked for. Unstable at step 0, the input structure itself
+  is the problem, which no timestep changes: the work chain stops with the job's own 51x exit code and message.
 
 ``BaseRestartWorkChain`` stops after ``max_iterations`` jobs, so a run that stays unstable ends as failed.
 
@@ -64,6 +65,9 @@ class MdBaseWorkChain(BaseRestartWorkChain):
         )
         spec.expose_outputs(MdCalculation)
         spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The MD job failed in a way no restart fixes.')
+        for label in UNSTABLE_EXIT_CODES:  # the job's own codes: an instability at step 0 ends the work chain
+            exit_code = getattr(MdCalculation.exit_codes, label)
+            spec.exit_code(exit_code.status, label, message=f'At step 0, before any timestep: {exit_code.message}')
 
     def setup(self) -> None:
         super().setup()
@@ -88,6 +92,11 @@ class MdBaseWorkChain(BaseRestartWorkChain):
     def handle_unstable(self, node) -> ProcessHandlerReport:
         """Continue from the last good checkpoint (or start again) with a smaller timestep."""
         results = node.outputs.output_parameters.get_dict() if 'output_parameters' in node.outputs else {}
+        if results.get('step') == 0:
+            label = next(label for label in UNSTABLE_EXIT_CODES
+                         if getattr(MdCalculation.exit_codes, label).status == node.exit_status)
+            self.report_error_handled(node, 'the input structure is unstable before any step; not restarting')
+            return ProcessHandlerReport(True, getattr(self.exit_codes, label).format(message=results['message']))
         if results.get('checkpoint_step') is not None:
             self.ctx.inputs.parent_folder = node.outputs.remote_folder
             step = results['checkpoint_step']

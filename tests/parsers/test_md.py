@@ -148,3 +148,27 @@ def test_driver_committee_stop_is_exit_status_zero(aiida_localhost, committee_ru
     parameters = results['output_parameters'].get_dict()
     assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'driver'
     assert parameters['status_code'] == 2 and parameters['step'] == 20
+
+
+def test_run_unstable_at_step_zero_reaches_the_user_as_its_status(aiida_localhost, tmp_path):
+    """A real run whose initial structure already violates the contact guard stops at step 0 and leaves a
+    header-only md_log.csv; the parser exited 310 ("index 1 is out of bounds") on it. Now: 511 and an empty log."""
+    from ase import Atoms
+    from ase.calculators.lj import LennardJones
+
+    from aiida_qrnn.core.structures import ethylene_glycol_oligomer
+
+    molecule = ethylene_glycol_oligomer(1, seed=0)
+    box = Atoms(molecule.numbers, molecule.positions - molecule.positions.mean(0) + 4.5, cell=np.eye(3) * 9.0,
+                pbc=True)
+    settings = MDSettings(n_steps=10, timestep_fs=0.5, log_interval=5, trajectory_interval=5, checkpoint_interval=5,
+                          min_distance_A=1.2, engine='ase')  # C-H bonds (1.09 Å) are already closer
+    result = run_md(settings, box, LennardJones(rc=4.0), tmp_path, rng=np.random.default_rng(0))
+    assert (result.status, result.step) == (MDStatus.UNSTABLE_CLOSE_CONTACT, 0)
+    assert len((tmp_path / 'md_log.csv').read_text().splitlines()) == 1  # the header only
+
+    results, calcfunction = MdParser.parse_from_node(_job(aiida_localhost, tmp_path, {}), store_provenance=False)
+    assert calcfunction.exit_status == 511, calcfunction.exit_message
+    assert 'closer than 1.2 Å' in calcfunction.exit_message
+    assert results['output_parameters']['step'] == 0
+    assert results['log'].get_array('step').shape == (0,)

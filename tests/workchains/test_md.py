@@ -112,3 +112,15 @@ def test_committee_stop_finishes_ok_without_a_restart(md_code):
     with pytest.raises(ValueError, match='needs a committee'):
         run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': orm.StructureData(ase=cell),
                                           'parameters': orm.Dict(SHORT), 'monitors': committee_monitor(0.5)})
+
+
+def test_unstable_at_step_zero_ends_with_the_unstable_status(md_code, tiny_structure):
+    """The input cell already violates the contact guard (C-H bonds closer than min_distance_A): no timestep helps,
+    so the work chain stops after one job with its 511 and message (before: 402, an unhandled failure)."""
+    settings = {**SHORT, 'min_distance_A': 1.2}
+    _, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': tiny_structure,
+                                                'parameters': orm.Dict(settings)})
+    assert node.exit_status == MdBaseWorkChain.exit_codes.ERROR_UNSTABLE_CLOSE_CONTACT.status == 511
+    assert node.exit_message.startswith('At step 0, before any timestep: Unstable, atoms too close: ')
+    assert 'closer than 1.2 Å' in node.exit_message
+    assert len(node.called) == 1
