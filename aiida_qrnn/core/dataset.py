@@ -44,7 +44,16 @@ import h5py
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.data import chemical_symbols
+from ase.data import chemical_symbols, covalent_radii
+from scipy.spatial import cKDTree
+
+from aiida_qrnn.core.sanity import (
+    DISSOCIATED_FACTOR,
+    FUSED_FRACTION,
+    PhysicsCheckError,
+    allows_broken_bonds,
+    check_structure,
+)
 
 __all__ = [
     'FORMAT_NAME',
@@ -53,6 +62,7 @@ __all__ = [
     'READABLE_FORMAT_VERSIONS',
     'UNITS',
     'ClusterArrays',
+    'ClusterPhysicsError',
     'ClusterSet',
     'ClusterSetError',
     'array_checksum',
@@ -105,6 +115,10 @@ CLUSTER_CHUNK_ROWS = 1024
 
 class ClusterSetError(ValueError):
     """Bad cluster-set input; the message names the file and, where it applies, the cluster index."""
+
+
+class ClusterPhysicsError(ClusterSetError, PhysicsCheckError):
+    """A cluster no physical system can be (fused atoms, an impossible cell, no electrons, a dissociated atom)."""
 
 
 def _where(origin: str | os.PathLike | None, index: int | None = None) -> str:
@@ -248,7 +262,45 @@ class ClusterArrays:
             ],
             dtype=object,
         )
+        self._check_physics(origin)
         return self
+
+    def _check_physics(self, origin) -> None:
+        """Refuse what :func:`aiida_qrnn.core.sanity.check_structure` refuses: fused atoms, impossible cells, no
+        electrons, and dissociated atoms except in decomposed clusters (``allows_broken_bonds``).
+
+        ``check_structure`` takes about 1.5 ms a cluster, so a vectorised screen over the whole set first picks the
+        clusters that may fail (a superset); ``check_structure`` decides for those, and for periodic clusters.
+        """
+        sizes = np.diff(self.offsets)
+        cluster = np.repeat(np.arange(self.n_clusters), sizes)  # (atoms,)
+        radii = covalent_radii[self.numbers.astype(np.int64)]  # (atoms,)
+        periodic = np.any(self.pbc, axis=1)  # (clusters,)
+        suspects = set(np.flatnonzero(periodic).tolist())
+        electrons = np.add.reduceat(self.numbers.astype(np.int64), self.offsets[:-1]) - self.total_charge
+        suspects.update(np.flatnonzero(electrons <= 0).tolist())
+        open_atoms = np.flatnonzero(~periodic[cluster])
+        if len(open_atoms) > 1:
+            fused_reach = FUSED_FRACTION * 2.0 * float(radii.max())
+            lonely_reach = DISSOCIATED_FACTOR * (radii[open_atoms] + float(radii.min()))  # (open atoms,)
+            separation = 2.0 * float(lonely_reach.max()) + 1.0  # Å between clusters along a fourth axis
+            points = np.column_stack([self.positions[open_atoms], cluster[open_atoms] * separation])
+            tree = cKDTree(points)
+            pairs = tree.query_pairs(fused_reach, output_type='ndarray')  # (pairs, 2), same cluster only
+            suspects.update(cluster[open_atoms[pairs[:, 0]]].tolist())
+            nearest, _ = tree.query(points, k=2)  # (open atoms, 2): itself, then its nearest neighbour
+            may_break = np.array([not allows_broken_bonds(str(kind)) for kind in self.kind])[cluster[open_atoms]]
+            lonely = may_break & (sizes[cluster[open_atoms]] > 1) & (nearest[:, 1] > lonely_reach)
+            suspects.update(cluster[open_atoms[lonely]].tolist())
+        for index in sorted(suspects):
+            start, stop = self.offsets[index], self.offsets[index + 1]
+            problems = check_structure(
+                self.numbers[start:stop], self.positions[start:stop], cell=self.cell[index], pbc=self.pbc[index],
+                total_charge=int(self.total_charge[index]), multiplicity=None,
+                allow_broken_bonds=allows_broken_bonds(str(self.kind[index])),
+            )
+            if problems:
+                raise ClusterPhysicsError(f'{_where(origin, index)}: ' + '; '.join(problems) + '.')
 
     def _cluster_of(self, atom: int) -> int:
         return int(np.searchsorted(self.offsets, atom, side='right') - 1)

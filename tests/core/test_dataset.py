@@ -14,6 +14,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_qrnn.core.dataset import (
     ClusterArrays,
+    ClusterPhysicsError,
     ClusterSet,
     ClusterSetError,
     content_hash,
@@ -51,8 +52,8 @@ def test_round_trip_through_hdf5_and_extxyz_is_bit_exact(tmp_path, labelled_wate
 
 
 def test_periodic_cluster_keeps_cell_and_pbc(tmp_path):
-    atoms = Atoms('OH2', positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]], cell=[[5, 0, 0], [1, 6, 0], [0, 0, 7]],
-                  pbc=[True, True, False])
+    atoms = Atoms('OH2', positions=[[0, 0, 0], [0.9, 0, 0], [0, 0.9, 0]], cell=[[5, 0, 0], [1, 6, 0], [0, 0.5, 7]],
+                  pbc=True)
     path = write_atoms(tmp_path / 'pbc.h5', [atoms])
     with ClusterSet(path) as clusters:
         stored = clusters[0]
@@ -60,7 +61,7 @@ def test_periodic_cluster_keeps_cell_and_pbc(tmp_path):
     reread = read_extxyz(tmp_path / 'pbc.xyz')[0]
     for result in (stored, reread):
         assert np.array_equal(result.cell.array, atoms.cell.array)
-        assert list(result.pbc) == [True, True, False]
+        assert list(result.pbc) == [True, True, True]
 
 
 class CountingReader(io.FileIO):
@@ -79,7 +80,9 @@ def test_random_access_reads_a_small_part_of_the_file(tmp_path):
     rng = np.random.default_rng(1)
     n_clusters, size = 20_000, 10
     arrays = ClusterArrays(
-        numbers=rng.integers(1, 9, n_clusters * size), positions=rng.normal(size=(n_clusters * size, 3)),
+        numbers=rng.choice([1, 6, 7, 8], n_clusters * size),
+        positions=np.tile(np.arange(size)[:, None] * [1.5, 0.0, 0.0], (n_clusters, 1)) + rng.normal(
+            scale=0.05, size=(n_clusters * size, 3)),  # chains of atoms 1.5 Å apart
         offsets=np.arange(n_clusters + 1) * size,
     )
     path = write_cluster_set(tmp_path / 'big.h5', arrays)
@@ -313,16 +316,21 @@ def test_a_changed_byte_anywhere_is_caught_before_hdf5_reads_the_file(labelled_f
         ClusterSet(labelled_file)
 
 
-def test_an_element_changed_in_a_resealed_file_is_caught_by_id_and_summary(labelled_file):
-    """A file with one atomic number changed to 72 (Hf) but its summary and ids unchanged lies about its content."""
-    def to_hafnium(numbers):
-        numbers[4] = 72
+@pytest.mark.parametrize(('number', 'symbol'), [(9, 'F'), (72, 'Hf')])
+def test_an_element_changed_in_a_resealed_file_is_caught_by_id_and_summary(labelled_file, number, symbol):
+    """A file with one atomic number changed but its summary and ids unchanged lies about its content (an H
+    turned into Hf 0.96 Å from its O is also fused, and the physics check finds that first)."""
+    def change_element(numbers):
+        numbers[4] = number
 
-    change_dataset(labelled_file, 'atoms/numbers', to_hafnium, sealed=True)
+    change_dataset(labelled_file, 'atoms/numbers', change_element, sealed=True)
+    first_failure = 'fused atoms' if symbol == 'Hf' else r"set.h5', cluster 1: recorded id \w+ does not match"
     with ClusterSet(labelled_file) as clusters:
         assert clusters.summary()['elements'] == ['H', 'O']  # what the file says of itself
-        with pytest.raises(ClusterSetError, match=r"set.h5', cluster 1: recorded id \w+ does not match the content"):
+        with pytest.raises(ClusterSetError, match=first_failure):
             clusters.verify()
+    if symbol == 'Hf':
+        return
     with h5py.File(labelled_file, 'a') as handle:  # ids made right, the summary still stale
         ids = handle['clusters/id'].asstr()[...]
         numbers, offsets = handle['atoms/numbers'][...], handle['offsets'][...]
@@ -332,7 +340,7 @@ def test_an_element_changed_in_a_resealed_file_is_caught_by_id_and_summary(label
     reseal(labelled_file)
     with ClusterSet(labelled_file) as clusters, pytest.raises(
         ClusterSetError, match=r"recorded summary does not match the content: elements recorded \['H', 'O'\], "
-                               r"content \['H', 'O', 'Hf'\]"):
+                               r"content \['H', 'O', 'F'\]"):
         clusters.verify()
 
 
@@ -377,3 +385,28 @@ def test_dataset_claiming_more_bytes_than_the_file_is_refused_before_reading(tmp
     write_file_digest(path)
     with pytest.raises(ClusterSetError, match=r"set.h5': damaged cluster set, dataset 'atoms/molecule' claims"):
         ClusterSet(path)
+
+
+# -- physical sanity (core.sanity) at the cluster-set gate ---------------------------------------------------------
+def test_fused_atoms_and_impossible_cells_are_never_written(tmp_path, water_clusters):
+    fused = [atoms.copy() for atoms in water_clusters]
+    fused[2].positions[4] = fused[2].positions[3]  # two atoms at one position: the QRNN returned NaN for this
+    with pytest.raises(ClusterPhysicsError, match=r'cluster 2: atoms O3 and H4 are 0 Å apart.*fused atoms'):
+        write_atoms(tmp_path / 'x.h5', fused)
+    tiny_cell = Atoms('OH2', positions=water_clusters[0].positions, cell=np.eye(3) * 0.5, pbc=True)
+    with pytest.raises(ClusterSetError, match=r'cluster 0: the periodic cell is 0\.5 Å wide'):
+        write_atoms(tmp_path / 'x.h5', [tiny_cell])
+    charged = water_clusters[0].copy()
+    charged.info['total_charge'] = 40
+    with pytest.raises(ClusterSetError, match=r'cluster 0: total charge \+40 leaves -30 electrons'):
+        write_atoms(tmp_path / 'x.h5', [charged])
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_broken_bond_is_allowed_only_in_decomposed_clusters(tmp_path):
+    water = Atoms('OH2', positions=[[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -4.0, -0.4692]])
+    with pytest.raises(ClusterSetError, match='a dissociated atom'):
+        write_atoms(tmp_path / 'user.h5', [water])
+    water.info['kind'] = 'decomposed'
+    with ClusterSet(write_atoms(tmp_path / 'decomposed.h5', [water])) as clusters:
+        assert clusters.verify().kind[0] == 'decomposed'

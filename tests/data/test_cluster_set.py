@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.exceptions import ValidationError
 
 from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSetError, read_extxyz, write_cluster_set, write_file_digest
 from aiida_qrnn.data.cluster_set import ClusterSetData, _StoredRowCache
 from tests.conftest import make_water_clusters
+from tests.core.test_dataset import change_dataset
 
 
 def test_atoms_to_node_to_extxyz_to_atoms_is_bit_exact(aiida_profile, tmp_path, labelled_water_clusters):
@@ -125,3 +127,74 @@ def test_stored_rows_are_read_once_and_the_cache_is_bounded(aiida_profile, monke
     assert list(cache.rows) == [second.uuid] and cache.held == 4  # 3 + 4 > 5: the older set was dropped
     cache(first.uuid)
     assert opened == [first.pk, second.pk, first.pk]
+
+
+# -- storing verifies: the node's attributes and ids are the file's content -----------------------------------------
+@pytest.fixture
+def labelled_file(tmp_path):
+    return write_cluster_set(tmp_path / 'set.h5', ClusterArrays.from_atoms(make_water_clusters(4, labelled=True)),
+                             level_of_theory='gfn2-xtb')
+
+
+def test_a_file_whose_summary_lies_is_not_stored(aiida_profile_clean, labelled_file):
+    """Before: a file with one atomic number changed was stored with the elements its own summary claimed."""
+    def to_fluorine(numbers):
+        numbers[4] = 9
+
+    change_dataset(labelled_file, 'atoms/numbers', to_fluorine, sealed=True)
+    with pytest.raises(ClusterSetError, match=r"set.h5', cluster 1: recorded id"):
+        ClusterSetData(labelled_file)
+    assert orm.QueryBuilder().append(ClusterSetData).count() == 0
+
+
+def test_moved_atoms_are_not_stored_under_the_intact_id(aiida_profile_clean, labelled_file):
+    intact = ClusterSetData(labelled_file).store()
+
+    def move(positions):
+        positions[0] += 0.3
+
+    change_dataset(labelled_file, 'atoms/positions', move, sealed=True)
+    with pytest.raises(ClusterSetError, match='cluster 0: recorded id'):
+        ClusterSetData(labelled_file)
+    assert orm.QueryBuilder().append(ClusterSetData).all(flat=True) == [intact]
+
+
+@pytest.mark.parametrize('dataset', ['clusters/energy', 'atoms/forces'])
+def test_a_changed_label_byte_is_not_stored(aiida_profile_clean, labelled_file, dataset):
+    def flip(values):
+        values.reshape(-1).view(np.uint8)[3] ^= 0x40
+
+    change_dataset(labelled_file, dataset, flip, sealed=False)
+    with pytest.raises(ClusterSetError, match=f"the checksum of dataset '{dataset}' does not match"):
+        ClusterSetData(labelled_file)
+
+
+def test_randomly_damaged_files_give_one_clear_error(aiida_profile_clean, labelled_file, tmp_path):
+    """Before: 4 of 5 byte-flipped files raised h5py's RuntimeError/KeyError/OSError (and some hang HDF5)."""
+    data = labelled_file.read_bytes()
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        damaged = bytearray(data)
+        for position in rng.integers(0, len(data), size=3):
+            damaged[position] ^= 1 << int(rng.integers(8))
+        path = tmp_path / f'damaged{trial}.h5'
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ClusterSetError, match=rf"damaged{trial}.h5': damaged cluster set"):
+            ClusterSetData(path)
+    assert orm.QueryBuilder().append(ClusterSetData).count() == 0
+
+
+def test_attributes_changed_before_storing_are_refused(aiida_profile_clean, labelled_file):
+    node = ClusterSetData(labelled_file)
+    node.base.attributes.set('elements', ['H', 'C', 'O'])
+    with pytest.raises(ValidationError, match=r"attributes \['elements'\] differ from the content"):
+        node.store()
+    assert ClusterSetData(labelled_file).store().elements == ['H', 'O']
+
+
+def test_fused_atoms_are_never_stored(aiida_profile_clean):
+    images = make_water_clusters(3)
+    images[1].positions[1] = images[1].positions[0] + 0.01
+    with pytest.raises(ClusterSetError, match=r'cluster 1: atoms O0 and H1 are 0\.0173 Å apart'):
+        ClusterSetData.from_atoms(images)
+    assert orm.QueryBuilder().append(ClusterSetData).count() == 0
