@@ -32,6 +32,12 @@ def clusters_show(node, indices: tuple[int, ...]) -> None:
     summary = {key: node.base.attributes.get(key) for key in (
         'n_clusters', 'n_atoms', 'elements', 'kind_counts', 'level_of_theory', 'label_names', 'format_version',
     )}
+    missing = [index for index in indices if not 0 <= index < node.n_clusters]
+    if missing:
+        raise click.BadParameter(
+            f'cluster {missing[0]} does not exist: {type(node).__name__}<{node.pk}> has {node.n_clusters} clusters, '
+            f'numbered 0 to {node.n_clusters - 1}.', param_hint="'-i' / '--index'",
+        )
     echo.echo_dictionary({'pk': node.pk, 'uuid': node.uuid, **summary}, fmt='json+date')
     for index in indices:
         atoms = node.get_atoms(index)
@@ -54,6 +60,8 @@ def clusters_export(node, output: pathlib.Path, file_format: str | None, force: 
     """Export a cluster set to extended XYZ (full precision) or to its HDF5 file."""
     if output.exists() and not force:
         echo.echo_critical(f'{output} exists; use --force to overwrite it.')
+    if not output.parent.is_dir():
+        raise click.BadParameter(f"the folder '{output.parent}' of {output} does not exist.", param_hint="'OUTPUT'")
     file_format = file_format or ('hdf5' if output.suffix in {'.h5', '.hdf5'} else 'extxyz')
     if file_format == 'hdf5':
         node.export_file(output)

@@ -39,12 +39,13 @@ def translate_errors(command: t.Callable) -> t.Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from aiida_qrnn.core.dataset import ClusterSetError
+        from aiida_qrnn.core.sanity import PhysicsCheckError
         from aiida_qrnn.data.model import ModelDataError
         from aiida_qrnn.profiles import SetupError
 
         try:
             return command(*args, **kwargs)
-        except (ClusterSetError, ModelDataError, SetupError) as exception:
+        except (ClusterSetError, ModelDataError, PhysicsCheckError, SetupError) as exception:
             raise click.ClickException(str(exception)) from None
 
     return wrapper
