@@ -7,10 +7,12 @@ import json
 import pathlib
 import typing as t
 
+from aiida.common.exceptions import ValidationError
 from aiida.orm import Data
+from aiida.orm.implementation.utils import clean_value
 from ase.data import chemical_symbols
 
-from aiida_qrnn.core.model.file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from aiida_qrnn.core.model.file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelFileError, check_model
 
 if t.TYPE_CHECKING:
     import torch
@@ -22,9 +24,12 @@ class ModelDataError(ValueError):
 
 
 def _canonical_json(value: t.Any, what: str) -> str:
+    """JSON of ``value`` in the form AiiDA stores it (floats rounded to 14 significant digits by ``clean_value``),
+    so that a hash computed on it still holds for the stored attribute."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(',', ':'), allow_nan=False)
-    except (TypeError, ValueError) as exception:
+        text = json.dumps(value, sort_keys=True, separators=(',', ':'), allow_nan=False)
+        return json.dumps(clean_value(json.loads(text)), sort_keys=True, separators=(',', ':'), allow_nan=False)
+    except (TypeError, ValueError, ValidationError) as exception:
         raise ModelDataError(f'{what} must be JSON-serialisable (plain numbers, strings, lists, dicts): {exception}') \
             from None
 
@@ -49,8 +54,9 @@ class ModelData(Data):
     >>> node = ModelData(model.state_dict(), config={'hidden': [160, 128]}, elements=['H', 'C', 'O'])  # doctest: +SKIP
     >>> model.load_state_dict(node.get_state_dict())  # doctest: +SKIP
 
-    Attributes: ``config`` (hyper-parameters), ``elements``, ``model_hash`` (sha256 of weights + config +
-    elements), ``n_parameters``, ``tensor_names``, ``metrics`` (training metrics, may be empty).
+    Attributes: ``config`` (hyper-parameters, floats as AiiDA stores them: 14 significant digits), ``elements``,
+    ``model_hash`` (sha256 of weights + that config + elements, so ``verify()`` holds after storing),
+    ``n_parameters``, ``tensor_names``, ``metrics`` (training metrics, may be empty).
     The safetensors file carries the same config and elements in its metadata, so it is self-describing when
     exported.
     """
@@ -113,12 +119,23 @@ class ModelData(Data):
 
     @classmethod
     def from_file(cls, path: str | pathlib.Path, **kwargs) -> ModelData:
-        """Create a node from a safetensors file written by :meth:`export` (config and elements in its metadata)."""
+        """Create a node from a safetensors file written by :meth:`export` (config and elements in its metadata).
+
+        The model must build and evaluate (:func:`aiida_qrnn.core.model.file_format.check_model`): wrong shapes,
+        elements that disagree with the config, an invalid config (e.g. negative hardness), non-finite weights and
+        absurd layer sizes are refused, the last before anything is allocated.
+        """
         from aiida_qrnn.core.model.calculator import read_model_file
 
         try:
             state_dict, config, elements = read_model_file(path)
-        except ValueError as exception:
+        except (ValueError, KeyError, TypeError) as exception:  # metadata without 'config' raises KeyError
+            message = str(exception) if isinstance(exception, ValueError) else (
+                f"'{path}': not a readable model file ({type(exception).__name__}: {exception}).")
+            raise ModelDataError(message) from None
+        try:
+            check_model(state_dict, config, elements, f"'{path}'")
+        except ModelFileError as exception:
             raise ModelDataError(str(exception)) from None
         return cls(state_dict, config, elements, **kwargs)
 

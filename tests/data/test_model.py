@@ -56,11 +56,11 @@ def test_hash_identifies_content():
 
 
 def test_export_and_import_a_self_describing_file(aiida_profile, tmp_path):
-    node = ModelData(small_network().state_dict(), config=CONFIG, elements=['H', 'C', 'O']).store()
-    path = node.export(tmp_path / 'model.safetensors')
-    again = ModelData.from_file(path)
+    path, _ = small_qrnn_file(tmp_path / 'written.safetensors')
+    node = ModelData.from_file(path).store()
+    again = ModelData.from_file(node.export(tmp_path / 'model.safetensors'))
     assert again.model_hash == node.model_hash
-    assert again.config == CONFIG
+    assert again.config == node.config
 
 
 def test_shared_and_non_contiguous_tensors_are_stored():
@@ -93,4 +93,105 @@ def test_pickle_file_is_not_accepted_as_model(tmp_path):
     path = tmp_path / 'model.pt'
     torch.save({'w': torch.ones(2)}, path)
     with pytest.raises(ModelDataError, match='not a readable safetensors file'):
+        ModelData.from_file(path)
+
+
+# -- storing verifies --------------------------------------------------------------------------------------------
+def test_verify_holds_for_a_stored_node_with_floats_aiida_rounds(aiida_profile):
+    """Before: AiiDA stores floats with 14 significant digits, so verify() was False for every stored QRNN model
+    (its default AEV shifts hold values such as 2.4124999999999996)."""
+    from aiida_qrnn.core.model.qrnn import QRNNConfig
+
+    config = {**QRNNConfig().to_dict(), 'extra': [0.1 + 0.2, 1 / 3, 2.4124999999999996]}
+    node = ModelData(small_network().state_dict(), config=config, elements=['H', 'C', 'O']).store()
+    loaded = orm.load_node(node.pk)
+    assert loaded.config['extra'][0] == 0.3  # what AiiDA stored
+    assert loaded.verify()
+    state = loaded.get_state_dict()
+    state['0.bias'][0] += 1e-3
+    tampered = ModelData(state, config=loaded.config, elements=loaded.elements)
+    assert tampered.model_hash != loaded.model_hash
+
+
+def small_qrnn_file(path, **config_changes):
+    from aiida_qrnn.core.model.calculator import save_model
+    from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
+
+    torch.manual_seed(1)
+    model = QRNN(QRNNConfig(charge_hidden=(8,), energy_hidden=(8,), **config_changes))
+    return save_model(model, path), model
+
+
+def rewrite(path, change_state=None, change_config=None, change_elements=None):
+    """Rewrite a model file with changed weights, config or elements (a crafted or broken file)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from aiida_qrnn.core.model.calculator import read_model_file
+    from aiida_qrnn.core.model.file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
+
+    state, config, elements = read_model_file(path)
+    for change, value in ((change_state, state), (change_config, config), (change_elements, elements)):
+        if change is not None:
+            change(value)
+    save_file(state, str(path), metadata={'format': MODEL_FORMAT, 'format_version': str(MODEL_FORMAT_VERSION),
+                                          'config': json.dumps(config), 'elements': json.dumps(elements)})
+    return path
+
+
+def test_a_real_model_file_is_stored_and_verifies(aiida_profile, tmp_path):
+    path, model = small_qrnn_file(tmp_path / 'model.safetensors')
+    node = ModelData.from_file(path).store()
+    assert orm.load_node(node.pk).verify()
+    assert set(node.get_state_dict()) == set(model.state_dict())
+
+
+@pytest.mark.parametrize(
+    ('change_state', 'change_config', 'change_elements', 'message'),
+    [
+        (lambda s: s.__setitem__('energy_networks.networks.0.0.weight', torch.ones(3, 3)), None, None,
+         r"tensor 'energy_networks.networks.0.0.weight' has shape \(3, 3\), the config needs"),
+        (None, None, lambda e: e.reverse(), r"elements \['O', 'C', 'H'\] differ from the config elements"),
+        (None, lambda c: c.__setitem__('min_hardness', -1.0), None, 'min_hardness must be positive'),
+        (lambda s: s['charge_networks.networks.1.0.bias'].__setitem__(0, float('nan')), None, None,
+         r"tensor 'charge_networks.networks.1.0.bias' holds NaN"),
+        (lambda s: s.pop('self_energies'), None, None, r"weights do not fit the config \(missing \['self_energies'\]"),
+        (None, lambda c: c.__setitem__('hidden', [8]), None, r"unknown QRNN config key\(s\) \['hidden'\]"),
+    ],
+)
+def test_a_model_file_that_cannot_be_built_is_refused(aiida_profile, tmp_path, change_state, change_config,
+                                                      change_elements, message):
+    """Before: all of these were stored; NaN weights loaded and gave energy NaN with no error."""
+    path, _ = small_qrnn_file(tmp_path / 'model.safetensors')
+    rewrite(path, change_state, change_config, change_elements)
+    with pytest.raises(ModelDataError, match=message):
+        ModelData.from_file(path)
+
+
+def test_absurd_layers_are_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    """Before: a 6000x6000 hidden-layer config allocated ~1 GB before 'weights do not fit'."""
+    from aiida_qrnn.core.model import calculator, qrnn
+
+    path, _ = small_qrnn_file(tmp_path / 'model.safetensors')
+    rewrite(path, change_config=lambda config: config.__setitem__('energy_hidden', [6000, 6000]))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError('a model was built')
+
+    monkeypatch.setattr(qrnn, 'QRNN', no_model)
+    with pytest.raises(ModelDataError, match=r'hidden layers \[8, 6000, 6000\] are wider than 4096'):
+        ModelData.from_file(path)
+    monkeypatch.undo()
+    rewrite(path, change_config=lambda config: config.__setitem__('energy_hidden', [2000]))
+    monkeypatch.setattr(calculator, 'load_model', no_model)  # laid out on the meta device only
+    with pytest.raises(ModelDataError, match=r"tensor 'energy_networks.networks.0.0.weight' has shape \(8, \d+\), "
+                                             r'the config needs \(2000, \d+\)'):
+        ModelData.from_file(path)
+
+
+def test_a_model_that_evaluates_to_nan_is_refused(tmp_path):
+    path, _ = small_qrnn_file(tmp_path / 'model.safetensors')
+    rewrite(path, change_state=lambda state: state['self_energies'].fill_(1e308))  # finite, but E overflows
+    with pytest.raises(ModelDataError, match='evaluating a small cluster gave non-finite energy'):
         ModelData.from_file(path)
