@@ -1,14 +1,25 @@
-"""QRNN molecular dynamics speed: steps/s and ns/day of 1 500- and 8 000-atom ethylene glycol boxes.
+"""QRNN MD speed: the torch engine against the ASE path, beside TorchANI's ANI-2x force call in the same run.
 
-The whole production step is timed through :func:`aiida_qrnn.core.md.run_md` (the MD job's code path: integrator,
-guards, log every 100 steps, frames every 1 000, checkpoint) with the QRNN calculator (default sizes, random
-weights: speed does not depend on the values), and the calculator's own energy+forces(+stress) call separately,
-so the loop overhead is the difference. ns/day at the paper's 0.5 fs step. The box is the quick (unrelaxed)
-liquid of :mod:`aiida_qrnn.core.model.liquid`; the contact guard runs with a 0.01 Å limit so that its random
-molecule placement does not stop the run (the guard's cost is still counted).
+    TORCHANI_NO_WARN_EXTENSIONS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_md.py     # CPU, 1 500 atoms
+    .venv/bin/python benchmarks/bench_md.py --device cuda --sizes 1500 8000 32000 --steps 200
 
-    .venv/bin/python benchmarks/bench_md.py                       # CPU, writes benchmarks/results/md_qrnn_cpu.json
-    .venv/bin/python benchmarks/bench_md.py --device cuda --steps 200
+Per ethylene-glycol box (:mod:`aiida_qrnn.core.model.liquid`, random molecule placement, so the contact guard runs
+with a 0.01 Å limit), default :class:`QRNNConfig` with random weights, float32:
+
+* ``force_call_ms`` / ``force_stress_call_ms``: one QRNN energy+forces(+stress) call through the engine's force
+  field (:class:`~aiida_qrnn.core.md.forcefields.QRNNForceField`: Verlet list, one backward pass);
+* ``nvt`` / ``npt`` (isotropic MTK): median ms per step of the torch engine (:class:`~aiida_qrnn.core.md.engine.
+  MDEngine` on the QRNN force field) and of ASE's integrator driving ``QRNNCalculator`` with the same 1 Å skin,
+  and the engine's own cost (the same engine with the forces served from a cache) as a fraction of the force call
+  (target <= 5 %). The run folder's work (log every 100 steps, frames every 1 000, the contact guard every 10) is
+  not in these numbers;
+* ``ani2x_single_ms`` / ``ani2x_ensemble8_ms``: TorchANI 2.9's ANI-2x architecture (``torchani.arch.Assembler``,
+  random weights, its own cell-list neighbour search), energy+forces on the same box, dtype and device, and the
+  ratio of the QRNN force call to it;
+* ``batched``: 10 replicas of the box advanced by one :class:`~aiida_qrnn.core.md.engine.MDEngine` (one model
+  call per step) against the same 10 replicas one after another, NVT; throughput ratio.
+
+Results go to ``benchmarks/results/md_qrnn_<device>.json`` with the machine (CPU model, threads, load).
 """
 
 from __future__ import annotations
@@ -16,99 +27,189 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_model import ani2x_architecture, ani_strategy, machine
+
+from aiida_qrnn.core.md import MDSettings
+from aiida_qrnn.core.md.engine import MDEngine, initial_state
+from aiida_qrnn.core.md.forcefields import QRNNForceField
+from aiida_qrnn.core.md.integrators import build_integrator
+from aiida_qrnn.core.model.calculator import QRNNCalculator
+from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
+from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 
 RESULTS = Path(__file__).parent / 'results'
 SECONDS_PER_DAY = 86_400.0
+TIMESTEP_FS = 0.5
 
 
-def build_calculator(device: str, dtype: str, skin: float):
-    import torch
-
-    from aiida_qrnn.core.model.calculator import QRNNCalculator
-    from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
-
-    torch.manual_seed(0)
-    model = QRNN(QRNNConfig()).to(getattr(torch, dtype))
-    return QRNNCalculator(model, device=device, neighbor_skin_A=skin)
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
 
 
-def time_calls(atoms, calculator, properties: list[str], repeats: int) -> float:
-    """Seconds per calculator call, positions moved a little each time (defeats ASE's result cache)."""
-    from ase.calculators.calculator import all_changes
-
-    rng = np.random.default_rng(1)
-    calculator.calculate(atoms, properties, all_changes)  # warm-up (allocations, neighbour list)
-    started = time.perf_counter()
+def time_function(function, device: torch.device, repeats: int) -> float:
+    """Median ms of ``function`` after one warm-up call."""
+    function()
+    _sync(device)
+    times = []
     for _ in range(repeats):
-        atoms.positions += rng.normal(scale=1e-3, size=atoms.positions.shape)
-        calculator.calculate(atoms, properties, all_changes)
-    return (time.perf_counter() - started) / repeats
+        start = time.perf_counter()
+        function()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
 
 
-def time_run(atoms, calculator, ensemble: str, n_steps: int) -> float:
-    """Seconds per step of ``run_md`` (first step excluded: it includes the step-0 checks and file creation)."""
-    from aiida_qrnn.core.md import MDSettings, run_md
+class _CachedForces:
+    """A force field that returns one stored evaluation: what is left of a step is the engine's own work."""
 
-    common = {'ensemble': ensemble, 'timestep_fs': 0.5, 'trajectory_interval': 1000, 'log_interval': 100,
-              'checkpoint_interval': 10_000, 'max_temperature_K': 1e5, 'min_distance_A': 0.01}
-    with tempfile.TemporaryDirectory() as folder:
-        run_md(MDSettings(n_steps=1, **common), atoms, calculator, folder, rng=np.random.default_rng(0))
+    def __init__(self, result) -> None:
+        self.result = result
+
+    def __call__(self, positions, cells, compute_stress):
+        return self.result
+
+    def select(self, replicas):
+        return self
+
+
+def engine_and_ase_steps(atoms, calculator: QRNNCalculator, device: torch.device, ensemble: str,
+                         n_steps: int) -> dict:
+    """Median ms per step: the torch engine with the QRNN, ASE's integrator driving ``QRNNCalculator``, and the
+    engine alone (forces served from a cache)."""
+    settings = MDSettings(ensemble=ensemble, timestep_fs=TIMESTEP_FS, temperature_K=300.0)
+    momenta = np.random.default_rng(0).normal(size=atoms.positions.shape) * 0.05
+    box = atoms.copy()
+    box.set_momenta(momenta)
+    state = initial_state(settings, box.positions, momenta, box.cell.array)
+    engine = MDEngine(settings, QRNNForceField.from_calculator(calculator, [box]), [box.get_masses()], [state],
+                      device=device)
+    timings = {'torch_ms_per_step': time_function(engine.step, device, n_steps)}
+    engine.force_field = _CachedForces(engine.result)
+    timings['engine_own_ms_per_step'] = time_function(engine.step, device, 50)
+    box.calc = calculator
+    integrator = build_integrator(settings, box)
+    timings['ase_ms_per_step'] = time_function(integrator.step, device, n_steps)
+    return timings
+
+
+def batched_throughput(model: QRNN, device: torch.device, dtype: torch.dtype, n_atoms: int, n_replicas: int,
+                       n_steps: int) -> dict:
+    """NVT steps of ``n_replicas`` boxes in one engine against one engine per box, one after another."""
+    settings = MDSettings(ensemble='nvt', timestep_fs=TIMESTEP_FS)
+    calculator = QRNNCalculator(model, device=device, dtype=dtype, neighbor_skin_A=1.0)
+    boxes = [ethylene_glycol_liquid(round(n_atoms / 10), seed=seed) for seed in range(n_replicas)]
+    rng = np.random.default_rng(0)
+    states = [initial_state(settings, box.positions, rng.normal(size=box.positions.shape) * 0.05, box.cell.array)
+              for box in boxes]
+
+    def run(indices: list[int]) -> float:
+        chosen = [boxes[i] for i in indices]
+        engine = MDEngine(settings, QRNNForceField.from_calculator(calculator, chosen),
+                          [box.get_masses() for box in chosen], [states[i] for i in indices], device=device)
+        engine.step()  # warm-up
+        _sync(device)
         started = time.perf_counter()
-        result = run_md(MDSettings(n_steps=1 + n_steps, **common), atoms, calculator, folder,
-                        rng=np.random.default_rng(0))
-        elapsed = time.perf_counter() - started
-    if result.status != 0:
-        raise RuntimeError(f'{ensemble} benchmark run ended with {result.status.name}: {result.message}')
-    return elapsed / n_steps
+        for _ in range(n_steps):
+            engine.step()
+        _sync(device)
+        return (time.perf_counter() - started) / n_steps * 1e3
+
+    batched = run(list(range(n_replicas)))
+    one_by_one = sum(run([index]) for index in range(n_replicas))
+    return {'replicas': n_replicas, 'atoms_per_replica': len(boxes[0]), 'steps': n_steps,
+            'batched_ms_per_step_all_replicas': batched, 'one_by_one_ms_per_step_all_replicas': one_by_one,
+            'throughput_ratio_batched_to_one_by_one': one_by_one / batched}
+
+
+def bench_box(n_atoms: int, device: torch.device, dtype: torch.dtype, n_steps: int, strategy: str) -> dict:
+    torch.manual_seed(0)
+    model = QRNN(QRNNConfig()).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    calculator = QRNNCalculator(model, device=device, dtype=dtype, neighbor_skin_A=1.0)
+    atoms = ethylene_glycol_liquid(round(n_atoms / 10), seed=0)
+    entry: dict = {'atoms': len(atoms), 'box_length_A': float(atoms.cell.lengths()[0])}
+
+    force_field = QRNNForceField.from_calculator(calculator, [atoms])
+    positions = torch.tensor(atoms.positions, dtype=torch.float64, device=device)
+    cells = torch.tensor(atoms.cell.array, dtype=torch.float64, device=device)[None]
+    noise = torch.Generator(device='cpu').manual_seed(1)
+
+    def call(stress: bool):
+        moved = positions + 1e-3 * torch.randn(positions.shape, generator=noise, dtype=torch.float64).to(device)
+        return force_field(moved, cells, stress)
+
+    repeats = max(3, n_steps)
+    entry['force_call_ms'] = time_function(lambda: call(False), device, repeats)
+    entry['force_stress_call_ms'] = time_function(lambda: call(True), device, repeats)
+
+    box = atoms.copy()
+    box.wrap()
+    species = torch.tensor(box.numbers, device=device)[None]
+    coordinates = torch.tensor(box.positions, dtype=dtype, device=device)[None]
+    cell, pbc = torch.tensor(box.cell.array, dtype=dtype, device=device), torch.ones(3, dtype=torch.bool, device=device)
+    for label, size in (('ani2x_single', 1), ('ani2x_ensemble8', 8)):
+        ani = ani2x_architecture(size, strategy).to(device=device, dtype=dtype)
+
+        def ani_energy_forces(ani=ani):
+            moving = coordinates.detach().requires_grad_(True)
+            energy = ani((species, moving), cell=cell, pbc=pbc).energies
+            return torch.autograd.grad(energy.sum(), moving)[0]
+
+        entry[f'{label}_ms'] = time_function(ani_energy_forces, device, repeats)
+        entry[f'ratio_qrnn_force_call_to_{label}'] = entry['force_call_ms'] / entry[f'{label}_ms']
+
+    for ensemble, call_key in (('nvt', 'force_call_ms'), ('npt', 'force_stress_call_ms')):
+        timing = engine_and_ase_steps(atoms, calculator, device, ensemble, n_steps)
+        timing['torch_ns_per_day'] = SECONDS_PER_DAY / (timing['torch_ms_per_step'] * 1e-3) * TIMESTEP_FS * 1e-6
+        timing['engine_own_fraction_of_force_call'] = timing['engine_own_ms_per_step'] / entry[call_key]
+        timing['ratio_ase_to_torch_step'] = timing['ase_ms_per_step'] / timing['torch_ms_per_step']
+        timing['ratio_torch_step_to_ani2x_single'] = timing['torch_ms_per_step'] / entry['ani2x_single_ms']
+        entry[ensemble] = timing
+    return entry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu', help='torch device (cpu, cuda)')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
-    parser.add_argument('--steps', type=int, default=0, help='MD steps per run (default: 5 on CPU, 200 on GPU)')
-    parser.add_argument('--sizes', type=int, nargs='+', default=[1500, 8000], help='atoms per box (about)')
-    parser.add_argument('--skin', type=float, default=1.0, help='Verlet-list skin in Å')
+    parser.add_argument('--steps', type=int, default=0, help='MD steps per timing (default: 3 on CPU, 200 on GPU)')
+    parser.add_argument('--sizes', type=int, nargs='+', default=[1500], help='atoms per box (about)')
+    parser.add_argument('--replicas', type=int, default=10, help='replicas in the batched timing (0: skip)')
+    parser.add_argument('--replica-atoms', type=int, default=1500, help='atoms per replica (about)')
     arguments = parser.parse_args()
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
-    import torch
-
-    from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
-
-    n_steps = arguments.steps or (5 if arguments.device == 'cpu' else 200)
-    calculator = build_calculator(arguments.device, arguments.dtype, arguments.skin)
+    os.environ.setdefault('TORCHANI_NO_WARN_EXTENSIONS', '1')
+    device, dtype = torch.device(arguments.device), getattr(torch, arguments.dtype)
+    cpu = device.type == 'cpu'
+    n_steps = arguments.steps or (3 if cpu else 200)
+    strategy = ani_strategy(device)
     results = {
-        'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
-                    'load_average_1min': os.getloadavg()[0], 'torch': torch.__version__,
-                    'torch_threads': torch.get_num_threads(), 'device': arguments.device,
-                    'gpu': torch.cuda.get_device_name() if arguments.device.startswith('cuda') else None},
-        'dtype': arguments.dtype, 'timestep_fs': 0.5, 'neighbor_skin_A': arguments.skin, 'n_steps': n_steps,
-        'model': 'QRNNConfig() defaults (ANI-2x-sized AEV, hidden 128-96 / 160-128-96), random weights',
-        'systems': [],
+        'machine': machine(device) | {'device': str(device),
+                                      'gpu': None if cpu else torch.cuda.get_device_name(device)},
+        'dtype': arguments.dtype, 'timestep_fs': TIMESTEP_FS, 'neighbor_skin_A': 1.0, 'n_steps': n_steps,
+        'torchani_aev_strategy': strategy,
+        'model': 'QRNNConfig() defaults (ANI-2x-sized AEV, 12 Å DSF Coulomb, D3), random weights', 'boxes': [],
     }
     for target in arguments.sizes:
-        atoms = ethylene_glycol_liquid(round(target / 10), seed=0)
-        entry = {'n_atoms': len(atoms), 'box_length_A': float(atoms.cell.lengths()[0])}
-        entry['force_call_s'] = time_calls(atoms.copy(), calculator, ['energy', 'forces'], repeats=max(1, n_steps))
-        entry['force_stress_call_s'] = time_calls(atoms.copy(), calculator, ['energy', 'forces', 'stress'],
-                                                  repeats=max(1, n_steps))
-        for ensemble, call in (('nvt', 'force_call_s'), ('npt', 'force_stress_call_s')):
-            step_s = time_run(atoms.copy(), calculator, ensemble, n_steps)
-            entry[ensemble] = {
-                'seconds_per_step': step_s, 'steps_per_s': 1.0 / step_s,
-                'ns_per_day': SECONDS_PER_DAY / step_s * 0.5 * 1e-6,
-                'loop_overhead_s_per_step': step_s - entry[call],
-            }
-        results['systems'].append(entry)
+        entry = bench_box(target, device, dtype, n_steps, strategy)
+        results['boxes'].append(entry)
         print(json.dumps(entry, indent=1), flush=True)
+    if arguments.replicas:
+        torch.manual_seed(0)
+        model = QRNN(QRNNConfig()).to(device=device, dtype=dtype).eval().requires_grad_(False)
+        results['batched'] = batched_throughput(model, device, dtype, arguments.replica_atoms, arguments.replicas,
+                                                max(2, n_steps // 10) if not cpu else 2)
+        print(json.dumps(results['batched'], indent=1), flush=True)
+    results['machine']['load_average_1_5_15_min_after'] = list(os.getloadavg())
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f'md_qrnn_{arguments.device.split(":")[0]}.json'
+    path = RESULTS / f'md_qrnn_{device.type}.json'
     path.write_text(json.dumps(results, indent=2) + '\n')
     print(f'wrote {path}')
 

@@ -1,12 +1,19 @@
-"""Overhead of the MD driver beyond the force call, for 1 500 and 8 000 atoms.
+"""Overhead of the MD driver beyond the force call, for 1 500 and 8 000 atoms, on both engines.
 
-A trivially cheap calculator (harmonic springs tethering each atom to its start, O(N) numpy) stands in for
-the model, so what remains of a step's wall time is the driver: integrator arithmetic, the stability guards
-(non-finite and temperature every step, the vesin contact check every ``guard_interval`` steps), log rows
-and H5MD frames at the paper's intervals (every 100 and 1 000 steps). The QRNN's own force time is measured by
-the model benchmarks; add it to the overhead here for ns/day.
+A trivially cheap potential (harmonic springs tethering each atom to its start) stands in for the model, so what
+remains of a step's wall time is the driver:
 
-    .venv/bin/python benchmarks/bench_md_loop.py   # writes benchmarks/results/md_loop.json
+* ``ase``: ``run_md`` with ``engine='ase'`` and the tether as an ASE calculator (numpy): ASE's integrator, the
+  guards (non-finite and temperature every step, the vesin contact check every ``guard_interval`` steps), log rows
+  and H5MD frames at the paper's intervals (every 100 and 1 000 steps);
+* ``torch_run_md``: the same run with ``engine='torch'`` (the tether reaches the engine through the ASE-calculator
+  adapter, so a device-host copy per step is included);
+* ``torch_engine``: :class:`~aiida_qrnn.core.md.engine.MDEngine` alone with the tether written in torch (what a
+  QRNN run adds to its force call: integrator arithmetic on the device; the run folder's work is amortised).
+
+The QRNN's own force time is measured by ``bench_md.py`` (which also reports the engine's cost as a fraction of it).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_md_loop.py   # writes benchmarks/results/md_loop.json
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
 from aiida_qrnn.core.md import MDSettings, run_md
+from aiida_qrnn.core.md.engine import ForceResult, MDEngine, initial_state
 
 RESULTS = Path(__file__).parent / 'results' / 'md_loop.json'
 
@@ -46,6 +55,22 @@ class HarmonicTether(Calculator):
         self.results['stress'] = np.zeros(6)
 
 
+class TorchTether:
+    """The tether as an engine force field, in torch on the engine's device."""
+
+    def __init__(self, sites: torch.Tensor, n_replicas: int = 1, k_eV_per_A2: float = 1.0) -> None:
+        self.sites, self.k, self.n_replicas = sites, k_eV_per_A2, n_replicas
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor, compute_stress: bool) -> ForceResult:
+        displacement = positions - self.sites  # (atoms, 3)
+        energy = (0.5 * self.k * (displacement**2).sum()).reshape(1)
+        stress = torch.zeros((1, 3, 3), dtype=positions.dtype, device=positions.device) if compute_stress else None
+        return ForceResult(energy, -self.k * displacement, stress)
+
+    def select(self, replicas: list[int]) -> TorchTether:
+        return self
+
+
 def liquid_like_box(n_atoms: int, seed: int = 0) -> Atoms:
     """Atoms on a jittered simple-cubic grid at about the number density of ethylene glycol (0.1 atoms/Å^3)."""
     side = int(np.ceil(n_atoms ** (1 / 3)))
@@ -64,11 +89,11 @@ def time_calculator(atoms: Atoms, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def time_driver(atoms: Atoms, ensemble: str, n_steps: int) -> dict:
+def time_driver(atoms: Atoms, ensemble: str, engine: str, n_steps: int) -> dict:
     calculator = HarmonicTether(atoms.positions.copy())
     settings = MDSettings(ensemble=ensemble, n_steps=n_steps, timestep_fs=0.5, temperature_K=300.0,
                           trajectory_interval=1000, log_interval=100, checkpoint_interval=10_000,
-                          max_temperature_K=1e6)
+                          max_temperature_K=5000.0, engine=engine)
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         result = run_md(settings, atoms, calculator, folder, rng=np.random.default_rng(0))
@@ -78,24 +103,49 @@ def time_driver(atoms: Atoms, ensemble: str, n_steps: int) -> dict:
             'calculator_calls_per_step': calculator.calls / n_steps}
 
 
+def time_engine(atoms: Atoms, ensemble: str, cell_fluctuations: str, n_steps: int) -> float:
+    """Seconds per step of the engine alone on the torch tether (CPU)."""
+    settings = MDSettings(ensemble=ensemble, cell_fluctuations=cell_fluctuations, timestep_fs=0.5,
+                          temperature_K=300.0)
+    momenta = np.random.default_rng(0).normal(size=atoms.positions.shape) * 0.05
+    state = initial_state(settings, atoms.positions, momenta, atoms.cell.array)
+    force_field = TorchTether(torch.tensor(atoms.positions, dtype=torch.float64))
+    engine = MDEngine(settings, force_field, [atoms.get_masses()], [state])
+    engine.step()
+    started = time.perf_counter()
+    for _ in range(n_steps):
+        engine.step(compute_stress=False)
+    return (time.perf_counter() - started) / n_steps
+
+
 def main() -> None:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
-    results = {'machine': {'platform': platform.platform(), 'processor': platform.processor(),
-                           'cpu_count': os.cpu_count(), 'load_average_1min': os.getloadavg()[0],
-                           'python': platform.python_version()},
-               'note': 'harmonic tether calculator; overhead = driver step time - calculator time x calls per step',
+    torch.set_num_threads(1)
+    cpu = next((line.split(':', 1)[1].strip() for line in Path('/proc/cpuinfo').read_text().splitlines()
+                if line.startswith('model name')), platform.processor())
+    results = {'machine': {'platform': platform.platform(), 'cpu': cpu, 'cpu_count': os.cpu_count(),
+                           'load_average_1_5_15_min': list(os.getloadavg()), 'python': platform.python_version(),
+                           'torch': torch.__version__, 'torch_threads': torch.get_num_threads()},
+               'note': 'harmonic tether; driver overhead = step time - calculator time x calls per step; '
+                       'torch_engine = MDEngine alone on a torch tether',
                'systems': []}
-    for n_atoms, n_steps in ((1500, 2000), (8000, 1000)):
+    for n_atoms, n_steps in ((1500, 1000), (8000, 300)):
         atoms = liquid_like_box(n_atoms)
         calculator_s = time_calculator(atoms, repeats=200)
         entry = {'n_atoms': n_atoms, 'n_steps': n_steps, 'calculator_seconds_per_call': calculator_s}
-        for ensemble in ('nvt', 'npt'):
-            timing = time_driver(atoms, ensemble, n_steps)
-            timing['driver_overhead_seconds_per_step'] = (timing['seconds_per_step']
-                                                          - calculator_s * timing['calculator_calls_per_step'])
-            entry[ensemble] = timing
+        for engine in ('ase', 'torch'):
+            for ensemble in ('nvt', 'npt'):
+                timing = time_driver(atoms, ensemble, engine, n_steps)
+                timing['driver_overhead_seconds_per_step'] = (timing['seconds_per_step']
+                                                              - calculator_s * timing['calculator_calls_per_step'])
+                entry[f'{"ase" if engine == "ase" else "torch_run_md"}_{ensemble}'] = timing
+        for ensemble, cell_fluctuations in (('nve', 'isotropic'), ('nvt', 'isotropic'), ('npt', 'isotropic'),
+                                            ('npt', 'full')):
+            entry[f'torch_engine_{ensemble}_{cell_fluctuations}_seconds_per_step'] = time_engine(
+                atoms, ensemble, cell_fluctuations, n_steps)
         results['systems'].append(entry)
-        print(json.dumps(entry, indent=1))
+        print(json.dumps(entry, indent=1), flush=True)
+    results['machine']['load_average_1_5_15_min_after'] = list(os.getloadavg())
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + '\n')
     print(f'wrote {RESULTS}')

@@ -31,7 +31,8 @@ from ase import units
 
 from .settings import MDSettings
 
-__all__ = ('FOURTH_ORDER_COEFFICIENTS', 'ForceField', 'ForceResult', 'MDEngine', 'initial_state', 'segment_sum')
+__all__ = ('FOURTH_ORDER_COEFFICIENTS', 'ForceField', 'ForceResult', 'MDEngine', 'cell_volumes', 'initial_state',
+           'segment_sum')
 
 #: Suzuki-Yoshida fourth-order weights of the chain half step (ASE's ``FOURTH_ORDER_COEFFS``).
 FOURTH_ORDER_COEFFICIENTS = (1 / (2 - 2 ** (1 / 3)), -(2 ** (1 / 3)) / (2 - 2 ** (1 / 3)), 1 / (2 - 2 ** (1 / 3)))
@@ -59,6 +60,11 @@ class ForceField(t.Protocol):
 def segment_sum(values: torch.Tensor, system_index: torch.Tensor, n_systems: int) -> torch.Tensor:
     """Per-replica sums of per-atom ``values`` (atoms,) -> (replicas,)."""
     return values.new_zeros(n_systems).index_add_(0, system_index, values)
+
+
+def cell_volumes(cells: torch.Tensor) -> torch.Tensor:
+    """|det h| of (replicas, 3, 3) cells as a triple product (elementwise; ``linalg.det`` is an LU per cell)."""
+    return (torch.linalg.cross(cells[:, 0], cells[:, 1], dim=1) * cells[:, 2]).sum(1).abs()
 
 
 def _exprel(x: torch.Tensor) -> torch.Tensor:
@@ -186,6 +192,7 @@ class MDEngine:
         self.system_index = torch.repeat_interleave(torch.arange(self.n_replicas, device=self.device),
                                                     torch.as_tensor(counts, device=self.device))  # (atoms,)
         self.masses = torch.as_tensor(np.concatenate(masses), dtype=torch.float64, device=self.device)[:, None]
+        self.inverse_masses = 1.0 / self.masses  # (atoms, 1)
         self.n_atoms = torch.as_tensor(counts, dtype=torch.float64, device=self.device)  # (replicas,)
         self.positions = join('positions')  # (atoms, 3)
         self.momenta = join('momenta')  # (atoms, 3)
@@ -216,6 +223,7 @@ class MDEngine:
                 self.log_volume_strain = stack('log_volume_strain')  # (replicas,)
                 self.volume_momentum = stack('volume_momentum')  # (replicas,)
                 self.cells = self.reference_cells * torch.exp(self.log_volume_strain)[:, None, None]
+        self.cell_volumes = cell_volumes(self.cells)  # (replicas,) |det h|, updated with the cells
         self.result: ForceResult = self._evaluate(compute_stress=True)
 
     # -- state ---------------------------------------------------------------------------------------------------
@@ -247,8 +255,9 @@ class MDEngine:
         order = torch.argsort(renumber[self.system_index[atom_mask]], stable=True)
         atoms = atom_mask.nonzero().squeeze(1)[order]
         self.positions, self.momenta, self.masses = self.positions[atoms], self.momenta[atoms], self.masses[atoms]
+        self.inverse_masses = self.inverse_masses[atoms]
         self.system_index = renumber[self.system_index[atoms]]
-        self.n_atoms, self.cells = self.n_atoms[keep], self.cells[keep]
+        self.n_atoms, self.cells, self.cell_volumes = self.n_atoms[keep], self.cells[keep], self.cell_volumes[keep]
         stress = None if self.result.stress is None else self.result.stress[keep]
         self.result = ForceResult(self.result.energy[keep], self.result.forces[atoms], stress)
         if self.thermostat is not None:
@@ -269,21 +278,31 @@ class MDEngine:
 
     def twice_kinetic(self) -> torch.Tensor:
         """Σ p²/m per replica (replicas,), eV."""
-        return segment_sum((self.momenta**2 / self.masses).sum(1), self.system_index, self.n_replicas)
+        per_atom = (self.momenta * self.momenta * self.inverse_masses).sum(1)  # (atoms,)
+        if self.n_replicas == 1:
+            return per_atom.sum().reshape(1)
+        return segment_sum(per_atom, self.system_index, self.n_replicas)
 
     def volumes(self) -> torch.Tensor:
         """(replicas,) Å³; for isotropic MTK the barostat's own V_0 e^{3ε}, as in ASE."""
         if self.barostat is not None and not self.full_cell:
             return self.reference_volumes * torch.exp(3 * self.log_volume_strain)
-        return torch.linalg.det(self.cells).abs()
+        return self.cell_volumes
 
     def stress_with_kinetic(self) -> torch.Tensor:
         """Stress including the ideal-gas term -Σ p pᵀ/(m V) (ASE's ``include_ideal_gas=True``): (replicas, 3, 3)."""
         if self.result.stress is None:
             raise RuntimeError('the last force evaluation computed no stress.')
-        outer = self.momenta[:, :, None] * self.momenta[:, None, :] / self.masses[:, :, None]  # (atoms, 3, 3)
+        outer = torch.einsum('na,nb->nab', self.momenta * self.inverse_masses, self.momenta)  # (atoms, 3, 3)
         kinetic = outer.new_zeros((self.n_replicas, 3, 3)).index_add_(0, self.system_index, outer)
-        return self.result.stress - kinetic / torch.linalg.det(self.cells).abs()[:, None, None]
+        return self.result.stress - kinetic / self.cell_volumes[:, None, None]
+
+    def pressures(self) -> torch.Tensor:
+        """-trace(stress with the ideal-gas term)/3, from the kinetic energy alone (no tensor): (replicas,) eV/Å³."""
+        if self.result.stress is None:
+            raise RuntimeError('the last force evaluation computed no stress.')
+        virial = -torch.diagonal(self.result.stress, dim1=1, dim2=2).sum(1) / 3
+        return virial + self.twice_kinetic() / (3 * self.cell_volumes)
 
     def conserved_energy(self) -> torch.Tensor:
         """The extended energy each ensemble conserves (ASE's ``get_conserved_energy``): (replicas,) eV."""
@@ -315,17 +334,21 @@ class MDEngine:
         else:
             self._step_mtk_isotropic()
 
+    def _per_atom(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-replica ``values`` (replicas, ...) for each atom; one replica broadcasts instead of gathering."""
+        return values if self.n_replicas == 1 else values[self.system_index]
+
     def _evaluate(self, compute_stress: bool) -> ForceResult:
         return self.force_field(self.positions, self.cells, compute_stress or self.ensemble == 'npt')
 
     def _thermostat_half_step(self, delta: float) -> None:
         scale = self.thermostat.half_step(self.twice_kinetic(), delta)  # (replicas,)
-        self.momenta = self.momenta * scale[self.system_index, None]
+        self.momenta = self.momenta * self._per_atom(scale)[:, None]
 
     def _step_nve(self, compute_stress: bool) -> None:
         """Velocity Verlet (``ase.md.verlet.VelocityVerlet``)."""
         self.momenta = self.momenta + 0.5 * self.timestep * self.result.forces
-        self.positions = self.positions + self.timestep * self.momenta / self.masses
+        self.positions = self.positions + self.timestep * self.momenta * self.inverse_masses
         self.result = self._evaluate(compute_stress)
         self.momenta = self.momenta + 0.5 * self.timestep * self.result.forces
 
@@ -334,7 +357,7 @@ class MDEngine:
         half = self.timestep / 2
         self._thermostat_half_step(half)
         self.momenta = self.momenta + half * self.result.forces
-        self.positions = self.positions + self.timestep * self.momenta / self.masses
+        self.positions = self.positions + self.timestep * self.momenta * self.inverse_masses
         self.result = self._evaluate(compute_stress)
         self.momenta = self.momenta + half * self.result.forces
         self._thermostat_half_step(half)
@@ -348,11 +371,12 @@ class MDEngine:
         self._isotropic_kick_cell(half)
         self._isotropic_kick_particles(half)
         x = self.timestep * self.volume_momentum / self.cell_mass  # (replicas,)
-        x_atoms = x[self.system_index, None]  # (atoms, 1)
+        x_atoms = self._per_atom(x)[:, None]  # (atoms, 1)
         self.positions = (self.positions * torch.exp(x_atoms)
-                          + self.momenta * self.timestep / self.masses * _exprel(x_atoms))
+                          + self.momenta * self.timestep * self.inverse_masses * _exprel(x_atoms))
         self.log_volume_strain = self.log_volume_strain + self.timestep * self.volume_momentum / self.cell_mass
         self.cells = self.reference_cells * torch.exp(self.log_volume_strain)[:, None, None]
+        self.cell_volumes = cell_volumes(self.cells)
         self.result = self._evaluate(True)
         self._isotropic_kick_particles(half)
         self._isotropic_kick_cell(half)
@@ -362,13 +386,15 @@ class MDEngine:
 
     def _isotropic_kick_particles(self, delta: float) -> None:
         """Integrate exp(i L_2 delta): forces plus the (1 + 1/N) ε-momentum friction."""
-        x = ((1 + 1 / self.n_atoms) * self.volume_momentum * delta / self.cell_mass)[self.system_index, None]
+        x = self._per_atom((1 + 1 / self.n_atoms) * self.volume_momentum * delta / self.cell_mass)[:, None]
         self.momenta = self.momenta * torch.exp(-x) + delta * self.result.forces * _exprel(-x)
 
     def _isotropic_kick_cell(self, delta: float) -> None:
         """Integrate exp(i L_ε,2 delta): G = 3V (P_int - P_ext) + Σ p²/m / N."""
-        pressure = -torch.diagonal(self.stress_with_kinetic(), dim1=1, dim2=2).sum(1) / 3  # (replicas,)
-        force = 3 * self.volumes() * (pressure - self.pressure) + self.twice_kinetic() / self.n_atoms
+        twice_kinetic = self.twice_kinetic()
+        pressure = (-torch.diagonal(self.result.stress, dim1=1, dim2=2).sum(1) / 3
+                    + twice_kinetic / (3 * self.cell_volumes))  # (replicas,) with the ideal-gas term
+        force = 3 * self.volumes() * (pressure - self.pressure) + twice_kinetic / self.n_atoms
         self.volume_momentum = self.volume_momentum + delta * force
 
     def _step_mtk_full(self) -> None:
@@ -379,15 +405,15 @@ class MDEngine:
         self._full_kick_cell(half)
         eigenvalues, eigenvectors = torch.linalg.eigh(self.cell_momentum)  # (replicas, 3), (replicas, 3, 3)
         self._full_kick_particles(half, eigenvalues, eigenvectors)
-        basis = eigenvectors[self.system_index]  # (atoms, 3, 3)
         rate = (eigenvalues * self.timestep / self.cell_mass[:, None])  # (replicas, 3)
-        q = torch.einsum('na,nab->nb', self.positions, basis)
-        p = torch.einsum('na,nab->nb', self.momenta, basis)
-        solution = (q * torch.exp(rate)[self.system_index]
-                    + self.timestep * p / self.masses * _exprel(rate)[self.system_index])
-        self.positions = torch.einsum('nb,nab->na', solution, basis)
+        q = self._rotate(self.positions, eigenvectors)
+        p = self._rotate(self.momenta, eigenvectors)
+        solution = (q * self._per_atom(torch.exp(rate))
+                    + self.timestep * p * self.inverse_masses * self._per_atom(_exprel(rate)))
+        self.positions = self._rotate(solution, eigenvectors.transpose(1, 2))
         cell = torch.bmm(self.cells, eigenvectors) * torch.exp(rate)[:, None, :]
         self.cells = torch.bmm(cell, eigenvectors.transpose(1, 2))
+        self.cell_volumes = cell_volumes(self.cells)
         self.result = self._evaluate(True)
         self._full_kick_particles(half, eigenvalues, eigenvectors)
         self._full_kick_cell(half)
@@ -402,11 +428,16 @@ class MDEngine:
         """Integrate exp(i L_2 delta) in the eigenbasis of the cell momentum."""
         trace = torch.diagonal(self.cell_momentum, dim1=1, dim2=2).sum(1)  # (replicas,)
         kappas = eigenvalues + (trace / (3 * self.n_atoms))[:, None]  # (replicas, 3)
-        rate = (-kappas * delta / self.cell_mass[:, None])[self.system_index]  # (atoms, 3)
-        basis = eigenvectors[self.system_index]  # (atoms, 3, 3)
-        p = torch.einsum('na,nab->nb', self.momenta, basis)
-        f = torch.einsum('na,nab->nb', self.result.forces, basis)
-        self.momenta = torch.einsum('nb,nab->na', p * torch.exp(rate) + delta * f * _exprel(rate), basis)
+        rate = self._per_atom(-kappas * delta / self.cell_mass[:, None])  # (atoms or 1, 3)
+        p = self._rotate(self.momenta, eigenvectors)
+        f = self._rotate(self.result.forces, eigenvectors)
+        self.momenta = self._rotate(p * torch.exp(rate) + delta * f * _exprel(rate), eigenvectors.transpose(1, 2))
+
+    def _rotate(self, vectors: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
+        """Row vectors (atoms, 3) times their replica's matrix in ``bases`` (replicas, 3, 3): v @ U."""
+        if self.n_replicas == 1:
+            return vectors @ bases[0]
+        return torch.einsum('na,nab->nb', vectors, bases[self.system_index])
 
     def _full_kick_cell(self, delta: float) -> None:
         """Integrate exp(i L_g,2 delta): G = V (σ_int - P_ext 1) + Σ p²/m / (3N) 1."""

@@ -32,7 +32,7 @@ from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
 from .checkpoint import Checkpoint
 from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, committee_disagreement
-from .engine import MDEngine, initial_state
+from .engine import MDEngine, cell_volumes, initial_state
 from .forcefields import CalculatorForceField, QRNNForceField
 from .outputs import (
     CHECKPOINT_FILE,
@@ -299,10 +299,8 @@ class _Loop:
         columns = [engine.result.energy, kinetic, engine.conserved_energy(), engine.temperatures()]
         nan = torch.full_like(kinetic, math.nan)
         if self.periodic:
-            volume = torch.linalg.det(engine.cells).abs()
-            has_stress = engine.result.stress is not None
-            pressure = (-torch.diagonal(engine.stress_with_kinetic(), dim1=1, dim2=2).sum(1) / 3 / units.bar
-                        if has_stress else nan)
+            volume = cell_volumes(engine.cells)
+            pressure = engine.pressures() / units.bar if engine.result.stress is not None else nan
             columns += [pressure, volume]
         else:
             columns += [nan, nan]

@@ -93,7 +93,8 @@ def test_batched_qrnn_replicas_equal_single_runs(tmp_path):
 def test_one_diverging_replica_stops_alone(tmp_path):
     """Three argon boxes in one batch, the middle one with two atoms squeezed to 2.2 Å (LJ repulsion of ~10 eV/Å):
     it heats past its temperature limit within a few steps and stops with UNSTABLE_TEMPERATURE and its own
-    ``unstable.extxyz``; the other two finish, identical to runs without it."""
+    ``unstable.extxyz``; the other two finish, equal to runs without it (to rounding: a lone replica's sums skip
+    the per-replica scatter)."""
     squeezed = argon(seed=1)
     squeezed.positions[1] = squeezed.positions[0] + [2.2, 0.0, 0.0]
     boxes = [argon(seed=0), squeezed, argon(seed=2)]
@@ -106,7 +107,7 @@ def test_one_diverging_replica_stops_alone(tmp_path):
     for index in (0, 2):
         alone = tmp_path / f'alone{index}'
         run_md(settings, boxes[index], lj(), alone, rng=np.random.default_rng(index))
-        assert_checkpoints_close(folders[index] / 'checkpoint.npz', alone / 'checkpoint.npz', rtol=0.0)
+        assert_checkpoints_close(folders[index] / 'checkpoint.npz', alone / 'checkpoint.npz', rtol=1e-12)
 
 
 def _block_mean_and_error(series: np.ndarray, n_blocks: int = 8) -> tuple[float, float]:
