@@ -38,6 +38,10 @@ CODES: dict[str, tuple[str, str | None]] = {
 #: Environment set for every job on localhost: one BLAS/OpenMP thread per process (two BLAS pools on two cores
 #: make a Psi4 gradient three times slower; xtb likewise).
 LOCALHOST_PREPEND = 'export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1'
+#: Seconds ``verdi`` waits for the daemon's answer. AiiDA's default (2 s) is shorter than ``verdi daemon stop`` takes
+#: to see its workers exit on a loaded machine, which then printed "Critical: Connection to the daemon timed out."
+#: although the daemon stopped.
+DAEMON_TIMEOUT_S = 30
 #: The line of RabbitMQ's ``advanced.config`` that lets a task stay unacknowledged for as long as its process runs.
 CONSUMER_TIMEOUT_FIX = '[{rabbit,[{consumer_timeout,undefined}]}].'
 
@@ -88,6 +92,10 @@ def setup_profile(
     if set_default and config.default_profile_name != name:
         config.set_default_profile(name, overwrite=True)
         config.store()
+    if config.get_option('daemon.timeout', scope=name) < DAEMON_TIMEOUT_S:
+        config.set_option('daemon.timeout', DAEMON_TIMEOUT_S, scope=name)
+        config.store()
+        report.created.append(f'daemon.timeout {DAEMON_TIMEOUT_S} s (verdi daemon stop waits for the workers)')
 
     if production:
         warning = check_consumer_timeout()

@@ -39,6 +39,7 @@ def test_embedded_profile_twice_changes_nothing(tmp_path):
     assert 'created   profile qrnn' in first.stdout
     assert 'created   computer localhost' in first.stdout
     assert 'created   code xtb@localhost' in first.stdout
+    assert 'created   daemon.timeout 30 s' in first.stdout
     config = (tmp_path / '.aiida' / 'config.json').read_text()
     second = run([BIN / 'aiida-qrnn', 'setup'], tmp_path)
     assert 'created' not in second.stdout
@@ -97,3 +98,14 @@ def test_moved_executable_gets_a_new_code_and_the_old_one_is_kept(tmp_path):
     assert f'now {elsewhere / "xtb"}' in result.stdout and 'created   code xtb@localhost' in result.stdout
     codes = run([BIN / 'verdi', 'code', 'list', '-a', '-A'], aiida_path).stdout
     assert 'xtb@localhost' in codes and re.search(r'xtb-\d+@localhost', codes)
+
+
+def test_daemon_stop_on_the_embedded_profile_reports_no_timeout(tmp_path):
+    """``verdi daemon stop`` waited 2 s (AiiDA's default daemon.timeout) for workers that take longer to exit on a
+    loaded machine, and printed "Critical: Connection to the daemon timed out." although the daemon stopped."""
+    run([BIN / 'aiida-qrnn', 'setup'], tmp_path)
+    assert run([BIN / 'verdi', 'config', 'get', 'daemon.timeout'], tmp_path).stdout.strip() == '30'
+    run([BIN / 'verdi', 'daemon', 'start', '1'], tmp_path)
+    stopped = run([BIN / 'verdi', 'daemon', 'stop'], tmp_path, check=False, timeout=180)
+    assert stopped.returncode == 0 and 'Critical' not in stopped.stdout + stopped.stderr, stopped
+    assert 'The daemon is not running' in run([BIN / 'verdi', 'daemon', 'status'], tmp_path, check=False).stderr
