@@ -945,7 +945,30 @@ def read_extxyz(path: str | os.PathLike) -> list[Atoms]:
         ) from None
     if not images:
         raise ClusterSetError(f"'{path}': the file holds no clusters.")
+    for index, atoms in enumerate(images):
+        _check_recorded_id(atoms, path, index)
     return images
+
+
+def _check_recorded_id(atoms: Atoms, path: Path, index: int) -> None:
+    """A frame that records its ``id`` (as ``write_extxyz`` does) must still hold that content: an edited
+    geometry, element or charge is refused instead of being imported under the old id."""
+    if 'id' not in atoms.info:
+        return
+    charge = atoms.info.get('total_charge', atoms.info.get('charge', 0))
+    try:
+        total_charge = int(charge)
+    except (TypeError, ValueError):
+        raise ClusterSetError(f'{_where(path, index)}: total_charge {charge!r} is not an integer.') from None
+    if total_charge != charge or not np.all(np.isfinite(atoms.positions)):
+        return  # validation names these
+    content_id = content_hash(atoms.numbers, atoms.positions, total_charge, atoms.cell.array, atoms.pbc)
+    recorded = _info_text(atoms.info['id'])
+    if recorded != content_id:
+        raise ClusterSetError(
+            f'{_where(path, index)}: the recorded id={recorded} does not match the content (id {content_id}): the '
+            'geometry, elements or charge were changed; remove id= from the frame to import a changed cluster.'
+        )
 
 
 def merge_cluster_sets(

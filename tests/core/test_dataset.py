@@ -410,3 +410,18 @@ def test_a_broken_bond_is_allowed_only_in_decomposed_clusters(tmp_path):
     water.info['kind'] = 'decomposed'
     with ClusterSet(write_atoms(tmp_path / 'decomposed.h5', [water])) as clusters:
         assert clusters.verify().kind[0] == 'decomposed'
+
+
+def test_an_edited_extxyz_geometry_is_not_imported_under_its_old_id(tmp_path, water_clusters):
+    with ClusterSet(write_atoms(tmp_path / 'set.h5', water_clusters)) as clusters:
+        clusters.write_extxyz(tmp_path / 'set.xyz')
+    lines = (tmp_path / 'set.xyz').read_text().splitlines()
+    fields = lines[7].split()  # frame 1, first atom
+    fields[1] = repr(float(fields[1]) + 0.2)
+    lines[7] = ' '.join(fields)
+    (tmp_path / 'edited.xyz').write_text('\n'.join(lines) + '\n')
+    with pytest.raises(ClusterSetError, match=r"edited.xyz', cluster 1: the recorded id=\w+ does not match"):
+        read_extxyz(tmp_path / 'edited.xyz')
+    lines[6] = lines[6].split(' id=')[0] + ' kind=' + lines[6].split(' kind=')[1]  # without the id it imports
+    (tmp_path / 'edited.xyz').write_text('\n'.join(lines) + '\n')
+    assert read_extxyz(tmp_path / 'edited.xyz')[1].positions[0, 0] == pytest.approx(float(fields[1]))
