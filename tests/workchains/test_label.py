@@ -211,3 +211,41 @@ def test_a_batch_submitted_before_a_restart_is_found_again(xtb_code):
     assert submitted_batch(node, batch_label('labels', [2])).pk == children['qrnn.label labels batch 2+1'].pk
     assert submitted_batch(node, batch_label('charges', [0, 1])) is None
     assert submitted_batch(children['qrnn.label labels batch 2+1'], batch_label('labels', [2])) is None
+
+
+def test_a_step_replayed_after_a_worker_kill_does_not_submit_its_batch_again(xtb_code):
+    """The step that submits a batch, replayed from the context of the last checkpoint (what a worker killed between
+    the submission and the checkpoint leaves), finds the batch's child instead of submitting it a second time.
+
+    Deterministic stand-in for a real ``kill -9``: the steps are called by hand on a process of a runner whose event
+    loop never runs, so the child is created (with its CALL link) but not run.
+    """
+    import asyncio
+
+    from aiida.engine.runners import Runner
+    from aiida.engine.utils import instantiate_process
+
+    loop = asyncio.new_event_loop()
+    runner = Runner(loop=loop)
+    try:
+        clusters = ClusterSetData.from_atoms(make_water_clusters(3, seed=24))
+        process = instantiate_process(runner, LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'),
+                                      code=xtb_code, batch_size=orm.Int(2), max_concurrent=orm.Int(1),
+                                      reuse=orm.Bool(False))
+        process.setup()
+        process.reuse_labels()
+        checkpoint = ([list(batch) for batch in process.ctx.queue], dict(process.ctx.running))
+        with process._process_scope():
+            process.submit_batches()
+        batches = lambda: [child for child in process.node.called if isinstance(child, orm.WorkflowNode)]  # noqa: E731
+        (first,) = batches()
+        assert first.label == batch_label('labels', [0, 1])
+        process.ctx.queue, process.ctx.running = checkpoint  # the worker died before the checkpoint: replay
+        with process._process_scope():
+            process.submit_batches()
+        assert [child.pk for child in batches()] == [first.pk]
+        assert list(process.ctx.running) == [first.uuid]
+        assert process.ctx.queue == [['labels', [2]]]
+    finally:
+        runner.close()
+        loop.close()
