@@ -52,6 +52,12 @@ class AEVConfig:
         return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
 
 
+#: Exponents below this are clamped before ``exp``: float32 ``exp`` of arguments under -87 (results that underflow)
+#: is ~10x slower on CPU, and e^-70 = 4e-31 is zero for every Gaussian here.
+EXP_FLOOR = -70.0
+CPU_TRIPLET_CHUNK = 16384
+
+
 def cosine_cutoff(distances: torch.Tensor, cutoff: float) -> torch.Tensor:
     """0.5 cos(π r / R_c) + 0.5 inside the cutoff, 0 outside: (pairs,) -> (pairs,)."""
     inside = distances < cutoff
@@ -74,8 +80,8 @@ def build_triplets(centers: torch.Tensor, n_atoms: int) -> torch.Tensor:
     upper = torch.triu_indices(max_neighbors, max_neighbors, 1, device=device)  # (2, T)
     valid = upper[1].unsqueeze(0) < counts.unsqueeze(1)  # (atoms, T)
     atom, slot = valid.nonzero().unbind(1)  # (triplets,)
-    local = upper[:, slot] + starts[atom].unsqueeze(0)  # (2, triplets) positions in the sorted order
-    return order[local]  # (2, triplets)
+    local = upper.index_select(1, slot) + starts.index_select(0, atom).unsqueeze(0)  # (2, triplets) sorted positions
+    return order.index_select(0, local.view(-1)).view(2, -1)  # (2, triplets)
 
 
 class AEVComputer(torch.nn.Module):
@@ -94,6 +100,10 @@ class AEVComputer(torch.nn.Module):
             raise ValueError(f'angular_cutoff {config.angular_cutoff} Å must not exceed radial_cutoff '
                              f'{config.radial_cutoff} Å.')
         self.n_species = n_species
+        # triplets per step of the angular terms on CPU: (chunk, 32) temporaries stay in cache and are reused
+        # instead of freshly mapped (~2x faster than one (triplets, 32) tensor at 1 500 atoms); one step on CUDA
+        self.cpu_triplet_chunk = CPU_TRIPLET_CHUNK
+        self.exp_floor = EXP_FLOOR
         self.radial_cutoff = float(config.radial_cutoff)
         self.angular_cutoff = float(config.angular_cutoff)
         self.radial_eta = float(config.radial_eta)
@@ -102,6 +112,12 @@ class AEVComputer(torch.nn.Module):
         self.register_buffer('radial_shifts', torch.tensor(config.radial_shifts, dtype=torch.float64))
         self.register_buffer('angular_shifts', torch.tensor(config.angular_shifts, dtype=torch.float64))
         self.register_buffer('angle_sections', torch.tensor(config.angle_sections, dtype=torch.float64))
+        n_shifts, n_sections = len(config.angular_shifts), len(config.angle_sections)
+        # column a * n_sections + z of an angular term takes shift a and section z
+        self.register_buffer('shift_expansion', torch.eye(n_shifts, dtype=torch.float64).repeat_interleave(
+            n_sections, dim=1), persistent=False)  # (shifts, shifts*sections)
+        self.register_buffer('section_expansion', torch.eye(n_sections, dtype=torch.float64).repeat(1, n_shifts),
+                             persistent=False)  # (sections, shifts*sections)
         self.n_radial = len(config.radial_shifts)
         self.n_angular = len(config.angular_shifts) * len(config.angle_sections)
         self.n_species_pairs = n_species * (n_species + 1) // 2
@@ -117,7 +133,9 @@ class AEVComputer(torch.nn.Module):
     def radial_terms(self, distances: torch.Tensor) -> torch.Tensor:
         """0.25 exp(-η (r - R_s)²) f_c(r): (pairs,) -> (pairs, n_radial)."""
         shifts = self.radial_shifts.to(distances.dtype)
-        gaussians = torch.exp(-self.radial_eta * (distances.unsqueeze(1) - shifts) ** 2)  # (pairs, rad)
+        offsets = distances.unsqueeze(1) - shifts  # (pairs, rad)
+        exponents = (-self.radial_eta * offsets * offsets).clamp(min=self.exp_floor)  # (pairs, rad); x*x: no pow
+        gaussians = torch.exp(exponents)  # (pairs, rad)
         return gaussians * (0.25 * cosine_cutoff(distances, self.radial_cutoff)).unsqueeze(1)  # (pairs, rad)
 
     def scatter_radial(
@@ -156,20 +174,25 @@ class AEVComputer(torch.nn.Module):
         angular_species = pair_species.index_select(1, angular_local)  # (2, P_a)
         centers = angular_pairs.view(-1)  # (2 P_a,): each pair seen from i, then from j
         other_species = angular_species.flip(0).reshape(-1)  # (2 P_a,)
-        directed_units = torch.cat([units, -units])  # (2 P_a, 3)
-        directed_distances = angular_distances.repeat(2)  # (2 P_a,)
-        directed_cutoffs = cosine_cutoff(angular_distances, self.angular_cutoff).repeat(2)  # (2 P_a,)
+        scalars = torch.stack([angular_distances, cosine_cutoff(angular_distances, self.angular_cutoff)], 1)
+        directed = torch.cat([
+            torch.cat([units, scalars], 1), torch.cat([-units, scalars], 1),
+        ])  # (2 P_a, 5): unit vector, distance, cutoff of each directed pair, gathered once per triplet side
         first, second = build_triplets(centers, n_atoms).unbind(0)  # (T,), (T,)
-        cos_angle = 0.95 * (directed_units.index_select(0, first) * directed_units.index_select(0, second)).sum(1)
-        angular = self.angular_terms(
-            cos_angle, directed_distances.index_select(0, first) + directed_distances.index_select(0, second),
-            directed_cutoffs.index_select(0, first) * directed_cutoffs.index_select(0, second),
-        )  # (T, ang)
-        slot = self.species_pair_slot.view(-1)[
-            other_species.index_select(0, first) * self.n_species + other_species.index_select(0, second)
-        ]  # (T,)
-        angular_aev = angular.new_zeros((n_atoms * self.n_species_pairs, self.n_angular))
-        angular_aev.index_add_(0, centers.index_select(0, first) * self.n_species_pairs + slot, angular)
+        rows = centers.index_select(0, first) * self.n_species_pairs + self.species_pair_slot.view(-1).index_select(
+            0, other_species.index_select(0, first) * self.n_species + other_species.index_select(0, second),
+        )  # (T,) scatter row: centre and unordered species pair of its two neighbours
+        angular_aev = directed.new_zeros((n_atoms * self.n_species_pairs, self.n_angular))
+        n_triplets = first.shape[0]
+        chunk = n_triplets if directed.device.type == 'cuda' else self.cpu_triplet_chunk
+        for start in range(0, n_triplets, max(chunk, 1)):
+            side_j = directed.index_select(0, first[start:start + chunk])  # (chunk, 5)
+            side_k = directed.index_select(0, second[start:start + chunk])  # (chunk, 5)
+            angular = self.angular_terms(
+                0.95 * (side_j[:, 0] * side_k[:, 0] + side_j[:, 1] * side_k[:, 1] + side_j[:, 2] * side_k[:, 2]),
+                side_j[:, 3] + side_k[:, 3], side_j[:, 4] * side_k[:, 4],
+            )  # (chunk, ang)
+            angular_aev.index_add_(0, rows[start:start + chunk], angular)
         aev = torch.cat([radial, angular_aev.view(n_atoms, self.angular_length)], dim=1)  # (atoms, aev)
         return aev, terms, radial_pairs, slots, radial_distances
 
@@ -179,15 +202,19 @@ class AEVComputer(torch.nn.Module):
         """Angular symmetry functions of triplets from 0.95 cos θ, r_ij + r_ik and f_c f_c, all (T,).
 
         Returns (T, n_shifts * n_sections). The cutoffs and the factor 2^(1-ζ) go into the (T, shifts) factor
-        before the outer product, so only one (T, shifts*sections) tensor is built.
+        before the outer product (fewer operations on (T, shifts*sections) tensors).
         """
         dtype = cos_angle.dtype
-        sin_angle = torch.sqrt(1.0 - cos_angle ** 2)  # (T,) >= sqrt(1 - 0.95^2): smooth
+        sin_angle = torch.sqrt(1.0 - cos_angle * cos_angle)  # (T,) >= sqrt(1 - 0.95^2): smooth
         sections = self.angle_sections.to(dtype)
         cos_difference = cos_angle.unsqueeze(1) * torch.cos(sections) + sin_angle.unsqueeze(1) * torch.sin(sections)
         angle_factor = (1.0 + cos_difference) ** self.angular_zeta  # (T, sections)
         shifts = self.angular_shifts.to(dtype)
-        radial_factor = torch.exp(-self.angular_eta * (0.5 * distance_sum.unsqueeze(1) - shifts) ** 2)  # (T, shifts)
+        offsets = 0.5 * distance_sum.unsqueeze(1) - shifts  # (T, shifts)
+        exponents = (-self.angular_eta * offsets * offsets).clamp(min=self.exp_floor)
+        radial_factor = torch.exp(exponents)  # (T, shifts)
         radial_factor = radial_factor * (2.0 ** (1.0 - self.angular_zeta) * cutoff_product).unsqueeze(1)
-        # a batched matmul: its backward (two more) is much faster on CPU than broadcast products and sums
-        return torch.bmm(radial_factor.unsqueeze(2), angle_factor.unsqueeze(1)).flatten(1)  # (T, shifts*sections)
+        # outer product as two products with 0/1 expansion matrices and one contiguous product: exact, and with
+        # its backward (matrix products again) ~1.6x faster on CPU than a broadcast product and its sums
+        expanded_radial = radial_factor @ self.shift_expansion.to(dtype)  # (T, shifts*sections)
+        return expanded_radial * (angle_factor @ self.section_expansion.to(dtype))  # (T, shifts*sections)

@@ -149,9 +149,11 @@ class D3Dispersion(torch.nn.Module):
         species_pair = species.index_select(0, pairs[0]) * n_elements + species_j  # (P,) flat (s_i, s_j)
         _, c6 = self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)  # (atoms,), (P,)
         inverse_r2 = 1.0 / (r * r)  # (P,)
+        inverse_r6 = inverse_r2 * inverse_r2 * inverse_r2  # (P,) products, not the slower pow
         r0_squared = (self.r0 * self.r0).view(-1).index_select(0, species_pair)  # (P,)
-        damping = 1.0 + self.damping * (r0_squared * inverse_r2) ** 6  # (P,) the inverse of the CHG damping
-        return (-self.s6) * c6 * inverse_r2 ** 3 * switch / damping  # (P,)
+        ratio6 = r0_squared * r0_squared * r0_squared * inverse_r6  # (P,) (R0/r)^6
+        damping = 1.0 + self.damping * ratio6 * ratio6  # (P,) the inverse of the CHG damping
+        return (-self.s6) * c6 * inverse_r6 * switch / damping  # (P,)
 
     @torch.jit.export
     def coordination_and_c6(
@@ -205,4 +207,5 @@ class D3Dispersion(torch.nn.Module):
         """C2 switch 1 - 10x³ + 15x⁴ - 6x⁵ with x from 0 at cutoff - switch_width to 1 at cutoff."""
         # Input shapes: (P,) -> (P,)
         x = ((r - (self.cutoff - self.switch_width)) / self.switch_width).clamp(0.0, 1.0)
-        return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
+        x2 = x * x
+        return 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
