@@ -38,8 +38,12 @@ RESULTS = pathlib.Path(__file__).parent / 'results'
 ANI2X_CUTOFF = 5.1  # Å, the radial AEV cutoff of ANI-2x
 
 
-def ani2x_architecture(ensemble_size: int, strategy: str):
-    """TorchANI's ANI-2x model as ``torchani.models.ANI2x`` assembles it, random weights, zero self energies."""
+def ani2x_architecture(ensemble_size: int, strategy: str, neighborlist: str = 'cell_list'):
+    """TorchANI's ANI-2x model as ``torchani.models.ANI2x`` assembles it, random weights, zero self energies.
+
+    ``neighborlist``: TorchANI's own search inside ``forward``, ``cell_list`` for periodic boxes, ``all_pairs`` (as
+    ``ANI2x``) for batches of molecules.
+    """
     import torchani
     from torchani.arch import Assembler
 
@@ -48,7 +52,7 @@ def ani2x_architecture(ensemble_size: int, strategy: str):
     assembler.set_global_cutoff_fn('cosine')
     assembler.set_aev_computer(radial='ani2x', angular='ani2x', strategy=strategy)
     assembler.set_atomic_networks(ctor='ani2x')
-    assembler.set_neighborlist('cell_list')
+    assembler.set_neighborlist(neighborlist)
     assembler.set_zeros_as_self_energies()
     return assembler.assemble(ensemble_size).requires_grad_(False)
 

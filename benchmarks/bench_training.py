@@ -7,16 +7,23 @@ Clusters like the paper's: 8 ethylene-glycol monomers (80 atoms), 6 dimers (102 
 random placements (``molecular_cluster``), labelled by a random QRNN of the same architecture (the labels' values
 do not change the cost). One step = energy + forces with the graph kept (double backward), multitask loss with
 learned σ, AdamW with weight normalisation and gradient clipping: what :class:`Trainer` does per batch. The
-estimate for the paper's 500 epochs × 200 000 samples is samples / (clusters/s). Results are merged per device
-into ``benchmarks/results/training.json``.
+estimate for the paper's 500 epochs × 200 000 samples is samples / (clusters/s).
+
+Beside it, in the same process and on the same batches, one network of TorchANI 2.9's ANI-2x architecture
+(``torchani.arch.Assembler``, random weights, AEV strategy ``pyaev``, or ``cuaev`` on a GPU where it is built) takes
+the same kind of step: energy + forces with the graph kept, MSE loss on both, AdamW with gradient clipping. ANI-2x's
+ensemble of 8 is eight such trainings. The two are timed step by step in turn, so machine load hits both alike.
+Results are merged per device into ``benchmarks/results/training.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
+import sys
 import tempfile
 import time
 
@@ -27,6 +34,9 @@ from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, TrainingConfig
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from bench_model import ani2x_architecture, ani_strategy
 
 RESULTS = pathlib.Path(__file__).parent / 'results' / 'training.json'
 PAPER_SAMPLES = 500 * 200_000
@@ -60,6 +70,47 @@ def paper_sized_clusters(n_clusters: int, seed: int) -> ClusterArrays:
     return arrays.validate()
 
 
+def _cpu_model() -> str:
+    lines = pathlib.Path('/proc/cpuinfo').read_text().splitlines()
+    return next((line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')),
+                platform.processor() or platform.machine())
+
+
+class AniTrainingStep:
+    """One training step of one ANI-2x network (TorchANI), energy + forces loss, on a padded batch."""
+
+    def __init__(self, strategy: str, device: torch.device, dtype: torch.dtype, gradient_clip: float | None) -> None:
+        self.model = ani2x_architecture(1, strategy, 'all_pairs').to(device=device, dtype=dtype).requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.gradient_clip = gradient_clip
+
+    @staticmethod
+    def pad(batch) -> tuple[torch.Tensor, ...]:
+        """(molecules, atoms) atomic numbers (-1 pads), coordinates, energies, forces and the real-atom mask."""
+        counts = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (molecules,)
+        slots = torch.arange(batch.n_atoms, device=counts.device) - (torch.cumsum(counts, 0) - counts)[
+            batch.system_index]  # (atoms,) position within its molecule
+        shape = (batch.n_systems, int(counts.max()))
+        species = torch.full(shape, -1, dtype=torch.long, device=counts.device)
+        species[batch.system_index, slots] = batch.numbers
+        coordinates = batch.positions.new_zeros((*shape, 3))
+        coordinates[batch.system_index, slots] = batch.positions
+        forces = batch.positions.new_zeros((*shape, 3))
+        forces[batch.system_index, slots] = batch.forces
+        return species, coordinates, batch.energy, forces, species >= 0
+
+    def __call__(self, species, coordinates, energy, forces, mask) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        coordinates = coordinates.detach().requires_grad_(True)
+        predicted = self.model((species, coordinates)).energies  # (molecules,)
+        predicted_forces = -torch.autograd.grad(predicted.sum(), coordinates, create_graph=True)[0]
+        loss = (predicted - energy).square().mean() + (predicted_forces - forces)[mask].square().mean()
+        loss.backward()
+        if self.gradient_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip)
+        self.optimizer.step()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu')
@@ -68,6 +119,7 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
     args = parser.parse_args()
+    os.environ.setdefault('TORCHANI_NO_WARN_EXTENSIONS', '1')
     if args.threads:
         torch.set_num_threads(args.threads)
     n_clusters = args.batch_size * 2
@@ -78,27 +130,45 @@ def main() -> None:
         trainer = Trainer(QRNN(QRNNConfig()), source, indices, indices[:2], config, directory, device=args.device)
         batches = [source.batch(indices[(step % 2) * args.batch_size:][:args.batch_size]).to(
             trainer.device, trainer.dtype) for step in range(2)]
-        for batch in batches:  # warm-up
+        strategy = ani_strategy(trainer.device)
+        ani_step = AniTrainingStep(strategy, trainer.device, trainer.dtype, config.gradient_clip)
+        padded = [ani_step.pad(batch) for batch in batches]
+        for index, batch in enumerate(batches):  # warm-up
             trainer._train_step(batch)
+            ani_step(*padded[index])
         synchronize = torch.cuda.synchronize if trainer.device.type == 'cuda' else (lambda: None)
         synchronize()
-        start = time.perf_counter()
+        elapsed = ani_elapsed = 0.0
         atoms = 0
         for step in range(args.steps):
+            start = time.perf_counter()
             trainer._train_step(batches[step % 2])
+            synchronize()
+            elapsed += time.perf_counter() - start
+            start = time.perf_counter()
+            ani_step(*padded[step % 2])
+            synchronize()
+            ani_elapsed += time.perf_counter() - start
             atoms += batches[step % 2].n_atoms
-        synchronize()
-        elapsed = time.perf_counter() - start
     clusters_per_s = args.steps * args.batch_size / elapsed
+    ani_clusters_per_s = args.steps * args.batch_size / ani_elapsed
+    import torchani
+
     result = {
         'device': args.device if trainer.device.type != 'cuda' else torch.cuda.get_device_name(),
-        'cpu': platform.processor() or platform.machine(), 'torch_threads': torch.get_num_threads(),
+        'cpu': _cpu_model(), 'torch_threads': torch.get_num_threads(), 'load_average_1_5_15_min': list(os.getloadavg()),
+        'torch': torch.__version__, 'torchani': torchani.__version__,
         'dtype': args.dtype, 'batch_size': args.batch_size, 'steps': args.steps,
         'mean_atoms_per_cluster': atoms / (args.steps * args.batch_size),
         'n_parameters': sum(p.numel() for p in trainer.model.parameters()),
         'seconds_per_step': elapsed / args.steps, 'clusters_per_s': clusters_per_s, 'atoms_per_s': atoms / elapsed,
         'paper_schedule_hours': PAPER_SAMPLES / clusters_per_s / 3600,
         'peak_gpu_memory_GiB': torch.cuda.max_memory_allocated() / 2**30 if trainer.device.type == 'cuda' else None,
+        'torchani_ani2x_single_network': {
+            'aev_strategy': strategy, 'n_parameters': sum(p.numel() for p in ani_step.model.parameters()),
+            'seconds_per_step': ani_elapsed / args.steps, 'clusters_per_s': ani_clusters_per_s,
+        },
+        'ratio_qrnn_to_ani2x_single_step_time': elapsed / ani_elapsed,
     }
     print(json.dumps(result, indent=2))
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
