@@ -198,9 +198,13 @@ class D3Dispersion(torch.nn.Module):
         scattered_weights = element_one_hot.unsqueeze(2) * weights.unsqueeze(1)  # (atoms, elements, R)
         half_contracted = scattered_weights.reshape(n_atoms, -1) @ self.reference_c6  # (atoms, elements * R)
         half_contracted = half_contracted.view(n_atoms * n_elements, n_references)  # (atoms * elements, R)
-        # index_select on flat rows: its backward is an index_add, much faster than advanced indexing on CPU
+        # one reference column at a time: 1-D index_select (backward: 1-D index_add) and products, ~1.6x faster
+        # on CPU than gathering (P, R) rows and summing them
         row = pairs[0] * n_elements + species_j  # (P,)
-        c6 = (half_contracted.index_select(0, row) * weights.index_select(0, pairs[1])).sum(1)  # (P,)
+        half_columns, weight_columns = half_contracted.t(), weights.t()  # (R, atoms * elements), (R, atoms)
+        c6 = half_columns[0].index_select(0, row) * weight_columns[0].index_select(0, pairs[1])  # (P,)
+        for reference in range(1, n_references):
+            c6 = c6 + half_columns[reference].index_select(0, row) * weight_columns[reference].index_select(0, pairs[1])
         return cn, c6
 
     def _switch(self, r: torch.Tensor) -> torch.Tensor:
