@@ -48,6 +48,20 @@ def _model_hash(state_dict: dict[str, torch.Tensor], config_json: str, elements:
     return digest.hexdigest()
 
 
+def _recorded_hash(path: str | pathlib.Path) -> str | None:
+    """The ``model_hash`` that :meth:`ModelData.export` wrote into the file's metadata (``None`` if absent)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework='pt') as handle:
+        return (handle.metadata() or {}).get('model_hash')
+
+
+def _legacy_hash(state_dict: dict[str, torch.Tensor], config: dict, elements: list[str]) -> str:
+    """The hash as files exported before the config was rounded like AiiDA stores it carry it."""
+    config_json = json.dumps(config, sort_keys=True, separators=(',', ':'), allow_nan=False)
+    return _model_hash(state_dict, config_json, elements)
+
+
 class ModelData(Data):
     """A model: ``state_dict`` in ``weights.safetensors``, hyper-parameters and elements as attributes.
 
@@ -129,15 +143,23 @@ class ModelData(Data):
 
         try:
             state_dict, config, elements = read_model_file(path)
-        except (ValueError, KeyError, TypeError) as exception:  # metadata without 'config' raises KeyError
-            message = str(exception) if isinstance(exception, ValueError) else (
-                f"'{path}': not a readable model file ({type(exception).__name__}: {exception}).")
+        except (ValueError, KeyError, TypeError) as exception:  # damaged metadata: KeyError, JSONDecodeError
+            message = str(exception)
+            if not message.startswith(f"'{path}'"):
+                message = f"'{path}': not a readable model file ({type(exception).__name__}: {exception})."
             raise ModelDataError(message) from None
         try:
             check_model(state_dict, config, elements, f"'{path}'")
         except ModelFileError as exception:
             raise ModelDataError(str(exception)) from None
-        return cls(state_dict, config, elements, **kwargs)
+        node = cls(state_dict, config, elements, **kwargs)
+        recorded = _recorded_hash(path)
+        if recorded is not None and recorded not in (node.model_hash, _legacy_hash(state_dict, config, elements)):
+            raise ModelDataError(
+                f"'{path}': the file's recorded model_hash {recorded} does not match its weights and config "
+                f'({node.model_hash}): the file was changed or damaged after it was exported.'
+            )
+        return node
 
     def get_state_dict(self, device: str | torch.device = 'cpu') -> dict[str, torch.Tensor]:
         """Load the weights with safetensors (plain tensors only: no pickle, no code execution)."""

@@ -101,7 +101,7 @@ def check_model(state_dict: dict[str, torch.Tensor], config: t.Any, elements: t.
             model, positions, numbers, torch.zeros(len(numbers), dtype=torch.long), torch.zeros((1, 3, 3), dtype=dtype),
             torch.zeros((1, 3), dtype=torch.bool), torch.zeros(1, dtype=dtype),
         )
-    except (RuntimeError, ValueError, IndexError) as exception:
+    except (RuntimeError, ValueError, IndexError, TypeError) as exception:  # e.g. celu_alpha None: TypeError
         raise ModelFileError(f'{origin}: evaluating a small cluster failed ({exception}).') from None
     for name in ('energy', 'forces', 'charges'):
         if not np.all(np.isfinite(results[name].detach().cpu().numpy())):
