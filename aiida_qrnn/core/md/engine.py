@@ -22,6 +22,7 @@ Phys. 101, 4177 (1994) (MTK); Yoshida, Phys. Lett. A 150, 262 (1990) (fourth-ord
 
 from __future__ import annotations
 
+import math
 import typing as t
 from dataclasses import dataclass
 
@@ -117,47 +118,62 @@ class _Chain:
         """Integrate exp(i L_NHC delta) (one loop, fourth-order factorised) for a driven kinetic term
         ``twice_kinetic`` (replicas,) = Σ p²/m; returns the factor (replicas,) that scales the driven momenta.
 
-        About 120 operations on (replicas,) arrays: on the CPU they run in numpy (a microsecond each, against
-        several for a torch call), on an accelerator in torch, where the variables live."""
-        if twice_kinetic.device.type == 'cpu':
+        About 300 operations on (replicas,) arrays: on an accelerator they run in torch, where the variables live;
+        on the CPU in numpy, or on Python floats for one replica (a torch call costs microseconds, a float
+        operation a few tens of nanoseconds)."""
+        coordinates, momenta = list(self.coordinates.T), list(self.momenta.T)
+        masses = list(self.masses.T)
+        if twice_kinetic.device.type != 'cpu':
             scale, coordinates, momenta = _chain_half_step(
-                np, twice_kinetic.numpy(), self.coordinates.numpy(), self.momenta.numpy(), self.masses.numpy(),
-                self.dof_kT.numpy(), self.kT, delta)
-            self.coordinates, self.momenta = torch.from_numpy(coordinates), torch.from_numpy(momenta)
-            return torch.from_numpy(scale)
-        scale, self.coordinates, self.momenta = _chain_half_step(
-            torch, twice_kinetic, self.coordinates, self.momenta, self.masses, self.dof_kT, self.kT, delta)
-        return scale
+                torch.exp, twice_kinetic, coordinates, momenta, masses, self.dof_kT, self.kT, delta)
+            self.coordinates, self.momenta = torch.stack(coordinates, 1), torch.stack(momenta, 1)
+            return scale
+        if twice_kinetic.shape[0] == 1:
+            floats = [[float(value[0]) for value in array] for array in (coordinates, momenta, masses)]
+            scale, coordinates, momenta = _chain_half_step(
+                _float_exp, float(twice_kinetic[0]), *floats, float(self.dof_kT[0]), self.kT, delta)
+            self.coordinates = torch.tensor([coordinates], dtype=torch.float64)
+            self.momenta = torch.tensor([momenta], dtype=torch.float64)
+            return torch.tensor([scale], dtype=torch.float64)
+        with np.errstate(over='ignore', invalid='ignore'):  # a diverging chain is reported by the guards
+            scale, coordinates, momenta = _chain_half_step(
+                np.exp, twice_kinetic.numpy(), [c.numpy() for c in coordinates], [m.numpy() for m in momenta],
+                [m.numpy() for m in masses], self.dof_kT.numpy(), self.kT, delta)
+        self.coordinates = torch.from_numpy(np.stack(coordinates, 1))
+        self.momenta = torch.from_numpy(np.stack(momenta, 1))
+        return torch.from_numpy(scale)
 
 
-def _chain_half_step(xp, twice_kinetic, coordinates, momenta, masses, dof_kT, kT: float, delta: float):
-    """The chain half step on arrays of the namespace ``xp`` (numpy or torch): ``(scale, coordinates, momenta)``.
+def _float_exp(x: float) -> float:
+    """``math.exp`` that overflows to infinity, as numpy's and torch's do, instead of raising."""
+    return math.inf if x >= 709.0 else math.exp(x)
 
-    ``twice_kinetic``, ``dof_kT``: (replicas,); ``coordinates``, ``momenta``, ``masses``: (replicas, chain).
-    """
-    scale = xp.ones_like(twice_kinetic)
-    chain = list(momenta.T)  # chain elements, each (replicas,)
-    chain_masses = list(masses.T)
-    length = len(chain)
+
+def _chain_half_step(exp, twice_kinetic, coordinates: list, momenta: list, masses: list, dof_kT, kT: float,
+                     delta: float) -> tuple:
+    """The chain half step on per-element lists (element j of the chain: an array over replicas, or a float):
+    returns ``(scale, coordinates, momenta)``. ``exp`` is the namespace's exponential (numpy, torch or floats)."""
+    scale = twice_kinetic * 0.0 + 1.0
+    chain, length = list(momenta), len(momenta)
 
     def kick(j: int, driven: object, delta2: float, delta4: float) -> None:
         """Update p_η,j by the force of its neighbours in the chain (ASE's ``_integrate_p_eta_j``)."""
         if j < length - 1:
-            chain[j] = chain[j] * xp.exp(-delta4 * chain[j + 1] / chain_masses[j + 1])
-        force = driven - dof_kT if j == 0 else chain[j - 1] ** 2 / chain_masses[j - 1] - kT
+            chain[j] = chain[j] * exp(-delta4 * chain[j + 1] / masses[j + 1])
+        force = driven - dof_kT if j == 0 else chain[j - 1] * chain[j - 1] / masses[j - 1] - kT
         chain[j] = chain[j] + delta2 * force
         if j < length - 1:
-            chain[j] = chain[j] * xp.exp(-delta4 * chain[j + 1] / chain_masses[j + 1])
+            chain[j] = chain[j] * exp(-delta4 * chain[j + 1] / masses[j + 1])
 
     for coefficient in FOURTH_ORDER_COEFFICIENTS:
         sub = coefficient * delta
         for j in reversed(range(length)):
-            kick(j, twice_kinetic * scale**2, sub / 2, sub / 4)
-        coordinates = coordinates + sub * xp.stack(chain, 1) / masses
-        scale = scale * xp.exp(-sub * chain[0] / chain_masses[0])
+            kick(j, twice_kinetic * scale * scale, sub / 2, sub / 4)
+        coordinates = [c + sub * p / m for c, p, m in zip(coordinates, chain, masses, strict=True)]
+        scale = scale * exp(-sub * chain[0] / masses[0])
         for j in range(length):
-            kick(j, twice_kinetic * scale**2, sub / 2, sub / 4)
-    return scale, coordinates, xp.stack(chain, 1)
+            kick(j, twice_kinetic * scale * scale, sub / 2, sub / 4)
+    return scale, coordinates, chain
 
 
 class MDEngine:
