@@ -48,12 +48,23 @@ def _model_hash(state_dict: dict[str, torch.Tensor], config_json: str, elements:
     return digest.hexdigest()
 
 
+#: Metadata keys of a model file; ``model_hash`` only in files that ``ModelData.export`` wrote.
+METADATA_KEYS = frozenset({'format', 'format_version', 'config', 'elements', 'model_hash'})
+
+
 def _recorded_hash(path: str | pathlib.Path) -> str | None:
-    """The ``model_hash`` that :meth:`ModelData.export` wrote into the file's metadata (``None`` if absent)."""
+    """The ``model_hash`` that :meth:`ModelData.export` wrote into the file's metadata (``None`` if absent).
+
+    :raises ModelDataError: for an unknown metadata key (a damaged ``model_hash`` key would otherwise pass unseen).
+    """
     from safetensors import safe_open
 
     with safe_open(str(path), framework='pt') as handle:
-        return (handle.metadata() or {}).get('model_hash')
+        metadata = handle.metadata() or {}
+    unknown = sorted(set(metadata) - METADATA_KEYS)
+    if unknown:
+        raise ModelDataError(f"'{path}': unknown metadata key(s) {unknown}; known: {sorted(METADATA_KEYS)}.")
+    return metadata.get('model_hash')
 
 
 def _legacy_hash(state_dict: dict[str, torch.Tensor], config: dict, elements: list[str]) -> str:
@@ -152,8 +163,8 @@ class ModelData(Data):
             check_model(state_dict, config, elements, f"'{path}'")
         except ModelFileError as exception:
             raise ModelDataError(str(exception)) from None
-        node = cls(state_dict, config, elements, **kwargs)
         recorded = _recorded_hash(path)
+        node = cls(state_dict, config, elements, **kwargs)
         if recorded is not None and recorded not in (node.model_hash, _legacy_hash(state_dict, config, elements)):
             raise ModelDataError(
                 f"'{path}': the file's recorded model_hash {recorded} does not match its weights and config "

@@ -89,7 +89,7 @@ def check_model(state_dict: dict[str, torch.Tensor], config: t.Any, elements: t.
     source.config, source.elements = config, elements
     try:
         model = load_model(source)
-    except ValueError as exception:
+    except (ValueError, TypeError, RuntimeError, KeyError) as exception:  # the meta layout lets some through
         raise ModelFileError(f'{origin}: {exception}') from None
     dtype = next(model.energy_networks.parameters()).dtype
     numbers = torch.tensor([int(number) for number in model.species_of_number.ge(0).nonzero().squeeze(1)])
