@@ -129,15 +129,17 @@ def batch_label(task: str, indices: list[int]) -> str:
 
 
 def submitted_batch(parent: orm.WorkflowNode, label: str) -> orm.ProcessNode | None:
-    """The child of ``parent`` labelled ``label``, when one was submitted already.
+    """The child of ``parent`` labelled ``label`` that was submitted already and can run, or ``None``.
 
     A worker killed after submitting a batch and before the checkpoint replays the step from the checkpoint, which
     still has the batch in its queue; the child, stored with its CALL link when it was submitted, is found here
-    instead of being submitted a second time.
+    instead of being submitted a second time. A child stored without a checkpoint (the worker died inside the
+    submission, before the child's first checkpoint) can never be continued: it is ignored, and the batch is
+    submitted again.
     """
     query = orm.QueryBuilder().append(orm.WorkflowNode, filters={'id': parent.pk}, tag='parent')
     query.append(orm.ProcessNode, with_incoming='parent', filters={'label': label}, project='*')
-    found = [row[0] for row in query.all()]
+    found = [node for (node,) in query.all() if node.is_terminated or node.checkpoint is not None]
     return min(found, key=lambda node: node.pk) if found else None
 
 

@@ -215,10 +215,12 @@ def test_a_batch_submitted_before_a_restart_is_found_again(xtb_code):
 
 def test_a_step_replayed_after_a_worker_kill_does_not_submit_its_batch_again(xtb_code):
     """The step that submits a batch, replayed from the context of the last checkpoint (what a worker killed between
-    the submission and the checkpoint leaves), finds the batch's child instead of submitting it a second time.
+    the submission and the checkpoint leaves), finds the batch's child instead of submitting it a second time; a
+    child without a checkpoint (killed inside its own submission) can never run, so the batch is submitted again.
 
-    Deterministic stand-in for a real ``kill -9``: the steps are called by hand on a process of a runner whose event
-    loop never runs, so the child is created (with its CALL link) but not run.
+    The steps are called by hand on a process of a runner whose event loop never runs, so children are created
+    (with their CALL links) but not run; such a runner saves no checkpoint at submission, so the one the daemon
+    saves is set on the child by hand.
     """
     import asyncio
 
@@ -235,15 +237,22 @@ def test_a_step_replayed_after_a_worker_kill_does_not_submit_its_batch_again(xtb
         process.setup()
         process.reuse_labels()
         checkpoint = ([list(batch) for batch in process.ctx.queue], dict(process.ctx.running))
-        with process._process_scope():
-            process.submit_batches()
-        batches = lambda: [child for child in process.node.called if isinstance(child, orm.WorkflowNode)]  # noqa: E731
-        (first,) = batches()
-        assert first.label == batch_label('labels', [0, 1])
-        process.ctx.queue, process.ctx.running = checkpoint  # the worker died before the checkpoint: replay
-        with process._process_scope():
-            process.submit_batches()
-        assert [child.pk for child in batches()] == [first.pk]
+
+        def replay() -> list[orm.WorkflowNode]:
+            """Run the step from the checkpoint's context; the batch children of the work chain after it."""
+            process.ctx.queue, process.ctx.running = [list(batch) for batch in checkpoint[0]], dict(checkpoint[1])
+            with process._process_scope():
+                process.submit_batches()
+            return sorted((child for child in process.node.called if isinstance(child, orm.WorkflowNode)),
+                          key=lambda child: child.pk)
+
+        (orphan,) = replay()
+        assert orphan.label == batch_label('labels', [0, 1]) and orphan.checkpoint is None
+        orphan_and_first = replay()  # the orphan cannot run: the batch is submitted again
+        assert [child.label for child in orphan_and_first] == [orphan.label] * 2
+        first = orphan_and_first[1]
+        first.set_checkpoint('the checkpoint the daemon saves when it submits a process')
+        assert replay() == orphan_and_first  # found again: nothing submitted
         assert list(process.ctx.running) == [first.uuid]
         assert process.ctx.queue == [['labels', [2]]]
     finally:
