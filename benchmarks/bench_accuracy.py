@@ -438,7 +438,8 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str,
 def table(summary: dict, reference: str, peer: str) -> str:
     """Force MAE and energy-per-atom MAE per set for every variant, and reference/peer ratios."""
     sets = [key for key in next(iter(summary.values())) if key != 'extensivity']
-    header = ['set'] + [f'{name} F / E' for name in summary] + [f'{reference} / {peer} F, E']
+    ratio = reference in summary and peer in summary and reference != peer
+    header = ['set'] + [f'{name} F / E' for name in summary] + ([f'{reference} / {peer} F, E'] if ratio else [])
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for key in sets:
         cells = [key]
@@ -446,9 +447,10 @@ def table(summary: dict, reference: str, peer: str) -> str:
             values = summary[name][key]
             cells.append(f"{values['forces_mae']:.3f}±{values['forces_mae_std']:.3f} / "
                          f"{values['energy_per_atom_mae_meV']:.2f}")
-        ours, theirs = summary[reference][key], summary[peer][key]
-        cells.append(f"{ours['forces_mae'] / theirs['forces_mae']:.2f}, "
-                     f"{ours['energy_per_atom_mae_meV'] / theirs['energy_per_atom_mae_meV']:.2f}")
+        if ratio:
+            ours, theirs = summary[reference][key], summary[peer][key]
+            cells.append(f"{ours['forces_mae'] / theirs['forces_mae']:.2f}, "
+                         f"{ours['energy_per_atom_mae_meV'] / theirs['energy_per_atom_mae_meV']:.2f}")
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -476,6 +478,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help='the two variants whose ratio is printed (default: first QRNN and first ANI)')
     parser.add_argument('--data-dir', type=pathlib.Path, default=DATA)
     parser.add_argument('--data-only', action='store_true', help='make and cache the labelled data, train nothing')
+    parser.add_argument('--merge', type=pathlib.Path, nargs='+', metavar='REPORT',
+                        help='combine reports of variants trained in parallel on the same data into --output')
     parser.add_argument('--output', type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     base = QUICK if args.quick else DEFAULT
@@ -491,8 +495,33 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def merge(paths: list[pathlib.Path], args: argparse.Namespace) -> dict:
+    """One report of the runs of several reports on the same data (variants trained in parallel processes)."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    same = ('sizes', 'data_seed', 'n_clusters', 'learning_rate', 'scheduler_patience')
+    for path, report in zip(paths[1:], reports[1:], strict=True):
+        differing = [key for key in same if report[key] != reports[0][key]]
+        if differing:
+            raise ValueError(f"'{path}' was made with other {differing} than '{paths[0]}'; not merged.")
+    runs = {name: {int(seed): run for seed, run in by_seed.items()}
+            for report in reports for name, by_seed in report['runs'].items()}
+    names = list(runs)
+    if args.compare is None or not set(args.compare) <= set(names):
+        qrnn = [name for name in names if not name.startswith('ani')]
+        ani = [name for name in names if name.startswith('ani')]
+        args.compare = (qrnn[0] if qrnn else names[0], ani[0] if ani else names[-1])
+    context = {key: value for key, value in reports[0].items()
+               if key not in ('runs', 'summary', 'table', 'compare', 'machine')}
+    context['command'] = [report['command'] for report in reports]
+    report = write_report(args, context, runs)
+    print(report['table'])
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
+    if args.merge:
+        return merge(args.merge, args)
     start = time.perf_counter()
     sets, data_info = build_data(args.sizes, args.data_seed, args.data_dir)
     data_s = time.perf_counter() - start
@@ -505,6 +534,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data_only:
         return {'data': data_info}
     runs: dict[str, dict[int, dict]] = {}
+    context = {
+        'command': 'OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_accuracy.py ' + ' '.join(
+            sys.argv[1:] if argv is None else argv),
+        'sizes': dataclasses.asdict(args.sizes), 'seeds': args.seeds, 'data_seed': args.data_seed,
+        'learning_rate': args.learning_rate, 'scheduler_patience': args.scheduler_patience, 'data_s': data_s,
+        'data': data_info, 'n_clusters': {'train': len(split['train']), 'validation': n_validation,
+                                          **{key: arrays.n_clusters for key, arrays in sets.items() if key != 'train'}},
+        'git_commit': subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
+                                     cwd=HERE).stdout.strip(),
+    }
     for variant in args.variant_list:
         for seed in args.seeds:
             run = train_variant(variant, sets, split, args, seed)
@@ -513,26 +552,21 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{variant.name} seed {seed}: {run['training_s']:.0f} s, best epoch {run['best_epoch']}, "
                   f"validation F {validation['forces_mae']:.3f} eV/Å, "
                   f"E {1e3 * validation['energy_per_atom_mae']:.2f} meV/atom", flush=True)
-    summary = summarise(runs)
-    reference, peer = args.compare
-    text = table(summary, reference, peer)
-    print(text)
-    for name, values in summary.items():
+            report = write_report(args, context, runs)  # after every run: a long run that is stopped keeps its rows
+    print(report['table'])
+    for name, values in report['summary'].items():
         print(f"{name}: extensivity (worst held-out / validation force MAE) "
               f"{values['extensivity']['worst_held_out_over_validation_forces']:.2f}")
-    report = {
-        'command': 'OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_accuracy.py ' + ' '.join(
-            sys.argv[1:] if argv is None else argv),
-        'machine': machine(), 'sizes': dataclasses.asdict(args.sizes), 'seeds': args.seeds,
-        'data_seed': args.data_seed, 'learning_rate': args.learning_rate,
-        'scheduler_patience': args.scheduler_patience, 'data_s': data_s, 'data': data_info,
-        'n_clusters': {'train': len(split['train']), 'validation': n_validation,
-                       **{key: arrays.n_clusters for key, arrays in sets.items() if key != 'train'}},
-        'compare': [reference, peer], 'summary': summary, 'table': text,
-        'runs': {name: {str(seed): run for seed, run in by_seed.items()} for name, by_seed in runs.items()},
-        'git_commit': subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                     cwd=HERE).stdout.strip(),
-    }
+    return report
+
+
+def write_report(args: argparse.Namespace, context: dict, runs: dict[str, dict[int, dict]]) -> dict:
+    """``args.output`` with the runs so far, their summary, the table and the machine."""
+    summary = summarise(runs)
+    reference, peer = args.compare
+    report = {**context, 'machine': machine(), 'compare': [reference, peer], 'summary': summary,
+              'table': table(summary, reference, peer),
+              'runs': {name: {str(seed): run for seed, run in by_seed.items()} for name, by_seed in runs.items()}}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + '\n')
     return report

@@ -28,7 +28,7 @@ def bench_accuracy():
     sys.modules.pop(spec.name)
 
 
-def test_quick_mode_trains_both_models_and_caches_its_data(bench_accuracy, tmp_path, monkeypatch):
+def test_quick_mode_trains_both_models_merges_and_caches_its_data(bench_accuracy, tmp_path, monkeypatch):
     monkeypatch.setenv('TORCHANI_NO_WARN_EXTENSIONS', '1')
     output = tmp_path / 'accuracy.json'
     report = bench_accuracy.main(['--quick', '--data-dir', str(tmp_path / 'data'), '--output', str(output)])
@@ -44,6 +44,8 @@ def test_quick_mode_trains_both_models_and_caches_its_data(bench_accuracy, tmp_p
                 assert math.isfinite(sets[key][metric]) and sets[key][metric] > 0, (variant, key, metric)
     assert report['machine']['cores'] >= 1 and report['compare'] == ['qrnn-small:w10', 'ani:w10']
     assert not any(info['cached'] for info in report['data'].values())
+    merged = bench_accuracy.main(['--merge', str(output), '--output', str(tmp_path / 'merged.json')])
+    assert merged['summary'] == report['summary'] and merged['compare'] == report['compare']
     again = bench_accuracy.main(['--quick', '--data-only', '--data-dir', str(tmp_path / 'data')])
     assert set(again['data']) == set(report['data']) and all(info['cached'] for info in again['data'].values())
 
