@@ -19,6 +19,8 @@ with a 0.01 Å limit), default :class:`QRNNConfig` with random weights, float32:
 * ``batched``: 10 replicas of the box advanced by one :class:`~aiida_qrnn.core.md.engine.MDEngine` (one model
   call per step) against the same 10 replicas one after another, NVT; throughput ratio.
 
+The force calls, TorchANI and the steps of both engines are timed round-robin (one of each per round, median
+over ``--steps`` rounds), so load from other processes on a shared machine hits them alike: compare the ratios.
 Results go to ``benchmarks/results/md_qrnn_<device>.json`` with the machine (CPU model, threads, load).
 """
 
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_model import ani2x_architecture, ani_strategy, machine
+from bench_model import ani2x_architecture, ani_strategy, machine, round_robin
 
 from aiida_qrnn.core.md import MDSettings
 from aiida_qrnn.core.md.engine import MDEngine, initial_state
@@ -81,10 +83,8 @@ class _CachedForces:
         return self
 
 
-def engine_and_ase_steps(atoms, calculator: QRNNCalculator, device: torch.device, ensemble: str,
-                         n_steps: int) -> dict:
-    """Median ms per step: the torch engine with the QRNN, ASE's integrator driving ``QRNNCalculator``, and the
-    engine alone (forces served from a cache)."""
+def steppers(atoms, calculator: QRNNCalculator, device: torch.device, ensemble: str) -> tuple:
+    """``(torch engine on the QRNN, ASE integrator on QRNNCalculator)`` from the same state."""
     settings = MDSettings(ensemble=ensemble, timestep_fs=TIMESTEP_FS, temperature_K=300.0)
     momenta = np.random.default_rng(0).normal(size=atoms.positions.shape) * 0.05
     box = atoms.copy()
@@ -92,13 +92,18 @@ def engine_and_ase_steps(atoms, calculator: QRNNCalculator, device: torch.device
     state = initial_state(settings, box.positions, momenta, box.cell.array)
     engine = MDEngine(settings, QRNNForceField.from_calculator(calculator, [box]), [box.get_masses()], [state],
                       device=device)
-    timings = {'torch_ms_per_step': time_function(engine.step, device, n_steps)}
+    box.calc = QRNNCalculator(calculator.model, device=device, dtype=calculator.dtype,
+                              neighbor_skin_A=calculator.neighbor_skin)  # its own neighbour-list cache
+    return engine, build_integrator(settings, box)
+
+
+def engine_own_ms(engine: MDEngine, device: torch.device) -> float:
+    """The engine's step with its forces served from a cache: its own work, median of 50."""
+    real = engine.force_field
     engine.force_field = _CachedForces(engine.result)
-    timings['engine_own_ms_per_step'] = time_function(engine.step, device, 50)
-    box.calc = calculator
-    integrator = build_integrator(settings, box)
-    timings['ase_ms_per_step'] = time_function(integrator.step, device, n_steps)
-    return timings
+    milliseconds = time_function(engine.step, device, 50)
+    engine.force_field = real
+    return milliseconds
 
 
 def batched_throughput(model: QRNN, device: torch.device, dtype: torch.dtype, n_atoms: int, n_replicas: int,
@@ -146,15 +151,12 @@ def bench_box(n_atoms: int, device: torch.device, dtype: torch.dtype, n_steps: i
         moved = positions + 1e-3 * torch.randn(positions.shape, generator=noise, dtype=torch.float64).to(device)
         return force_field(moved, cells, stress)
 
-    repeats = max(3, n_steps)
-    entry['force_call_ms'] = time_function(lambda: call(False), device, repeats)
-    entry['force_stress_call_ms'] = time_function(lambda: call(True), device, repeats)
-
     box = atoms.copy()
     box.wrap()
     species = torch.tensor(box.numbers, device=device)[None]
     coordinates = torch.tensor(box.positions, dtype=dtype, device=device)[None]
     cell, pbc = torch.tensor(box.cell.array, dtype=dtype, device=device), torch.ones(3, dtype=torch.bool, device=device)
+    functions = {'force_call': lambda: call(False), 'force_stress_call': lambda: call(True)}
     for label, size in (('ani2x_single', 1), ('ani2x_ensemble8', 8)):
         ani = ani2x_architecture(size, strategy).to(device=device, dtype=dtype)
 
@@ -163,16 +165,26 @@ def bench_box(n_atoms: int, device: torch.device, dtype: torch.dtype, n_steps: i
             energy = ani((species, moving), cell=cell, pbc=pbc).energies
             return torch.autograd.grad(energy.sum(), moving)[0]
 
-        entry[f'{label}_ms'] = time_function(ani_energy_forces, device, repeats)
-        entry[f'ratio_qrnn_force_call_to_{label}'] = entry['force_call_ms'] / entry[f'{label}_ms']
-
-    for ensemble, call_key in (('nvt', 'force_call_ms'), ('npt', 'force_stress_call_ms')):
-        timing = engine_and_ase_steps(atoms, calculator, device, ensemble, n_steps)
-        timing['torch_ns_per_day'] = SECONDS_PER_DAY / (timing['torch_ms_per_step'] * 1e-3) * TIMESTEP_FS * 1e-6
-        timing['engine_own_fraction_of_force_call'] = timing['engine_own_ms_per_step'] / entry[call_key]
-        timing['ratio_ase_to_torch_step'] = timing['ase_ms_per_step'] / timing['torch_ms_per_step']
-        timing['ratio_torch_step_to_ani2x_single'] = timing['torch_ms_per_step'] / entry['ani2x_single_ms']
-        entry[ensemble] = timing
+        functions[label] = ani_energy_forces
+    engines = {}
+    for ensemble in ('nvt', 'npt'):
+        engine, integrator = steppers(atoms, calculator, device, ensemble)
+        engines[ensemble] = engine
+        functions[f'torch_{ensemble}_step'] = engine.step
+        functions[f'ase_{ensemble}_step'] = integrator.step
+    milliseconds = round_robin(functions, device, n_steps)
+    entry.update({f'{name}_ms': value for name, value in milliseconds.items()})
+    for label in ('ani2x_single', 'ani2x_ensemble8'):
+        entry[f'ratio_qrnn_force_call_to_{label}'] = milliseconds['force_call'] / milliseconds[label]
+    for ensemble, call_key in (('nvt', 'force_call'), ('npt', 'force_stress_call')):
+        torch_ms, ase_ms = milliseconds[f'torch_{ensemble}_step'], milliseconds[f'ase_{ensemble}_step']
+        own = engine_own_ms(engines[ensemble], device)
+        entry[ensemble] = {
+            'torch_ms_per_step': torch_ms, 'ase_ms_per_step': ase_ms, 'ratio_ase_to_torch_step': ase_ms / torch_ms,
+            'torch_ns_per_day': SECONDS_PER_DAY / (torch_ms * 1e-3) * TIMESTEP_FS * 1e-6,
+            'engine_own_ms_per_step': own, 'engine_own_fraction_of_force_call': own / milliseconds[call_key],
+            'ratio_torch_step_to_ani2x_single': torch_ms / milliseconds['ani2x_single'],
+        }
     return entry
 
 
@@ -180,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu', help='torch device (cpu, cuda)')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
-    parser.add_argument('--steps', type=int, default=0, help='MD steps per timing (default: 3 on CPU, 200 on GPU)')
+    parser.add_argument('--steps', type=int, default=0, help='rounds of timing (default: 5 on CPU, 200 on GPU)')
     parser.add_argument('--sizes', type=int, nargs='+', default=[1500], help='atoms per box (about)')
     parser.add_argument('--replicas', type=int, default=10, help='replicas in the batched timing (0: skip)')
     parser.add_argument('--replica-atoms', type=int, default=1500, help='atoms per replica (about)')
@@ -188,7 +200,7 @@ def main() -> None:
     os.environ.setdefault('TORCHANI_NO_WARN_EXTENSIONS', '1')
     device, dtype = torch.device(arguments.device), getattr(torch, arguments.dtype)
     cpu = device.type == 'cpu'
-    n_steps = arguments.steps or (3 if cpu else 200)
+    n_steps = arguments.steps or (5 if cpu else 200)
     strategy = ani_strategy(device)
     results = {
         'machine': machine(device) | {'device': str(device),
