@@ -140,7 +140,8 @@ def content_hash(
     grids = [np.rint(np.asarray(positions, dtype=np.float64) / HASH_POSITION_RESOLUTION)]
     if periodic:
         grids.append(np.rint(np.asarray(cell, dtype=np.float64) / HASH_POSITION_RESOLUTION))
-    small = all(bool(np.all(np.abs(grid) < _INT64_SAFE_GRID)) for grid in grids)
+    largest = max(float(np.abs(grid).max(initial=0.0)) for grid in grids)
+    small = largest < _INT64_SAFE_GRID  # False for NaN too
     digest = hashlib.sha256(b'qrnn-cluster-v1' if small else b'qrnn-cluster-v1-float-grid')
 
     def grid_bytes(grid: np.ndarray) -> bytes:
@@ -289,7 +290,8 @@ class ClusterArrays:
             pairs = tree.query_pairs(fused_reach, output_type='ndarray')  # (pairs, 2), same cluster only
             suspects.update(cluster[open_atoms[pairs[:, 0]]].tolist())
             nearest, _ = tree.query(points, k=2)  # (open atoms, 2): itself, then its nearest neighbour
-            may_break = np.array([not allows_broken_bonds(str(kind)) for kind in self.kind])[cluster[open_atoms]]
+            kinds, kind_index = np.unique(self.kind.astype(str), return_inverse=True)
+            may_break = np.array([not allows_broken_bonds(kind) for kind in kinds])[kind_index][cluster[open_atoms]]
             lonely = may_break & (sizes[cluster[open_atoms]] > 1) & (nearest[:, 1] > lonely_reach)
             suspects.update(cluster[open_atoms[lonely]].tolist())
         for index in sorted(suspects):
