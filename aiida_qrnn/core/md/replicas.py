@@ -159,6 +159,13 @@ def run_md_replicas(settings: MDSettings, atoms_list: list[Atoms], calculator: C
     if settings.ensemble == 'npt' and not all(atoms.pbc.all() for atoms in atoms_list):
         raise ValueError('NPT needs a cell periodic in all three directions; the structures have pbc='
                          f'{[atoms.pbc.tolist() for atoms in atoms_list]}.')
+    if len({tuple(atoms.pbc) for atoms in atoms_list}) > 1:
+        raise ValueError('replicas in one batch must share their periodicity, got pbc='
+                         f'{[atoms.pbc.tolist() for atoms in atoms_list]}; run periodic and open systems apart.')
+    constrained = [index for index, atoms in enumerate(atoms_list) if atoms.constraints]
+    if constrained:
+        raise ValueError(f'structures {constrained} carry ASE constraints, which the torch engine does not apply; '
+                         "remove them or use MD setting engine='ase' (NVE/NVT).")
     rngs = rngs or [None] * len(atoms_list)
     replicas = [_Replica(settings, atoms, Path(workdir), np.random.default_rng() if rng is None else rng,
                          committee is not None) for atoms, workdir, rng in zip(atoms_list, workdirs, rngs, strict=True)]

@@ -137,6 +137,23 @@ def test_npt_averages_agree_between_engines(tmp_path):
     assert averages['torch']['temperature_K'][0] == pytest.approx(90.0, rel=0.1)
 
 
+def test_batches_the_engine_cannot_run_are_refused(tmp_path):
+    from ase.constraints import FixAtoms
+
+    fixed = argon()
+    fixed.set_constraint(FixAtoms(indices=[0]))
+    with pytest.raises(ValueError, match=r'structures \[1\] carry ASE constraints'):
+        run_md_replicas(short('nvt'), [argon(), fixed], lj(), [tmp_path / 'a', tmp_path / 'b'])
+    cluster = argon()
+    cluster.pbc = False
+    with pytest.raises(ValueError, match='must share their periodicity'):
+        run_md_replicas(short('nvt'), [argon(), cluster], lj(), [tmp_path / 'a', tmp_path / 'b'])
+    with pytest.raises(ValueError, match='one folder per structure'):
+        run_md_replicas(short('nvt'), [argon(), argon()], lj(), [tmp_path / 'a'])
+    with pytest.raises(ValueError, match='replica folders must differ'):
+        run_md_replicas(short('nvt'), [argon(), argon()], lj(), [tmp_path / 'a', tmp_path / 'a'])
+
+
 @pytest.mark.parametrize(('values', 'match'), [
     ({'engine': 'numpy'}, 'engine must be one of'),
     ({'max_temperature_K': 0}, 'max_temperature_K must be None or above temperature_K'),
