@@ -52,8 +52,19 @@ def setup(ctx: click.Context, production: bool, email: str, postgres_host: str, 
         click.secho(f'Warning: {item}', fg='yellow', err=True)
 
 
+def _polymer_protocol(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a polymer protocol that does not exist while the command line is read, naming the ones that do."""
+    from aiida_qrnn.workchains.protocols import load_protocol
+
+    try:
+        load_protocol('polymer', value)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), ctx=ctx, param=param) from None
+    return value
+
+
 @cli.command('demo')
-@click.option('--protocol', default='demo', show_default=True,
+@click.option('--protocol', default='demo', show_default=True, callback=_polymer_protocol,
               help='Protocol of the polymer workflow (protocols/polymer.yaml): demo, fast, paper.')
 @click.option('--batch-size', default=None, type=click.IntRange(1), help='Clusters per xtb job [default: protocol].')
 @click.option('--report-dir', default=None, type=click.Path(file_okay=False, path_type=Path),
