@@ -20,6 +20,7 @@ randomness comes from one ``numpy.random.Generator``, so a seed reproduces a set
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -330,12 +331,14 @@ def sample_clusters(
     Per frame, ``clusters_per_frame`` cuts of 1..``max_molecules`` molecules around random centres; per cut, the
     extracted cluster plus the requested conformational, density and decomposed variants. Variants that would put
     atoms closer than ``min_distance`` Å or fail the physical check of :mod:`aiida_qrnn.core.sanity` are redrawn (up
-    to ``max_tries``); an extracted cluster that fails it (a frame with fused atoms) raises. The bond graph and
+    to ``max_tries``); an extracted cluster that fails it (fused atoms in a frame) is left out with a warning, and when
+    every one fails ``ClusterSamplingError`` names the first. The bond graph and
     molecule ids come from the first frame unless given. The result is deduplicated (:func:`deduplicate`).
     """
     from aiida_qrnn.core.structures import molecule_ids
 
     images: list[Atoms] = []
+    refused: list[str] = []
     for frame, fields in frames:
         if bonds is None:
             bonds = find_bonds(frame)
@@ -347,14 +350,18 @@ def sample_clusters(
             size = int(rng.integers(1, min(settings.max_molecules, n_available) + 1))
             cluster = extract_cluster(frame, molecule, centre, size, bonds=bonds, source=fields)
             problems = _problems(cluster)
-            if problems:
-                raise ClusterSamplingError(
-                    f'the cluster around molecule {centre} of frame {fields} is not physical: {"; ".join(problems)}.'
-                )
+            if problems:  # an MD frame of a potential under training: one bad cluster must not stop the rest
+                refused.append(f'the cluster around molecule {centre} of frame {fields}: {"; ".join(problems)}')
+                continue
             base = json.loads(cluster.info['source'])
             cluster.info.pop('frame_molecules')
             images.append(cluster)
             images.extend(_variants(cluster, base, settings, rng))
+    if refused:
+        if not images:
+            raise ClusterSamplingError(f'every cluster failed the physical check, for example {refused[0]}.')
+        warnings.warn(f'{len(refused)} cluster(s) left out by the physical check, for example {refused[0]}.',
+                      stacklevel=2)
     return deduplicate(images)
 
 

@@ -10,8 +10,8 @@ kill. The rules, each a documented threshold (see ``docs/integrity.md``):
   atoms 0.9 Å apart, so only atoms that are physically on top of each other fall below.
 * **dissociated atoms** (open clusters of two atoms or more): every atom has a neighbour within
   ``DISSOCIATED_FACTOR`` times the sum of their covalent radii. The paper's *decomposed* clusters have a bond pulled
-  to up to 2.2 times that sum on purpose; they (``kind`` in ``BROKEN_BOND_KINDS``) opt out with
-  ``allow_broken_bonds=True``, and are still checked for fused atoms.
+  to up to 2.2 times that sum on purpose; they, and clusters cut from MD (``kind`` in ``BROKEN_BOND_KINDS``), opt
+  out with ``allow_broken_bonds=True``, and are still checked for fused atoms.
 * **electrons**: the electron count ``sum(Z) - total_charge`` is positive and, for a given spin multiplicity
   ``2S + 1``, has the parity it needs and at least ``2S`` electrons (a +1 cluster cannot be a closed-shell singlet).
 * **periodic cells**: a cell of non-zero volume; with the interaction ``cutoff`` in use, every perpendicular width
@@ -54,8 +54,10 @@ __all__ = (
 FUSED_FRACTION = 0.5
 #: An atom whose nearest neighbour is farther than this multiple of the sum of covalent radii has left its cluster.
 DISSOCIATED_FACTOR = 3.0
-#: Cluster kinds that carry a deliberately broken bond (the paper's decomposed clusters, ``core.clusters``).
-BROKEN_BOND_KINDS = frozenset({'decomposed'})
+#: Cluster kinds that may carry a broken bond: the paper's decomposed clusters (``core.clusters``), and clusters cut
+#: from MD (``extracted``) and selected from them (``active-learning``), because a potential under training can break
+#: bonds in MD and active learning is meant to label exactly those configurations.
+BROKEN_BOND_KINDS = frozenset({'decomposed', 'extracted', 'active-learning'})
 #: Highest sane energy per atom (eV) at any level of theory: every isolated atom lies below it.
 MAX_ENERGY_PER_ATOM_EV = -1.0
 #: Thomas-Fermi total energy coefficient (Eh): E_TF = -0.7687 Z^(7/3) lies below every neutral atom's energy.

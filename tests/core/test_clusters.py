@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from ase import Atoms
 
 from aiida_qrnn.core.clusters import (
     ClusterSampling,
@@ -204,15 +205,28 @@ def test_settings_are_validated_by_name():
     assert ClusterSampling.from_dict({'density_scale': [0.8, 1.1]}).density_scale == (0.8, 1.1)
 
 
-def test_a_frame_with_fused_atoms_gives_no_cluster(wrapped_frame):
-    """Every H pulled to 0.1 Å from the atom it is bonded to: cutting any cluster names the frame and the atoms."""
+def test_clusters_with_fused_atoms_are_left_out(wrapped_frame):
+    """H atoms pulled to 0.1 Å from the atom they are bonded to: clusters holding one are left out with a warning
+    (here the even-numbered molecules); when every molecule has one, sampling names the frame and the atoms."""
     frame, bonds = wrapped_frame
-    fused = frame.copy()
-    fused.positions = make_molecules_whole(frame, bonds)
-    for i, j in bonds:
-        hydrogen, partner = (i, j) if fused.numbers[i] == 1 else (j, i)
-        if fused.numbers[hydrogen] == 1:
-            direction = fused.positions[hydrogen] - fused.positions[partner]
-            fused.positions[hydrogen] = fused.positions[partner] + 0.1 * direction / np.linalg.norm(direction)
-    with pytest.raises(ClusterSamplingError, match=r"frame \{'frame': 3\} is not physical: atoms .* fused atoms"):
-        sample_clusters([(fused, {'frame': 3})], SETTINGS, np.random.default_rng(0), bonds=bonds)
+    whole = frame.copy()
+    whole.positions = make_molecules_whole(frame, bonds)
+
+    def fused(molecules) -> Atoms:
+        atoms = whole.copy()
+        for i, j in bonds:
+            hydrogen, partner = (i, j) if atoms.numbers[i] == 1 else (j, i)
+            if atoms.numbers[hydrogen] == 1 and MOLECULE[hydrogen] in molecules:
+                direction = atoms.positions[hydrogen] - atoms.positions[partner]
+                atoms.positions[hydrogen] = atoms.positions[partner] + 0.1 * direction / np.linalg.norm(direction)
+        return atoms
+
+    MOLECULE = molecule_ids(len(frame), bonds)
+    with pytest.raises(ClusterSamplingError, match=r"every cluster failed .* frame \{'frame': 3\}: atoms .* fused"):
+        sample_clusters([(fused(set(MOLECULE)), {'frame': 3})], SETTINGS, np.random.default_rng(0), bonds=bonds)
+    with pytest.warns(UserWarning, match=r'cluster\(s\) left out by the physical check'):
+        kept = sample_clusters([(fused(set(range(0, 24, 2))), {'frame': 4}) for _ in range(3)], SETTINGS,
+                               np.random.default_rng(0), bonds=bonds)
+    assert kept
+    for atoms in kept:
+        assert all(member % 2 for member in json.loads(atoms.info['source'])['molecules'])
