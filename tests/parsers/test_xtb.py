@@ -28,7 +28,7 @@ from aiida_qrnn.parsers.xtb import XtbParser
 FIXTURES = Path(__file__).parent / 'fixtures' / 'xtb'
 #: The --chrg each fixture cluster was run with (README.md).
 TOTAL_CHARGES = {
-    'success': [0, -1], 'failures': [0, 0, 0, 0, 0], 'all_failed': [0], 'unphysical': [0, 0, 1],
+    'success': [0, -1], 'failures': [0, -6, 0, 0, 0], 'all_failed': [-6], 'unphysical': [0, 0, 1],
 }
 RETRIEVE_PATTERNS = [f'c*{suffix}' for suffix in XtbCalculation.OUTPUT_SUFFIXES.values()]
 
@@ -124,7 +124,7 @@ def test_parser_nothing_retrieved(generate_calc_job_node):
 @pytest.mark.parametrize(
     ('index', 'reason', 'words'),
     [
-        (1, FailureReason.ABNORMAL_TERMINATION, 'very* short distance'),
+        (1, FailureReason.ABNORMAL_TERMINATION, 'Not enough basis functions'),
         (2, FailureReason.SCF_NOT_CONVERGED, 'did not converge'),
         (3, FailureReason.UNREADABLE_OUTPUT, 'truncated'),
         (4, FailureReason.MISSING_OUTPUT, 'did not run'),
