@@ -1,4 +1,5 @@
-"""``MdCalculation`` (``qrnn.md``): one restartable MD run with the QRNN, or with the OPLS-AA baseline.
+"""``MdCalculation`` (``qrnn.md``): one restartable MD run with the QRNN, or with the OPLS-AA baseline; or several
+independent QRNN runs batched in one job (``structures``).
 
 The job runs ``aiida-qrnn-exec md .`` (:mod:`aiida_qrnn.cli.exec_md`) in its folder. With a ``model`` input the
 model file is staged and the QRNN is the calculator; without one the classical OPLS-AA force field is, through the
@@ -9,6 +10,11 @@ With a ``committee`` (two or more models with the elements of ``model``) and ``c
 ``parameters`` the job writes the committee's disagreement to ``committee.csv`` (output ``committee``); the
 ``qrnn.committee_disagreement`` monitor (:mod:`aiida_qrnn.calculations.monitors`) reads that file while the job
 runs and stops it above a threshold (see ``docs/md-and-analysis.md``, "Stopping on committee disagreement").
+
+With ``structures`` (a namespace of labelled cells) instead of ``structure`` the job runs them as batched replicas
+(:func:`aiida_qrnn.core.md.run_md_replicas`: one QRNN call per step for all of them), each in its own folder
+``replicas/<label>/`` with its own trajectory, log, checkpoint and outcome; the parser gives one output namespace
+``replicas.<label>`` per structure and decides the job's exit status by the rule of :mod:`aiida_qrnn.parsers.md`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from aiida_qrnn.cli.exec_md import (
     INPUT_STRUCTURE,
     OUTPUT_ERROR,
     OUTPUT_FINAL,
+    REPLICAS_FOLDER,
 )
 from aiida_qrnn.core.md.committee import COMMITTEE_FILE
 from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE, UNSTABLE_FILE
@@ -56,11 +63,22 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
     return None
 
 
-def validate_inputs(inputs: dict, _) -> str | None:
-    """A committee needs ``model`` (same elements), two or more members and ``committee_interval`` > 0; the
-    committee monitor needs a committee and valid ``threshold``/``quantity``."""
+def validate_inputs(inputs: dict, port_namespace) -> str | None:
+    """Exactly one of ``structure`` and ``structures`` (batched replicas, QRNN only, no committee monitor); a committee
+    needs ``model`` (same elements), two or more members and ``committee_interval`` > 0; the committee monitor needs a
+    committee and valid ``threshold``/``quantity``."""
     from aiida_qrnn.core.md.committee import check_threshold
 
+    if all(key in port_namespace for key in ('structure', 'structures')):  # not excluded by a wrapping work chain
+        replicas = inputs.get('structures') or {}
+        if ('structure' in inputs) == bool(replicas):
+            return 'give either structure (one run) or structures (batched replicas), not both or neither.'
+        if replicas and 'model' not in inputs:
+            return 'structures: batched replicas need a QRNN model input (the OPLS-AA baseline runs one structure).'
+        if replicas and any(monitor.get('entry_point') == COMMITTEE_MONITOR
+                            for monitor in (inputs.get('monitors') or {}).values()):
+            return (f'structures: the {COMMITTEE_MONITOR} monitor watches one run; with batched replicas set '
+                    'committee_max_force_deviation in parameters instead.')
     committee = inputs.get('committee') or {}
     interval = inputs['parameters'].get('committee_interval', 0) if 'parameters' in inputs else None
     if committee:
@@ -95,20 +113,38 @@ def validate_structure(value: orm.StructureData, _) -> str | None:
     return None
 
 
+def validate_structures(value: dict, _) -> str | None:
+    """Every replica periodic in all three directions (the label names the offender)."""
+    for label, structure in sorted((value or {}).items()):
+        if not all(structure.pbc):
+            return f'structures.{label}: the cell must be periodic in all three directions, got pbc={structure.pbc}.'
+    return None
+
+
+def replica_seeds(labels: list[str], seed: int) -> dict[str, int]:
+    """Velocity seed of each replica: ``seed`` plus its index among the sorted labels."""
+    return {label: seed + index for index, label in enumerate(sorted(labels))}
+
+
 class MdCalculation(CalcJob):
     """MD of a periodic cell (``MDSettings`` in ``parameters``) with a QRNN ``model`` or the OPLS-AA baseline."""
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
         super().define(spec)
-        spec.input('structure', valid_type=orm.StructureData, validator=validate_structure,
+        spec.input('structure', valid_type=orm.StructureData, validator=validate_structure, required=False,
                    help='Periodic cell of whole molecules (molecules are found from bonds in the job).')
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
+                             validator=validate_structures,
+                             help='Instead of structure: labelled periodic cells run as batched replicas in one job '
+                                  '(one QRNN call per step for all; each its own thermostat, files and outcome). '
+                                  'Replica i of the sorted labels draws its velocities with seed + i.')
         spec.input('model', valid_type=ModelData, required=False,
                    help='The QRNN; absent: the classical OPLS-AA baseline (HO-(CH2CH2O)n-H only).')
         spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
                    help='MDSettings: ensemble, n_steps (total across restarts), timestep_fs, temperature_K, ...')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0),
-                   help='Seed of the initial Maxwell-Boltzmann velocities of a fresh run.')
+                   help='Seed of the initial Maxwell-Boltzmann velocities of a fresh run (replicas: seed + index).')
         spec.input('parent_folder', valid_type=orm.RemoteData, required=False,
                    help='Folder of an earlier MD job of the same system: continue from its checkpoint.')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'), help='Torch device of the QRNN.')
@@ -131,7 +167,11 @@ class MdCalculation(CalcJob):
                     help='committee.csv: step, time_fs, rho_f ((eV/Å)^2, paper eq. 2), max_force_deviation (eV/Å).')
         spec.output('output_parameters', valid_type=orm.Dict, required=False,
                     help="status ('finished', 'stopped_walltime', 'committee_disagreement', 'unstable_...'), "
-                         'status_code, name, step, time_fs, message, checkpoint_step (None: nothing to continue).')
+                         'status_code, name, step, time_fs, message, checkpoint_step (None: nothing to continue); '
+                         'for batched replicas the outcome of the job and the labels of each outcome.')
+        spec.output_namespace('replicas', dynamic=True, required=False,
+                              help='Batched replicas: replicas.<label>.{trajectory, log, committee, structure, '
+                                   'output_parameters}, as the single-structure outputs of each replica.')
 
         spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
         spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
@@ -142,17 +182,24 @@ class MdCalculation(CalcJob):
         spec.exit_code(512, 'ERROR_UNSTABLE_TEMPERATURE', message='Unstable, temperature runaway: {message}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
-        """Write the cell, the settings and the model; copy the parent's checkpoint files on the remote."""
-        buffer = io.StringIO()
-        self.inputs.structure.get_ase().write(buffer, format='extxyz')
-        with folder.open(INPUT_STRUCTURE, 'w') as handle:
-            handle.write(buffer.getvalue())
+        """Write the cell(s), the settings and the model; copy the parent's checkpoint files on the remote."""
+        replicas = dict(self.inputs.get('structures') or {})
+        if replicas:
+            folder.get_subfolder(REPLICAS_FOLDER, create=True)
+            for label in sorted(replicas):
+                folder.get_subfolder(f'{REPLICAS_FOLDER}/{label}', create=True)
+                _write_structure(folder, f'{REPLICAS_FOLDER}/{label}/{INPUT_STRUCTURE}', replicas[label])
+        else:
+            _write_structure(folder, INPUT_STRUCTURE, self.inputs.structure)
         settings = self.inputs.parameters.get_dict()
         walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
         if settings.get('walltime_s') is None and walltime:
             settings['walltime_s'] = max(float(walltime) - WALLTIME_MARGIN_S, 0.5 * float(walltime))
+        job_input = {'settings': settings, 'seed': self.inputs.seed.value}
+        if replicas:
+            job_input['replicas'] = replica_seeds(list(replicas), self.inputs.seed.value)
         with folder.open(INPUT_PARAMETERS, 'w') as handle:
-            json.dump({'settings': settings, 'seed': self.inputs.seed.value}, handle, indent=2)
+            json.dump(job_input, handle, indent=2)
         if 'model' in self.inputs:
             repository = self.inputs.model.base.repository
             with repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, folder.open(INPUT_MODEL, 'wb') as target:
@@ -175,15 +222,48 @@ class MdCalculation(CalcJob):
         calcinfo.codes_info = [codeinfo]
         if 'parent_folder' in self.inputs:
             parent = self.inputs.parent_folder
-            restart_files = RESTART_FILES
-            # A parent that wrote committee.csv: the continued run appends to it.
-            if committee and parent.creator is not None and 'committee' in parent.creator.outputs:
-                restart_files = (*RESTART_FILES, COMMITTEE_FILE)
-            calcinfo.remote_copy_list = [
-                (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in restart_files
-            ]
+            if replicas:
+                calcinfo.remote_copy_list = _replica_restart_copies(parent, sorted(replicas), bool(committee))
+            else:
+                restart_files = RESTART_FILES
+                # A parent that wrote committee.csv: the continued run appends to it.
+                if committee and parent.creator is not None and 'committee' in parent.creator.outputs:
+                    restart_files = (*RESTART_FILES, COMMITTEE_FILE)
+                calcinfo.remote_copy_list = [
+                    (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in restart_files
+                ]
         calcinfo.retrieve_list = [
             TRAJECTORY_FILE, LOG_FILE, COMMITTEE_FILE, STATUS_FILE, OUTPUT_FINAL, OUTPUT_ERROR, UNSTABLE_FILE,
             CHECKPOINT_FILE, codeinfo.stdout_name, codeinfo.stderr_name,
         ]
+        if replicas:
+            calcinfo.retrieve_list.append(REPLICAS_FOLDER)
         return calcinfo
+
+
+def _write_structure(folder: Folder, path: str, structure: orm.StructureData) -> None:
+    buffer = io.StringIO()
+    structure.get_ase().write(buffer, format='extxyz')
+    with folder.open(path, 'w') as handle:
+        handle.write(buffer.getvalue())
+
+
+def _replica_restart_copies(parent: orm.RemoteData, labels: list[str], with_committee: bool) -> list[tuple]:
+    """Remote copies of the checkpoint, trajectory and log (and committee log) of each parent replica that left a
+    checkpoint (its ``replicas.<label>.output_parameters`` say so); the others start again."""
+    outputs = parent.creator.outputs if parent.creator is not None else None
+    if outputs is None or 'replicas' not in outputs:
+        raise ValueError(f'parent_folder<{parent.pk}> was not made by a batched MdCalculation: its replicas are '
+                         'unknown.')
+    copies = []
+    for label in labels:
+        if label not in outputs.replicas:
+            raise ValueError(f'structures.{label}: the parent job<{parent.creator.pk}> has no such replica '
+                             f'(it has {sorted(outputs.replicas)}).')
+        replica = outputs.replicas[label]
+        if 'output_parameters' not in replica or replica.output_parameters.get('checkpoint_step') is None:
+            continue
+        names = (*RESTART_FILES, COMMITTEE_FILE) if with_committee and 'committee' in replica else RESTART_FILES
+        copies += [(parent.computer.uuid, f'{parent.get_remote_path()}/{REPLICAS_FOLDER}/{label}/{name}',
+                    f'{REPLICAS_FOLDER}/{label}/{name}') for name in names]
+    return copies

@@ -21,6 +21,12 @@ Exit status (the run's outcome is also in ``status.json``; bad input in ``error.
 
 On every outcome but bad input ``final.extxyz`` holds the checkpoint's configuration (positions, momenta, cell):
 the last good state of an unstable run; its ``info`` has the checkpoint's ``step`` and ``time_fs``.
+
+Batched replicas (QRNN only): ``md_input.json`` has ``"replicas": {label: seed}`` and each replica's cell is
+``replicas/<label>/structure.extxyz``; all advance in one engine (:func:`aiida_qrnn.core.md.run_md_replicas`), each
+writing the files above (``status.json``, ``final.extxyz``, ...) in its own ``replicas/<label>/``. The exit status
+is then the batch's (:func:`batch_status`): 2 if a replica stopped at the walltime, else 0 if one finished (or
+stopped for committee disagreement), else the unstable code of the first replica by label.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ INPUT_STRUCTURE = 'structure.extxyz'
 INPUT_PARAMETERS = 'md_input.json'
 INPUT_MODEL = 'model.safetensors'
 INPUT_COMMITTEE = 'committee'
+REPLICAS_FOLDER = 'replicas'
 OUTPUT_FINAL = 'final.extxyz'
 OUTPUT_ERROR = 'error.json'
 #: Strain step of the numerical stress of the classical calculator (OpenMM gives no virial).
@@ -53,6 +60,21 @@ def exit_status(status: int) -> int:
 
     moved = {MDStatus.STOPPED_WALLTIME: EXIT_WALLTIME, MDStatus.COMMITTEE_DISAGREEMENT: EXIT_COMMITTEE_DISAGREEMENT}
     return moved.get(status, int(status))
+
+
+def batch_status(statuses: list[int]):
+    """The outcome of a batch of replicas (``MDStatus`` values in label order), by the rule of the module docstring:
+    a replica to continue (walltime) first, then any usable one (finished or committee stop), else the first
+    instability."""
+    from aiida_qrnn.core.md import MDStatus
+
+    outcomes = [MDStatus(status) for status in statuses]
+    if MDStatus.STOPPED_WALLTIME in outcomes:
+        return MDStatus.STOPPED_WALLTIME
+    usable = [status for status in outcomes if not status.is_unstable]
+    if usable:
+        return MDStatus.FINISHED if MDStatus.FINISHED in usable else usable[0]
+    return outcomes[0]
 
 
 def load_committee(folder: pathlib.Path, device: str):
@@ -98,9 +120,15 @@ def md(job_folder: pathlib.Path, device: str) -> None:
         parameters = json.loads(pathlib.Path(INPUT_PARAMETERS).read_text())
         settings = MDSettings.from_dict(parameters.get('settings', {}))
         seed = int(parameters.get('seed', 0))
+        replica_seeds = {str(label): int(value) for label, value in parameters.get('replicas', {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exception:
+        _fail(f"'{job_folder / INPUT_PARAMETERS}': {exception}")
+    if replica_seeds:
+        _run_replicas(job_folder, settings, replica_seeds, device)
+    try:
         atoms = ase.io.read(INPUT_STRUCTURE, format='extxyz')
     except (OSError, ValueError, TypeError) as exception:
-        _fail(f"'{job_folder / INPUT_STRUCTURE}' / '{job_folder / INPUT_PARAMETERS}': {exception}")
+        _fail(f"'{job_folder / INPUT_STRUCTURE}': {exception}")
     bonds = find_bonds(atoms)
     if 'molecule' not in atoms.arrays:
         atoms.arrays['molecule'] = molecule_ids(len(atoms), bonds)
@@ -135,21 +163,62 @@ def md(job_folder: pathlib.Path, device: str) -> None:
     sys.exit(exit_status(result.status))
 
 
-def _write_final_structure(atoms) -> None:
-    """The checkpoint's configuration as extended XYZ (momenta included), if there is a checkpoint."""
+def _run_replicas(job_folder: pathlib.Path, settings, seeds: dict[str, int], device: str) -> t.NoReturn:
+    """Batched replicas of the QRNN: one folder per label under ``replicas/``; exits with the batch status."""
+    import ase.io
+    import numpy as np
+
+    from aiida_qrnn.core.md import run_md_replicas
+    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+
+    labels = sorted(seeds)
+    folders = [pathlib.Path(REPLICAS_FOLDER) / label for label in labels]
+    atoms_list = []
+    for folder in folders:
+        try:
+            atoms = ase.io.read(folder / INPUT_STRUCTURE, format='extxyz')
+        except (OSError, ValueError, TypeError) as exception:
+            _fail(f"'{job_folder / folder / INPUT_STRUCTURE}': {exception}")
+        if 'molecule' not in atoms.arrays:
+            atoms.arrays['molecule'] = molecule_ids(len(atoms), find_bonds(atoms))
+        atoms_list.append(atoms)
+    try:
+        if not pathlib.Path(INPUT_MODEL).is_file():
+            raise ValueError(f"batched replicas need the QRNN '{INPUT_MODEL}' (the OPLS-AA baseline runs one "
+                             'structure per job).')
+        from aiida_qrnn.core.model.calculator import QRNNCalculator
+
+        calculator = QRNNCalculator.from_model(INPUT_MODEL, device=device, neighbor_skin_A=1.0)
+        committee = load_committee(pathlib.Path(INPUT_COMMITTEE), device)
+        if (committee is None) != (settings.committee_interval == 0):
+            raise ValueError(f"committee_interval={settings.committee_interval} needs a committee in "
+                             f"'{INPUT_COMMITTEE}/' and a committee needs committee_interval > 0.")
+        rngs = [np.random.default_rng(seeds[label]) for label in labels]
+        results = run_md_replicas(settings, atoms_list, calculator, [pathlib.Path.cwd() / f for f in folders],
+                                  rngs=rngs, committee=committee)
+    except ValueError as exception:
+        _fail(f"'{job_folder}': {exception}")
+    for label, folder, atoms, result in zip(labels, folders, atoms_list, results, strict=True):
+        _write_final_structure(atoms, folder)
+        click.echo(f'{label}: {result.message}')
+    sys.exit(exit_status(batch_status([result.status for result in results])))
+
+
+def _write_final_structure(atoms, folder: pathlib.Path = pathlib.Path()) -> None:
+    """The checkpoint's configuration in ``folder`` as extended XYZ (momenta included), if there is a checkpoint."""
     from aiida_qrnn.core.md.checkpoint import Checkpoint
     from aiida_qrnn.core.md.runner import CHECKPOINT_FILE
 
-    if not pathlib.Path(CHECKPOINT_FILE).is_file():
+    if not (folder / CHECKPOINT_FILE).is_file():
         return
-    checkpoint = Checkpoint.load(pathlib.Path(CHECKPOINT_FILE))
+    checkpoint = Checkpoint.load(folder / CHECKPOINT_FILE)
     state = checkpoint.integrator_state
     final = atoms.copy()
     final.info.update(step=checkpoint.step, time_fs=checkpoint.time_fs)
     final.set_cell(state['cell'], scale_atoms=False)
     final.set_positions(state['positions'])
     final.set_momenta(state['momenta'])
-    final.write(OUTPUT_FINAL, format='extxyz')
+    final.write(folder / OUTPUT_FINAL, format='extxyz')
 
 
 def _fail(message: str) -> t.NoReturn:

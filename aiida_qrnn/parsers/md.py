@@ -13,7 +13,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_qrnn.calculations.md import COMMITTEE_MONITOR
-from aiida_qrnn.cli.exec_md import EXIT_BAD_INPUT, OUTPUT_ERROR, OUTPUT_FINAL
+from aiida_qrnn.cli.exec_md import EXIT_BAD_INPUT, OUTPUT_ERROR, OUTPUT_FINAL, REPLICAS_FOLDER
 from aiida_qrnn.core.md import COMMITTEE_FILE, MDStatus
 from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE
 
@@ -44,13 +44,24 @@ class MdParser(Parser):
 
     ``structure`` is the configuration of the last checkpoint (``final.extxyz``, or the checkpoint itself when
     the job was killed; the last trajectory frame when the monitor killed it before its first checkpoint).
+
+    Batched replicas (``structures`` input, folders ``replicas/<label>/``): each replica gets the outputs above in
+    ``replicas.<label>`` (its own ``output_parameters`` with its own status), and the job's exit status follows
+    one rule (:func:`aiida_qrnn.cli.exec_md.batch_status`):
+
+    1. a replica stopped at the walltime (or killed after a checkpoint): 400, so that a restart continues the batch;
+    2. else at least one replica finished (or stopped for committee disagreement): 0, the finished replicas are
+       usable; the unstable ones are listed in ``output_parameters['unstable']`` (and a warning is logged);
+    3. else every replica is unstable: the 51x code of the first by label, the message naming each replica's.
+
+    The job's ``output_parameters`` then hold ``status`` (of the rule), ``replicas`` ({label: status}), one list of
+    labels per outcome (``finished``, ``unstable_temperature``, ...), ``unstable``, ``step`` (the largest),
+    ``checkpoint_step`` (the replicas' common checkpoint step, None when they differ or one has none) and ``message``.
+    A replica with neither ``status.json`` nor a checkpoint makes the job 300.
     """
 
     def parse(self, **kwargs) -> ExitCode | None:
-        import ase.io
-
-        from aiida_qrnn.core.md import read_committee_log, read_log, read_trajectory
-        from aiida_qrnn.core.md.checkpoint import Checkpoint
+        from aiida_qrnn.core.md import read_trajectory
 
         repository = self.retrieved.base.repository
         names = set(repository.list_object_names())
@@ -58,37 +69,14 @@ class MdParser(Parser):
             error = json.loads(repository.get_object_content(OUTPUT_ERROR))
             if error.get('status') == EXIT_BAD_INPUT:
                 return self.exit_codes.ERROR_INVALID_INPUT.format(message=error['message'])
+        if REPLICAS_FOLDER in names:
+            return self._parse_replicas(repository)
         try:
-            if TRAJECTORY_FILE in names:
-                with repository.open(TRAJECTORY_FILE, 'rb') as handle:
-                    self.out('trajectory', orm.SinglefileData(handle, filename=TRAJECTORY_FILE))
-            if LOG_FILE in names:
-                with repository.open(LOG_FILE, 'r') as handle:
-                    columns = _read_log(handle.read(), read_log)
-                log = orm.ArrayData()
-                for name, values in columns.items():
-                    log.set_array(name, np.asarray(values))
-                self.out('log', log)
-            committee = None
-            if COMMITTEE_FILE in names:
-                with repository.open(COMMITTEE_FILE, 'r') as handle:
-                    committee = read_committee_log(io.StringIO(handle.read()))
-                committee_node = orm.ArrayData()
-                for name, values in committee.items():
-                    committee_node.set_array(name, values)
-                self.out('committee', committee_node)
-            checkpoint = None
-            if OUTPUT_FINAL in names:
-                final = ase.io.read(io.StringIO(repository.get_object_content(OUTPUT_FINAL)), format='extxyz')
-                self.out('structure', orm.StructureData(ase=final))
-            if CHECKPOINT_FILE in names:
-                with repository.as_path(CHECKPOINT_FILE) as path:
-                    checkpoint = Checkpoint.load(path)
-                if OUTPUT_FINAL not in names:
-                    self.out('structure', orm.StructureData(ase=_checkpoint_atoms(checkpoint)))
-            status = json.loads(repository.get_object_content(STATUS_FILE)) if STATUS_FILE in names else None
+            outputs, status, checkpoint, committee = _read_run(repository, '')
         except Exception as exception:  # h5py, csv, json and ASE raise many types for malformed files
             return self.exit_codes.ERROR_READING_OUTPUT.format(filename=', '.join(sorted(names)), exception=exception)
+        for name, node in outputs.items():
+            self.out(name, node)
         checkpoint_step = None if checkpoint is None else checkpoint.step
 
         if status is None:
@@ -121,6 +109,61 @@ class MdParser(Parser):
             return getattr(self.exit_codes, UNSTABLE_EXIT_CODES[code]).format(message=status['message'])
         return None
 
+    def _parse_replicas(self, repository) -> ExitCode | None:
+        """Batched replicas: ``replicas.<label>.*`` outputs of each folder, then the job's exit status by the rule
+        of the class docstring, and ``output_parameters`` with the outcome and the labels of each outcome."""
+        labels = sorted(repository.list_object_names(REPLICAS_FOLDER))
+        outcomes, checkpoints, steps, messages = {}, {}, {}, {}
+        for label in labels:
+            prefix = f'{REPLICAS_FOLDER}/{label}/'
+            try:
+                outputs, status, checkpoint, _ = _read_run(repository, prefix)
+            except Exception as exception:  # h5py, csv, json and ASE raise many types for malformed files
+                return self.exit_codes.ERROR_READING_OUTPUT.format(filename=prefix, exception=exception)
+            checkpoint_step = None if checkpoint is None else checkpoint.step
+            if status is None and checkpoint is not None:  # killed by the scheduler after a checkpoint
+                status = {'status': int(MDStatus.STOPPED_WALLTIME), 'step': checkpoint_step,
+                          'time_fs': checkpoint.time_fs,
+                          'message': 'killed before it wrote status.json (scheduler walltime?)'}
+            if status is not None:
+                code = MDStatus(status['status'])
+                extra = {'stopped_by': 'driver'} if code == MDStatus.COMMITTEE_DISAGREEMENT else {}
+                outputs['output_parameters'] = orm.Dict({**status, **_status_fields(code), **extra,
+                                                         'checkpoint_step': checkpoint_step})
+                outcomes[label], steps[label], messages[label] = code, status['step'], status['message']
+            checkpoints[label] = checkpoint_step
+            for name, node in outputs.items():
+                self.out(f'{REPLICAS_FOLDER}.{label}.{name}', node)
+        missing = [label for label in labels if label not in outcomes]
+        if missing:
+            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(
+                filename=f'{STATUS_FILE} or {CHECKPOINT_FILE} of replicas {missing}')
+        from aiida_qrnn.cli.exec_md import batch_status
+
+        outcome = batch_status([outcomes[label] for label in labels])
+        by_outcome = {name: [label for label in labels if outcomes[label].name.lower() == name]
+                      for name in sorted({status.name.lower() for status in outcomes.values()})}
+        unstable = [label for label in labels if outcomes[label].is_unstable]
+        # A common checkpoint step lets a restart continue every replica with one set of settings (the work chain
+        # changes n_steps and the timestep after an instability); otherwise None: start again.
+        common = set(checkpoints.values())
+        summary = {
+            **_status_fields(outcome), 'replicas': {label: outcomes[label].name.lower() for label in labels},
+            **by_outcome, 'unstable': unstable, 'n_replicas': len(labels), 'step': max(steps.values()),
+            'checkpoint_step': common.pop() if len(common) == 1 else None,
+            'message': '; '.join(f'{label}: {messages[label]}' for label in labels),
+        }
+        self.out('output_parameters', orm.Dict(summary))
+        if outcome == MDStatus.STOPPED_WALLTIME:
+            walltime = [checkpoints[label] for label in labels if outcomes[label] == MDStatus.STOPPED_WALLTIME]
+            return self.exit_codes.ERROR_WALLTIME.format(step=min(walltime))
+        if outcome.is_unstable:
+            return getattr(self.exit_codes, UNSTABLE_EXIT_CODES[outcome]).format(message=summary['message'])
+        if unstable:
+            self.logger.warning(f'replicas {unstable} became unstable, the others are usable: '
+                                + '; '.join(f'{label}: {messages[label]}' for label in unstable))
+        return None
+
     def _committee_monitor_stop(self, committee: dict[str, np.ndarray] | None) -> dict | None:
         """Step, value, quantity and threshold of the first ``committee.csv`` row above the threshold of one of the
         job's ``qrnn.committee_disagreement`` monitors, or None (no such monitor, or no row above)."""
@@ -146,6 +189,49 @@ class MdParser(Parser):
                                f'threshold {threshold:g} at step {step}',
                 })
         return min(stops, key=lambda stop: stop['step']) if stops else None
+
+
+def _read_run(repository, prefix: str) -> tuple[dict[str, orm.Data], dict | None, object, dict | None]:
+    """Output nodes (trajectory, log, committee, structure), ``status.json``, checkpoint and committee columns of the
+    run folder at ``prefix`` ('' for the job folder, ``replicas/<label>/`` for a replica) of the retrieved files."""
+    import ase.io
+
+    from aiida_qrnn.core.md import read_committee_log, read_log
+    from aiida_qrnn.core.md.checkpoint import Checkpoint
+
+    folder = prefix.rstrip('/') or None
+    names = {prefix + name for name in repository.list_object_names(folder)}
+    outputs: dict[str, orm.Data] = {}
+    if prefix + TRAJECTORY_FILE in names:
+        with repository.open(prefix + TRAJECTORY_FILE, 'rb') as handle:
+            outputs['trajectory'] = orm.SinglefileData(handle, filename=TRAJECTORY_FILE)
+    if prefix + LOG_FILE in names:
+        with repository.open(prefix + LOG_FILE, 'r') as handle:
+            columns = _read_log(handle.read(), read_log)
+        log = orm.ArrayData()
+        for name, values in columns.items():
+            log.set_array(name, np.asarray(values))
+        outputs['log'] = log
+    committee = None
+    if prefix + COMMITTEE_FILE in names:
+        with repository.open(prefix + COMMITTEE_FILE, 'r') as handle:
+            committee = read_committee_log(io.StringIO(handle.read()))
+        committee_node = orm.ArrayData()
+        for name, values in committee.items():
+            committee_node.set_array(name, values)
+        outputs['committee'] = committee_node
+    checkpoint = None
+    if prefix + OUTPUT_FINAL in names:
+        final = ase.io.read(io.StringIO(repository.get_object_content(prefix + OUTPUT_FINAL)), format='extxyz')
+        outputs['structure'] = orm.StructureData(ase=final)
+    if prefix + CHECKPOINT_FILE in names:
+        with repository.as_path(prefix + CHECKPOINT_FILE) as path:
+            checkpoint = Checkpoint.load(path)
+        if prefix + OUTPUT_FINAL not in names:
+            outputs['structure'] = orm.StructureData(ase=_checkpoint_atoms(checkpoint))
+    status = json.loads(repository.get_object_content(prefix + STATUS_FILE)) if prefix + STATUS_FILE in names \
+        else None
+    return outputs, status, checkpoint, committee
 
 
 def _read_log(text: str, read_log) -> dict[str, np.ndarray]:

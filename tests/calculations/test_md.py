@@ -190,3 +190,89 @@ def test_continued_committee_run_appends_to_the_parent_committee_log(md_code, ti
     assert results['output_parameters']['status'] == 'finished'
     assert list(results['committee'].get_array('step')) == [0, 5, 10, 15, 20]
     assert results['committee'].get_array('rho_f')[0] == stopped['committee'].get_array('rho_f')[0]
+
+
+def close_contact(cell: Atoms) -> Atoms:
+    """``cell`` with the first atom of its second molecule 0.3 Å from its first atom: the contact guard fires."""
+    broken = cell.copy()
+    broken.positions[10] = broken.positions[0] + [0.3, 0.0, 0.0]
+    return broken
+
+
+@pytest.fixture(scope='module')
+def replica_cells(tiny_cell) -> dict[str, Atoms]:
+    """Two sound 100-atom EG cells and one with a close contact."""
+    return {'r00': tiny_cell, 'r01': pack_cell(1, 10, density_g_cm3=0.9, seed=2), 'r02': close_contact(tiny_cell)}
+
+
+def test_batched_replicas_each_get_their_outputs_and_one_unstable_replica_stops_alone(md_code, replica_cells):
+    """Three replicas in one job: r02 (close contact) ends unstable at step 0, r00 and r01 finish; the job is 0
+    (its finished replicas are usable). r01 equals the same cell run alone with seed + 1, its seed in the batch."""
+    from aiida_qrnn.core.md import read_trajectory
+
+    model = small_qrnn_node()
+    structures = {label: orm.StructureData(ase=cell) for label, cell in replica_cells.items()}
+    results, node = run_get_node(MdCalculation, code=md_code, structures=structures, model=model,
+                                 parameters=orm.Dict(SHORT), seed=orm.Int(7))
+    assert node.exit_status == 0, node.exit_message
+    summary = results['output_parameters'].get_dict()
+    assert summary['status'] == 'finished' and summary['n_replicas'] == 3
+    assert summary['finished'] == ['r00', 'r01'] and summary['unstable'] == ['r02']
+    assert summary['replicas'] == {'r00': 'finished', 'r01': 'finished', 'r02': 'unstable_close_contact'}
+    assert 'trajectory' not in results and 'log' not in results
+    replicas = results['replicas']
+    broken = replicas['r02']['output_parameters'].get_dict()
+    assert broken['status'] == 'unstable_close_contact' and broken['step'] == 0 and broken['checkpoint_step'] is None
+    assert 'closer than' in broken['message']
+    for label in ('r00', 'r01'):
+        cell = replica_cells[label]
+        outputs = replicas[label]
+        assert outputs['output_parameters']['status'] == 'finished'
+        assert outputs['output_parameters']['checkpoint_step'] == SHORT['n_steps']
+        assert list(outputs['log'].get_array('step')) == [0, 5, 10, 15, 20]
+        final = outputs['structure'].get_ase()
+        assert list(final.numbers) == list(cell.numbers)
+        np.testing.assert_allclose(final.cell.array, cell.cell.array, atol=1e-12)  # NVT keeps the cell
+        with outputs['trajectory'].as_path() as path:
+            frames = read_trajectory(path)
+        assert list(frames.steps) == [0, 10, 20]
+        np.testing.assert_allclose(frames.positions[-1], final.positions, atol=1e-9)
+        # Frame 0 is the replica's own input cell (molecules made whole: shifts by whole cell vectors only).
+        shifts = (frames.positions[0] - cell.positions) @ np.linalg.inv(cell.cell.array)
+        np.testing.assert_allclose(shifts, np.round(shifts), atol=1e-9)
+    assert not np.allclose(replicas['r00']['log'].get_array('potential_energy_eV'),
+                           replicas['r01']['log'].get_array('potential_energy_eV'))
+
+    alone, single = run_get_node(MdCalculation, code=md_code, structure=structures['r01'], model=model,
+                                 parameters=orm.Dict(SHORT), seed=orm.Int(8))
+    assert single.exit_status == 0, single.exit_message
+    for column in ('potential_energy_eV', 'kinetic_energy_eV', 'conserved_energy_eV'):
+        np.testing.assert_allclose(replicas['r01']['log'].get_array(column), alone['log'].get_array(column),
+                                   rtol=1e-8, atol=1e-8)
+
+
+def test_batched_replicas_all_unstable_is_the_first_unstable_code(md_code, tiny_cell):
+    structures = {'a': orm.StructureData(ase=close_contact(tiny_cell)),
+                  'b': orm.StructureData(ase=close_contact(pack_cell(1, 10, density_g_cm3=0.9, seed=2)))}
+    results, node = run_get_node(MdCalculation, code=md_code, structures=structures, model=small_qrnn_node(),
+                                 parameters=orm.Dict(SHORT))
+    assert node.exit_status == 511, node.exit_message
+    assert node.exit_message.startswith('Unstable, atoms too close: a: ') and '; b: ' in node.exit_message
+    assert results['output_parameters']['unstable'] == ['a', 'b'] and results['output_parameters']['step'] == 0
+
+
+def test_batched_inputs_are_validated(md_code, tiny_cell):
+    structure = orm.StructureData(ase=tiny_cell)
+    model = small_qrnn_node()
+    with pytest.raises(ValueError, match='either structure'):
+        run_get_node(MdCalculation, code=md_code, structure=structure, structures={'a': structure}, model=model,
+                     parameters=orm.Dict(SHORT))
+    with pytest.raises(ValueError, match='either structure'):
+        run_get_node(MdCalculation, code=md_code, model=model, parameters=orm.Dict(SHORT))
+    with pytest.raises(ValueError, match='need a QRNN model'):
+        run_get_node(MdCalculation, code=md_code, structures={'a': structure}, parameters=orm.Dict(SHORT))
+    open_cell = tiny_cell.copy()
+    open_cell.pbc = False
+    with pytest.raises(ValueError, match='structures.b: the cell must be periodic'):
+        run_get_node(MdCalculation, code=md_code, structures={'a': structure, 'b': orm.StructureData(ase=open_cell)},
+                     model=model, parameters=orm.Dict(SHORT))
