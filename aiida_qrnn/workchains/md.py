@@ -8,6 +8,14 @@
 
 ``BaseRestartWorkChain`` stops after ``max_iterations`` jobs, so a run that stays unstable ends as failed.
 
+Batched replicas (``md.structures``): the job's exit status follows the rule of :class:`~aiida_qrnn.parsers.md.MdParser`.
+A walltime stop (400) continues every replica from its own checkpoint (replicas without one start again; finished
+ones end at once with "already finished", so the last job has every replica's outputs). A job whose replicas are
+partly finished and partly unstable finishes OK and ends the work chain: the unstable replicas are listed in
+``output_parameters['unstable']`` and are not retried (they would need their own timestep, hence their own job).
+When every replica is unstable the unstable handler applies to the batch: from the replicas' common checkpoint
+step, or from the start when their checkpoints differ.
+
 Committee disagreement (active learning): with ``md.committee`` (two or more models), ``committee_interval`` > 0 in
 ``md.parameters`` and either the ``qrnn.committee_disagreement`` monitor in ``md.monitors`` or
 ``committee_max_force_deviation`` in ``md.parameters``, a run stopped for committee disagreement finishes the work

@@ -273,6 +273,6 @@ def test_batched_inputs_are_validated(md_code, tiny_cell):
         run_get_node(MdCalculation, code=md_code, structures={'a': structure}, parameters=orm.Dict(SHORT))
     open_cell = tiny_cell.copy()
     open_cell.pbc = False
-    with pytest.raises(ValueError, match='structures.b: the cell must be periodic'):
+    with pytest.raises(ValueError, match=r'structures\.b: the cell must be periodic'):
         run_get_node(MdCalculation, code=md_code, structures={'a': structure, 'b': orm.StructureData(ase=open_cell)},
                      model=model, parameters=orm.Dict(SHORT))

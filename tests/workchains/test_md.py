@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
@@ -124,3 +125,53 @@ def test_unstable_at_step_zero_ends_with_the_unstable_status(md_code, tiny_struc
     assert node.exit_message.startswith('At step 0, before any timestep: Unstable, atoms too close: ')
     assert 'closer than 1.2 Å' in node.exit_message
     assert len(node.called) == 1
+
+
+def test_walltime_stopped_batch_continues_every_replica_from_its_checkpoint(md_code):
+    """walltime_s = 0: each job of three replicas stops after one step (400) and the work chain continues the batch
+    from the replicas' checkpoints until step 3; the close-contact replica ends unstable in every job and does not
+    keep the others from finishing. The continued replicas equal one uninterrupted batched job."""
+    from aiida_qrnn.calculations.md import MdCalculation
+    from aiida_qrnn.core.md import read_trajectory
+    from tests.calculations.test_md import close_contact, small_qrnn_node
+
+    cells = {'r00': pack_cell(1, 10, density_g_cm3=0.9, seed=1), 'r01': pack_cell(1, 10, density_g_cm3=0.9, seed=2)}
+    cells['r02'] = close_contact(cells['r00'])
+    structures = {label: orm.StructureData(ase=cell) for label, cell in cells.items()}
+    model = small_qrnn_node()
+    settings = {**SHORT, 'n_steps': 3, 'log_interval': 1, 'trajectory_interval': 1}
+    results, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structures': structures, 'model': model,
+                                                      'parameters': orm.Dict({**settings, 'walltime_s': 0.0})})
+    assert node.is_finished_ok, node.exit_message
+    jobs = sorted(node.called, key=lambda job: job.ctime)
+    assert [job.exit_status for job in jobs] == [400, 400, 0]
+    assert jobs[0].outputs.output_parameters['stopped_walltime'] == ['r00', 'r01']
+    assert jobs[1].inputs.parent_folder.uuid == jobs[0].outputs.remote_folder.uuid
+    summary = results['output_parameters'].get_dict()
+    assert summary['finished'] == ['r00', 'r01'] and summary['unstable'] == ['r02']
+    assert results['replicas']['r02']['output_parameters']['step'] == 0
+
+    uninterrupted, single = run_get_node(MdCalculation, code=md_code, structures=structures, model=model,
+                                         parameters=orm.Dict(settings))
+    assert single.exit_status == 0, single.exit_message
+    for label in ('r00', 'r01'):
+        log, reference = results['replicas'][label]['log'], uninterrupted['replicas'][label]['log']
+        assert list(log.get_array('step')) == [0, 1, 2, 3]
+        for column in ('potential_energy_eV', 'kinetic_energy_eV', 'conserved_energy_eV'):
+            np.testing.assert_allclose(log.get_array(column), reference.get_array(column), rtol=1e-8, atol=1e-8)
+        with results['replicas'][label]['trajectory'].as_path() as path:
+            frames = read_trajectory(path)
+        assert list(frames.steps) == [0, 1, 2, 3]
+        np.testing.assert_allclose(frames.positions[-1], results['replicas'][label]['structure'].get_ase().positions,
+                                   atol=1e-9)
+
+
+def test_batch_unstable_everywhere_at_step_zero_is_not_restarted(md_code):
+    from tests.calculations.test_md import close_contact, small_qrnn_node
+
+    structures = {label: orm.StructureData(ase=close_contact(pack_cell(1, 10, density_g_cm3=0.9, seed=seed)))
+                  for label, seed in (('a', 1), ('b', 2))}
+    _, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structures': structures, 'model': small_qrnn_node(),
+                                                'parameters': orm.Dict(SHORT)})
+    assert node.exit_status == 511 and len(node.called) == 1
+    assert 'a: ' in node.exit_message and 'b: ' in node.exit_message
