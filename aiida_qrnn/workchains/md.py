@@ -8,7 +8,8 @@
 
 ``BaseRestartWorkChain`` stops after ``max_iterations`` jobs, so a run that stays unstable ends as failed.
 
-Batched replicas (``md.structures``): the job's exit status follows the rule of :class:`~aiida_qrnn.parsers.md.MdParser`.
+Batched replicas (``md.structures``): the job's exit status follows the rule of
+:class:`~aiida_qrnn.parsers.md.MdParser`.
 A walltime stop (400) continues every replica from its own checkpoint (replicas without one start again; finished
 ones end at once with "already finished", so the last job has every replica's outputs). A job whose replicas are
 partly finished and partly unstable finishes OK and ends the work chain: the unstable replicas are listed in
