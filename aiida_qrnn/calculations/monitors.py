@@ -31,12 +31,22 @@ def committee_disagreement(node: CalcJobNode, transport: Transport, threshold: f
     to stop. The result keeps the parser's exit code (``override_exit_code=False``): ``MdParser`` recognises the
     stop from this monitor's input and finishes the job with exit status 0 and
     ``output_parameters['status'] == 'committee_disagreement'``, so a restart work chain does not repeat the run.
+
+    The monitor does not act on a job that stops itself by the same rule (its ``committee_max_force_deviation``
+    parameter at or below ``threshold`` for ``max_force_deviation``) or that has written its ``status.json``: a kill
+    could then only race with the job's own exit, and AiiDA's direct scheduler fails to kill a process that has
+    already exited (``psutil.NoSuchProcess``), five times, and pauses the job for good.
     """
     from aiida_qrnn.core.md.committee import COMMITTEE_FILE, check_threshold, first_exceedance, read_committee_log
+    from aiida_qrnn.core.md.outputs import STATUS_FILE
 
     check_threshold(quantity, threshold)  # MdCalculation refuses bad kwargs at submission; this names them anyway
+    if quantity == 'max_force_deviation' and 'parameters' in node.inputs:
+        own_limit = node.inputs.parameters.get('committee_max_force_deviation')
+        if own_limit is not None and own_limit <= threshold:
+            return None
     workdir = node.get_remote_workdir()
-    if workdir is None:
+    if workdir is None or transport.isfile(str(PurePosixPath(workdir) / STATUS_FILE)):
         return None
     remote_path = str(PurePosixPath(workdir) / COMMITTEE_FILE)
     if not transport.isfile(remote_path):

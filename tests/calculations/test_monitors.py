@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine.processes.calcjobs.monitors import CalcJobMonitor
 
 from aiida_qrnn.calculations.monitors import committee_disagreement
@@ -51,3 +52,22 @@ def test_entry_point_and_arguments(job):
         CalcJobMonitor(entry_point='qrnn.committee_disagreement', kwargs={'limit': 0.5})
     with pytest.raises(ValueError, match='quantity'):
         _check(job, threshold=0.5, quantity='energy_std')
+
+
+def test_a_job_that_has_ended_or_stops_itself_is_not_killed(aiida_localhost, job, tmp_path):
+    """A kill could only race with the job's own exit, and the direct scheduler cannot kill an exited process
+    (``psutil.NoSuchProcess``, five retries, then the job is paused for good): the monitor leaves such a job alone."""
+    (tmp_path / 'committee.csv').write_text(HEADER + '0,0.0,0.01,0.2\n5,2.5,0.02,0.3\n')
+    (tmp_path / 'status.json').write_text('{}')
+    assert _check(job, threshold=0.25) is None
+    (tmp_path / 'status.json').unlink()
+
+    stops_itself = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.md')
+    stops_itself.set_remote_workdir(str(tmp_path))
+    stops_itself.base.links.add_incoming(orm.Dict({'committee_max_force_deviation': 0.25}).store(),
+                                         link_type=LinkType.INPUT_CALC, link_label='parameters')
+    stops_itself.store()
+    with stops_itself.computer.get_transport() as transport:
+        assert committee_disagreement(stops_itself, transport, threshold=0.25) is None
+        assert committee_disagreement(stops_itself, transport, threshold=0.015, quantity='rho_f') is not None
+        assert committee_disagreement(stops_itself, transport, threshold=0.2) is not None  # its own limit is higher
