@@ -4,6 +4,12 @@ Per cell: NPT (``MdBaseWorkChain``) → the NPT frame whose density is closest t
 (:mod:`aiida_qrnn.core.analysis.properties`). Per chain length the replicas are combined into property nodes with
 value, standard deviation over replicas and unit. Without a ``model`` every MD job uses the classical OPLS-AA
 baseline, so the classical and the QRNN properties come from identical code. Protocols: ``protocols/properties.yaml``.
+
+With ``batch_replicas`` (QRNN only; off by default) the replicas of one chain length run as batched replicas of one
+``MdCalculation`` per phase (one model call per step for all of them: the way to fill a GPU); replica ``rXX`` of
+the sorted labels of that length draws its velocities with ``seed`` + its index, as ``seed`` + ``XX`` unbatched when
+the replicas are numbered from 0. A replica that becomes unstable in a batch is not retried with a smaller timestep
+(its batch-mates finished with the larger one), so the work chain stops with 410/420 naming it.
 """
 
 from __future__ import annotations
@@ -146,6 +152,8 @@ class PropertiesWorkChain(WorkChain):
                    help='discard_fraction, n_blocks, msd_fit_start_fraction, msd_fit_end_fraction.')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Velocity seed (plus the replica).')
         spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the MD jobs.')
+        spec.input('batch_replicas', valid_type=orm.Bool, default=lambda: orm.Bool(False),
+                   help='QRNN: run the replicas of one chain length as batched replicas of one MD job per phase.')
         spec.outline(cls.setup, cls.run_npt, cls.run_nvt, cls.analyse, cls.combine)
         spec.output_namespace('properties', valid_type=orm.Dict, dynamic=True,
                               help='Per chain length n{units:03d}: {property: {value, uncertainty, unit, ...}}.')
@@ -168,6 +176,8 @@ class PropertiesWorkChain(WorkChain):
             builder.model = model
         for key in ('cells', 'npt', 'nvt', 'analysis'):
             builder[key] = orm.Dict({**values[key], **(overrides or {}).get(key, {})})
+        if 'batch_replicas' in values:
+            builder.batch_replicas = orm.Bool(values['batch_replicas'])
         return builder
 
     def setup(self):
@@ -181,6 +191,9 @@ class PropertiesWorkChain(WorkChain):
             if not CELL_LABEL.match(label):
                 return self.exit_codes.ERROR_BAD_LABEL.format(label=label)
         self.ctx.structures = structures
+        self.ctx.batched = self.inputs.batch_replicas.value and 'model' in self.inputs
+        if self.inputs.batch_replicas.value and not self.ctx.batched:
+            self.report('batch_replicas needs a QRNN model: the OPLS-AA baseline runs one structure per job.')
         return None
 
     def _md_inputs(self, label: str, structure: orm.StructureData, parameters: orm.Dict) -> dict:
@@ -191,31 +204,58 @@ class PropertiesWorkChain(WorkChain):
             md['model'] = self.inputs.model
         return {'md': md, 'metadata': {'call_link_label': label}}
 
+    def _submit_phase(self, phase: str, structures: dict[str, orm.StructureData], parameters: orm.Dict) -> dict:
+        """One MdBaseWorkChain per cell, or per chain length with ``batch_replicas`` (replicas ``rXX`` batched)."""
+        if not self.ctx.batched:
+            return {f'{phase}_{label}': self.submit(MdBaseWorkChain, **self._md_inputs(label, structure, parameters))
+                    for label, structure in sorted(structures.items())}
+        submitted = {}
+        for length in sorted({label[:4] for label in structures}):
+            replicas = {label[5:]: structure for label, structure in structures.items() if label[:4] == length}
+            md = {'code': self.inputs.code, 'structures': replicas, 'parameters': parameters,
+                  'model': self.inputs.model, 'seed': self.inputs.seed,
+                  'metadata': {'options': dict(self.inputs.options)}}
+            submitted[f'{phase}_{length}'] = self.submit(MdBaseWorkChain, md=md,
+                                                         metadata={'call_link_label': length})
+        return submitted
+
+    def _replica_outputs(self, phase: str, label: str):
+        """The MD outputs (trajectory, log, ...) of cell ``label`` in ``phase``, or the failure message."""
+        if not self.ctx.batched:
+            node = self.ctx[f'{phase}_{label}']
+            return (node.outputs, None) if node.is_finished_ok else (None, node.exit_message)
+        node = self.ctx[f'{phase}_{label[:4]}']
+        replica = label[5:]
+        if not node.is_finished_ok:
+            return None, node.exit_message
+        outputs = node.outputs.replicas[replica]
+        parameters = outputs.output_parameters.get_dict()
+        if parameters['status'] != 'finished':
+            return None, f"replica {replica} of the batch ended {parameters['status']}: {parameters['message']}"
+        return outputs, None
+
     def run_npt(self):
-        return ToContext(**{f'npt_{label}': self.submit(MdBaseWorkChain, **self._md_inputs(label, structure,
-                                                                                             self.inputs.npt))
-                            for label, structure in sorted(self.ctx.structures.items())})
+        return ToContext(**self._submit_phase('npt', self.ctx.structures, self.inputs.npt))
 
     def run_nvt(self):
-        submitted = {}
+        starts = {}
         for label in sorted(self.ctx.structures):
-            npt = self.ctx[f'npt_{label}']
-            if not npt.is_finished_ok:
-                return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=npt.exit_message)
-            start = select_density_frame(npt.outputs.trajectory, npt.outputs.log, self.inputs.analysis)
-            nvt = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
-            submitted[f'nvt_{label}'] = self.submit(MdBaseWorkChain, **self._md_inputs(label, start, orm.Dict(nvt)))
-        return ToContext(**submitted)
+            npt, message = self._replica_outputs('npt', label)
+            if npt is None:
+                return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=message)
+            starts[label] = select_density_frame(npt.trajectory, npt.log, self.inputs.analysis)
+        nvt = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
+        return ToContext(**self._submit_phase('nvt', starts, orm.Dict(nvt)))
 
     def analyse(self):
         self.ctx.analysed = {}
         temperature = orm.Float(self.inputs.nvt.get_dict().get('temperature_K', 300.0))
         for label in sorted(self.ctx.structures):
-            nvt = self.ctx[f'nvt_{label}']
-            if not nvt.is_finished_ok:
-                return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=nvt.exit_message)
-            self.ctx.analysed[label] = analyse_replica(self.ctx[f'npt_{label}'].outputs.log, nvt.outputs.trajectory,
-                                                       temperature, self.inputs.analysis)
+            nvt, message = self._replica_outputs('nvt', label)
+            if nvt is None:
+                return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=message)
+            npt, _ = self._replica_outputs('npt', label)
+            self.ctx.analysed[label] = analyse_replica(npt.log, nvt.trajectory, temperature, self.inputs.analysis)
         return None
 
     def combine(self):

@@ -276,3 +276,19 @@ def test_batched_inputs_are_validated(md_code, tiny_cell):
     with pytest.raises(ValueError, match=r'structures\.b: the cell must be periodic'):
         run_get_node(MdCalculation, code=md_code, structures={'a': structure, 'b': orm.StructureData(ase=open_cell)},
                      model=model, parameters=orm.Dict(SHORT))
+
+
+def test_batched_replicas_with_a_committee_each_log_their_disagreement(md_code, replica_cells):
+    inputs = committee_inputs(md_code, replica_cells['r00'], {**SHORT, 'committee_interval': 5})
+    del inputs['structure']
+    structures = {label: orm.StructureData(ase=replica_cells[label]) for label in ('r00', 'r01')}
+    results, node = run_get_node(MdCalculation, **inputs, structures=structures)
+    assert node.exit_status == 0, node.exit_message
+    rho_f = []
+    for label in ('r00', 'r01'):
+        committee = results['replicas'][label]['committee']
+        assert list(committee.get_array('step')) == [0, 5, 10, 15, 20]
+        rho_f.append(committee.get_array('rho_f'))
+    assert not np.allclose(rho_f[0], rho_f[1])  # each replica's own configurations
+    with pytest.raises(ValueError, match='monitor watches one run'):
+        run_get_node(MdCalculation, **inputs, structures=structures, monitors=committee_monitor(0.5))

@@ -71,6 +71,29 @@ def test_small_qrnn_one_replica(md_code):
     assert len(jobs) == 2 and all('model' in job.inputs for job in jobs)
 
 
+def test_small_qrnn_batched_replicas(md_code):
+    """batch_replicas: the two replicas of the chain length run as one batched NPT job and one batched NVT job, and
+    each replica's properties come from its own replica outputs."""
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        md_code, 'tiny', model=small_qrnn_node(),
+        overrides={'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}},
+    )
+    builder.batch_replicas = orm.Bool(True)
+    _, node = run_get_node(builder)
+    properties = _check_properties(node, n_replicas=2)
+    jobs = sorted((call for call in node.called_descendants if call.process_type == 'aiida.calculations:qrnn.md'),
+                  key=lambda job: job.ctime)
+    assert len(jobs) == 2 and all(sorted(job.inputs.structures) == ['r00', 'r01'] for job in jobs)
+    assert [job.inputs.parameters['ensemble'] for job in jobs] == ['npt', 'nvt']
+    # Each replica's NVT starts from its own NPT run's mean-density frame.
+    starts = {call.outputs.result.uuid for call in node.called_descendants
+              if call.process_label == 'select_density_frame'}
+    assert {jobs[1].inputs.structures[label].uuid for label in ('r00', 'r01')} == starts
+    npt_logs = [jobs[0].outputs.replicas[label].log for label in ('r00', 'r01')]
+    assert not np.allclose(npt_logs[0].get_array('volume_A3'), npt_logs[1].get_array('volume_A3'))
+    assert properties['density']['replicas'][0] != properties['density']['replicas'][1]
+
+
 def test_protocols_are_complete():
     for name in ('tiny', 'paper'):
         protocol = load_protocol(name)
