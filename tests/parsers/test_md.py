@@ -172,3 +172,77 @@ def test_run_unstable_at_step_zero_reaches_the_user_as_its_status(aiida_localhos
     assert 'closer than 1.2 Å' in calcfunction.exit_message
     assert results['output_parameters']['step'] == 0
     assert results['log'].get_array('step').shape == (0,)
+
+
+def test_batch_status_rule():
+    """Walltime first (the batch must be continued), then any usable replica, else the first instability."""
+    from aiida_qrnn.cli.exec_md import batch_status
+
+    finished, walltime, committee = MDStatus.FINISHED, MDStatus.STOPPED_WALLTIME, MDStatus.COMMITTEE_DISAGREEMENT
+    contact, hot = MDStatus.UNSTABLE_CLOSE_CONTACT, MDStatus.UNSTABLE_TEMPERATURE
+    assert batch_status([finished, walltime, contact]) == walltime
+    assert batch_status([contact, finished, hot]) == finished
+    assert batch_status([contact, committee]) == committee
+    assert batch_status([committee, finished]) == finished
+    assert batch_status([hot, contact]) == hot
+
+
+def _batch_job(aiida_localhost, folder: Path, skip: tuple[str, ...] = ()) -> orm.CalcJobNode:
+    """A stored ``qrnn.md`` job node whose retrieved ``replicas/`` are the replica folders in ``folder``."""
+    node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.md')
+    node.store()
+    retrieved = orm.FolderData()
+    for path in sorted(folder.rglob('*')):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative not in skip:
+            retrieved.base.repository.put_object_from_file(path, f'replicas/{relative}')
+    retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+    retrieved.store()
+    return node
+
+
+@pytest.fixture(scope='module')
+def batch_run(tmp_path_factory) -> Path:
+    """A real batch of two argon boxes (Lennard-Jones, torch engine): 'a' finishes 10 steps, 'b' starts with a
+    0.3 Å contact and stops at step 0."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    from aiida_qrnn.core.md import run_md_replicas
+
+    sound = bulk('Ar', 'fcc', a=5.26, cubic=True).repeat(2)
+    broken = sound.copy()
+    broken.positions[1] = broken.positions[0] + [0.3, 0.0, 0.0]
+    folder = tmp_path_factory.mktemp('batch_run')
+    settings = MDSettings(n_steps=10, timestep_fs=5.0, temperature_K=80.0, log_interval=5, trajectory_interval=5,
+                          checkpoint_interval=5)
+    results = run_md_replicas(settings, [sound, broken], LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0),
+                              [folder / 'a', folder / 'b'], rngs=[np.random.default_rng(0), np.random.default_rng(1)])
+    assert [result.status for result in results] == [MDStatus.FINISHED, MDStatus.UNSTABLE_CLOSE_CONTACT]
+    return folder
+
+
+def test_batch_with_a_finished_and_an_unstable_replica_is_zero(aiida_localhost, batch_run):
+    results, calcfunction = MdParser.parse_from_node(_batch_job(aiida_localhost, batch_run), store_provenance=False)
+    assert calcfunction.exit_status == 0, calcfunction.exit_message
+    summary = results['output_parameters'].get_dict()
+    assert summary['replicas'] == {'a': 'finished', 'b': 'unstable_close_contact'}
+    assert summary['finished'] == ['a'] and summary['unstable'] == ['b'] and summary['checkpoint_step'] is None
+    replicas = results['replicas']
+    assert set(replicas['a']) == {'trajectory', 'log', 'structure', 'output_parameters'}
+    assert list(replicas['a']['log'].get_array('step')) == [0, 5, 10]
+    assert replicas['a']['output_parameters']['checkpoint_step'] == 10
+    assert replicas['b']['output_parameters']['step'] == 0 and 'structure' not in replicas['b']
+
+
+def test_killed_batch_is_a_walltime_stop_and_a_replica_without_files_is_300(aiida_localhost, batch_run):
+    """No status.json but a checkpoint: the replica was killed by the scheduler, so the job is 400 even though
+    another replica is unstable; a replica with neither file makes the job 300, naming it."""
+    node = _batch_job(aiida_localhost, batch_run, skip=('a/status.json',))
+    results, calcfunction = MdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 400
+    assert results['output_parameters']['stopped_walltime'] == ['a']
+    assert results['replicas']['a']['output_parameters']['status'] == 'stopped_walltime'
+    node = _batch_job(aiida_localhost, batch_run, skip=('a/status.json', 'a/checkpoint.npz'))
+    _, calcfunction = MdParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 300 and "['a']" in calcfunction.exit_message
