@@ -30,7 +30,7 @@ from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 from .neighbors import sum_over_pairs
 
-__all__ = ('D3_MAX_ATOMIC_NUMBER', 'D3Dispersion')
+__all__ = ('D3_MAX_ATOMIC_NUMBER', 'D3Dispersion', 'tail_integrals')
 
 D3_MAX_ATOMIC_NUMBER = 94  # Pu: last element with D3 reference C6 and R0AB values (tad-dftd3 tables)
 DEFAULT_MAX_ATOMIC_NUMBER = 18  # default tables H..Ar; pass `elements` for others (cost grows with their number)
@@ -61,6 +61,31 @@ def _d3_tables(elements: Sequence[int]) -> dict[str, torch.Tensor]:
     }
 
 
+def _switch_polynomial(x: torch.Tensor) -> torch.Tensor:
+    """C2 switch 1 - 10x³ + 15x⁴ - 6x⁵ of x in [0, 1]."""
+    x2 = x * x
+    return 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
+
+
+def tail_integrals(r0: torch.Tensor, cutoff: float, switch_width: float, damping: float) -> torch.Tensor:
+    """I_ab = ∫ r² [1 - S(r)] / (r⁶ (1 + d (R0_ab/r)^12)) dr from the switch's start to ∞, in Å⁻³ (float64).
+
+    The part of the damped C6 pair term that the switch removes, per unit C6: [R_c - w, R_c] by 64-point
+    Gauss-Legendre (smooth integrand), [R_c, ∞) as ∫_0^1 x² / (R_c³ (1 + d (R0 x/R_c)^12)) dx with x = R_c/r; both
+    to float64 rounding.
+    """
+    import numpy as np
+
+    nodes, weights = (torch.from_numpy(array) for array in np.polynomial.legendre.leggauss(64))
+    r0 = r0.to(torch.float64).unsqueeze(-1)  # (elements, elements, 1)
+    start = cutoff - switch_width
+    x = 0.5 * (nodes + 1.0)  # (64,) in (0, 1)
+    r = start + switch_width * x  # (64,)
+    inside = (1.0 - _switch_polynomial(x)) / (r**4 * (1.0 + damping * (r0 / r) ** 12))  # (E, E, 64)
+    beyond = x * x / (cutoff**3 * (1.0 + damping * (r0 * x / cutoff) ** 12))  # (E, E, 64)
+    return 0.5 * ((switch_width * inside + beyond) * weights).sum(-1)  # (elements, elements)
+
+
 class D3Dispersion(torch.nn.Module):
     """Dispersion energy per system (eV) from atomic numbers and a half pair list (Å).
 
@@ -68,6 +93,9 @@ class D3Dispersion(torch.nn.Module):
     :param switch_width: width (Å) of the smooth switch that ends at ``cutoff``.
     :param damping: Chai-Head-Gordon d.
     :param s6: global scaling of the C6 term.
+    :param tail_correction: add, for periodic cells (``forward`` given ``cells``), the mean-field energy of the
+        switched-off part of the C6 term beyond the switch's start (g(r) = 1 there), from the atoms' own C6 and the
+        cell's composition and volume; its pressure and forces come from autograd. Open clusters are unaffected.
     :param elements: atomic numbers this instance supports (tables are trimmed to them, and the C6 contraction
         costs O(atoms · (elements · references)²)); default H..Ar (1..18), at most Pu (94).
         Atoms of other elements give a NaN energy for their system; :meth:`check_numbers` raises a clear error.
@@ -80,12 +108,13 @@ class D3Dispersion(torch.nn.Module):
     switch_width: Final[float]
     damping: Final[float]
     s6: Final[float]
+    tail_correction: Final[bool]
     _k1: Final[float]
     _k3: Final[float]
 
     def __init__(
         self, cutoff: float = 12.0, switch_width: float = 2.0, damping: float = 6.0, s6: float = 1.0,
-        elements: Sequence[int] | None = None,
+        elements: Sequence[int] | None = None, tail_correction: bool = True,
     ) -> None:
         super().__init__()
         if not (math.isfinite(cutoff) and cutoff > 0):
@@ -105,14 +134,22 @@ class D3Dispersion(torch.nn.Module):
         self.switch_width = float(switch_width)
         self.damping = float(damping)
         self.s6 = float(s6)
+        self.tail_correction = bool(tail_correction)
         self._k1 = D3_K1
         self._k3 = D3_K3
         self.elements = tuple(elements)
         species_of_number = torch.full((D3_MAX_ATOMIC_NUMBER + 1,), -1, dtype=torch.long)
         species_of_number[torch.tensor(elements)] = torch.arange(len(elements))
         self.register_buffer('species_of_number', species_of_number, persistent=False)  # (Z_max + 1,), -1: absent
-        for name, table in _d3_tables(elements).items():
+        tables = _d3_tables(elements)
+        for name, table in tables.items():
             self.register_buffer(name, table.to(torch.get_default_dtype()), persistent=False)
+        # C6ref[(a, r), (b, s)] * I_ab: the tail energy is -s6 (2π/V) Wᵀ M W with W the summed reference weights
+        n_references = tables['reference_cn'].shape[1]
+        integrals = tail_integrals(tables['r0'], self.cutoff, self.switch_width, self.damping)  # (E, E) Å⁻³
+        integrals = integrals.repeat_interleave(n_references, 0).repeat_interleave(n_references, 1)  # (E*R, E*R)
+        tail_c6 = tables['reference_c6'] * integrals  # (E*R, E*R) eV
+        self.register_buffer('tail_c6', tail_c6.to(torch.get_default_dtype()), persistent=False)
 
     def check_numbers(self, numbers: torch.Tensor) -> None:
         """Raise ValueError naming the elements this instance has no D3 reference data for (host-side check)."""
@@ -127,33 +164,63 @@ class D3Dispersion(torch.nn.Module):
 
     def forward(
         self, numbers: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor, system_index: torch.Tensor,
-        n_systems: int,
+        n_systems: int, cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Energy (n_systems,) in eV; ``pairs`` (2, P) lists each unordered pair once, ``distances`` (P,) in Å."""
+        """Energy (n_systems,) in eV; ``pairs`` (2, P) lists each unordered pair once, ``distances`` (P,) in Å.
+
+        ``cells`` (n_systems, 3, 3): the systems are periodic cells and get the tail correction (if enabled).
+        """
         assert numbers.shape == system_index.shape, 'numbers and system_index must both be (atoms,)'
         assert pairs.dim() == 2 and pairs.shape[0] == 2, 'pairs must be (2, P)'
         assert distances.shape == pairs.shape[1:], 'distances must be (P,)'
         raw_species = self.species_of_number[numbers]  # (atoms,), -1 for elements without tables
-        pair_energy = self.pair_energies(raw_species.clamp(min=0), pairs, distances)  # (P,)
+        species = raw_species.clamp(min=0)
+        pair_energy, weights = self._pair_energies_and_weights(species, pairs, distances)  # (P,), (atoms, R)
         energy = sum_over_pairs(pair_energy, pairs, system_index, n_systems)  # (n_systems,)
+        if cells is not None and self.tail_correction:
+            energy = energy + self.tail_energy(species, weights, cells, system_index, n_systems)
         atom_zeros = torch.zeros(numbers.shape[0], dtype=distances.dtype, device=distances.device)  # (atoms,)
         unsupported = torch.where(raw_species < 0, atom_zeros + math.nan, atom_zeros)  # (atoms,)
         # NaN marks a system with an element outside the tables, without a host sync
         return energy.index_add(0, system_index, unsupported)
 
+    def tail_energy(
+        self, species: torch.Tensor, weights: torch.Tensor, cells: torch.Tensor, system_index: torch.Tensor,
+        n_systems: int,
+    ) -> torch.Tensor:
+        """Mean-field energy (n_systems,) eV of the C6 term the switch removes, for homogeneous periodic cells.
+
+        E_tail = -s6 (2π/V) Σ_ij C6_ij I_{s_i s_j} over all ordered atom pairs of the cell (i = j included: an
+        atom's own images), with I_ab from :func:`tail_integrals`. C6_ij = Σ_ab w_ia w_jb C6ref is bilinear in the
+        reference weights, so the double sum is Wᵀ (C6ref ⊙ I) W with W = Σ_i (one-hot(s_i) ⊗ w_i): exact, O(atoms).
+        """
+        n_elements = self.covalent_radii.shape[0]
+        element_one_hot = torch.nn.functional.one_hot(species, n_elements).to(weights.dtype)  # (atoms, elements)
+        scattered = (element_one_hot.unsqueeze(2) * weights.unsqueeze(1)).reshape(species.shape[0], -1)  # (atoms, E*R)
+        summed = scattered.new_zeros((n_systems, scattered.shape[1])).index_add(0, system_index, scattered)  # (S, E*R)
+        double_sum = ((summed @ self.tail_c6) * summed).sum(1)  # (n_systems,) eV·Å³
+        volume = torch.linalg.det(cells).abs()  # (n_systems,) Å³
+        return (-self.s6 * 2.0 * math.pi) * double_sum / volume
+
     def pair_energies(self, species: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
         """Dispersion energy (P,) in eV of each listed pair; ``species`` (atoms,) are indices into the tables."""
+        return self._pair_energies_and_weights(species, pairs, distances)[0]
+
+    def _pair_energies_and_weights(
+        self, species: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair energies (P,) eV and the atoms' D3 reference weights (atoms, R)."""
         r, switch = self._switched_distances(distances)  # (P,), (P,)
         n_elements = self.covalent_radii.shape[0]
         species_j = species.index_select(0, pairs[1])  # (P,)
         species_pair = species.index_select(0, pairs[0]) * n_elements + species_j  # (P,) flat (s_i, s_j)
-        _, c6 = self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)  # (atoms,), (P,)
+        _, c6, weights = self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)
         inverse_r2 = 1.0 / (r * r)  # (P,)
         inverse_r6 = inverse_r2 * inverse_r2 * inverse_r2  # (P,) products, not the slower pow
         r0_squared = (self.r0 * self.r0).view(-1).index_select(0, species_pair)  # (P,)
         ratio6 = r0_squared * r0_squared * r0_squared * inverse_r6  # (P,) (R0/r)^6
         damping = 1.0 + self.damping * ratio6 * ratio6  # (P,) the inverse of the CHG damping
-        return (-self.s6) * c6 * inverse_r6 * switch / damping  # (P,)
+        return (-self.s6) * c6 * inverse_r6 * switch / damping, weights  # (P,), (atoms, R)
 
     @torch.jit.export
     def coordination_and_c6(
@@ -164,7 +231,8 @@ class D3Dispersion(torch.nn.Module):
         r, switch = self._switched_distances(distances)
         species_j = species.index_select(0, pairs[1])  # (P,)
         species_pair = species.index_select(0, pairs[0]) * self.covalent_radii.shape[0] + species_j  # (P,)
-        return self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)
+        cn, c6, _ = self._coordination_and_c6(species, pairs, r, switch, species_j, species_pair)
+        return cn, c6
 
     def _switched_distances(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances clamped to the cutoff (safe gradients beyond it) and the switch S(r), both (P,)."""
@@ -175,8 +243,8 @@ class D3Dispersion(torch.nn.Module):
     def _coordination_and_c6(
         self, species: torch.Tensor, pairs: torch.Tensor, r: torch.Tensor, switch: torch.Tensor,
         species_j: torch.Tensor, species_pair: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Input shapes: (atoms,), (2, P), (P,), (P,), (P,), (P,) -> (atoms,), (P,)
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Input shapes: (atoms,), (2, P), (P,), (P,), (P,), (P,) -> (atoms,), (P,), (atoms, R)
         n_atoms = species.shape[0]
         covalent_sums = (self.covalent_radii.unsqueeze(1) + self.covalent_radii.unsqueeze(0)).view(-1)  # (E*E,)
         covalent_sum = covalent_sums.index_select(0, species_pair)  # (P,)
@@ -205,11 +273,10 @@ class D3Dispersion(torch.nn.Module):
         c6 = half_columns[0].index_select(0, row) * weight_columns[0].index_select(0, pairs[1])  # (P,)
         for reference in range(1, n_references):
             c6 = c6 + half_columns[reference].index_select(0, row) * weight_columns[reference].index_select(0, pairs[1])
-        return cn, c6
+        return cn, c6, weights
 
     def _switch(self, r: torch.Tensor) -> torch.Tensor:
         """C2 switch 1 - 10x³ + 15x⁴ - 6x⁵ with x from 0 at cutoff - switch_width to 1 at cutoff."""
         # Input shapes: (P,) -> (P,)
         x = ((r - (self.cutoff - self.switch_width)) / self.switch_width).clamp(0.0, 1.0)
-        x2 = x * x
-        return 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)
+        return _switch_polynomial(x)

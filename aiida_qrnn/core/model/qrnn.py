@@ -8,7 +8,8 @@ Architecture (docs/model.md has the equations and the choices made where science
    ``q^(0) = 0``, so pass 1 sees the plain AEV. ``G^q`` is the charge-weighted radial AEV
    G^q_{i,(s_j,r)} = Σ_j q_j 0.25 exp(-η_R (r_ij - R_r)²) f_c(r_ij), species-resolved like the radial AEV.
 3. Energy element networks map ``G ⊕ G^q(q^(2)) ⊕ q^(2)`` to atomic energies; plus a self-energy per element.
-4. E = Σ atomic energies + Coulomb(q^(2)) + dispersion. Forces and stress come from autograd (:func:`evaluate`).
+4. E = Σ atomic energies + Coulomb(q^(2)) + dispersion (+ its tail in periodic cells) + optional ZBL prior.
+   Forces and stress come from autograd (:func:`evaluate`).
 
 Inputs are a flat batch without padding (contract glossary in :mod:`.neighbors`).
 """
@@ -21,7 +22,7 @@ import math
 import typing as t
 
 import torch
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
 from .aev import AEVComputer, AEVConfig
 from .neighbors import neighbor_pairs, pair_geometry, sum_over_pairs
@@ -36,9 +37,10 @@ DEFAULT_COULOMB: dict = {'cutoff': 12.0, 'dsf_alpha': 0.2, 'short_range_cutoff':
 class QRNNConfig:
     """Hyper-parameters of a :class:`QRNN`; :meth:`to_dict` is what ``ModelData`` stores as ``config``.
 
-    ``coulomb`` and ``dispersion`` are the keyword arguments of :class:`.coulomb.Coulomb` and
-    :class:`.dispersion.D3Dispersion`; ``None`` leaves the term out. ``open_cluster_cutoff`` is the pair cutoff for
-    open clusters (``inf``: all pairs, so the Coulomb energy of a cluster is exact).
+    ``coulomb``, ``dispersion`` and ``repulsion`` are the keyword arguments of :class:`.coulomb.Coulomb`,
+    :class:`.dispersion.D3Dispersion` and :class:`.repulsion.ZBLRepulsion`; ``None`` leaves the term out (the ZBL
+    prior is off unless asked for, so existing configs give the same numbers). ``open_cluster_cutoff`` is the pair
+    cutoff for open clusters (``inf``: all pairs, so the Coulomb energy of a cluster is exact).
     """
 
     elements: tuple[str, ...] = ('H', 'C', 'O')
@@ -50,6 +52,7 @@ class QRNNConfig:
     coulomb: dict | None = dataclasses.field(default_factory=lambda: dict(DEFAULT_COULOMB))
     dispersion: dict | None = dataclasses.field(default_factory=dict)
     open_cluster_cutoff: float = math.inf  # Å
+    repulsion: dict | None = None
 
     def __post_init__(self) -> None:
         unknown = [symbol for symbol in self.elements if symbol not in atomic_numbers]
@@ -67,6 +70,8 @@ class QRNNConfig:
             'energy_hidden': list(self.energy_hidden), 'celu_alpha': self.celu_alpha,
             'min_hardness': self.min_hardness, 'coulomb': self.coulomb, 'dispersion': self.dispersion,
             'open_cluster_cutoff': None if math.isinf(self.open_cluster_cutoff) else self.open_cluster_cutoff,
+            # written only when set, so the files of models without the prior stay as they were
+            **({} if self.repulsion is None else {'repulsion': self.repulsion}),
         }
 
     @classmethod
@@ -118,7 +123,8 @@ class QRNN(torch.nn.Module):
 
     ``forward(positions (atoms, 3), numbers (atoms,), system_index (atoms,), cells (systems, 3, 3),
     total_charge (systems,), pairs (2, P), cell_shifts (P, 3), n_systems, periodic)`` returns a dict with
-    ``energy`` (systems,), ``energy_atomic``, ``energy_coulomb``, ``energy_dispersion`` (systems,), ``charges``
+    ``energy`` (systems,), ``energy_atomic``, ``energy_coulomb``, ``energy_dispersion``, ``energy_repulsion``
+    (systems,), ``charges``
     (atoms,), ``atomic_energies`` (atoms,) network + self energies, ``dipole`` (systems, 3) = Σ q_i r_i
     (meaningful for open clusters). Use :func:`evaluate` for
     forces and stress. TorchScript-compatible (``torch.jit.script(model)``) when its Coulomb and dispersion are.
@@ -162,6 +168,15 @@ class QRNN(torch.nn.Module):
             own_elements = [atomic_numbers[symbol] for symbol in config.elements]
             self.dispersion = D3Dispersion(**{'elements': own_elements, **config.dispersion})
             cutoffs.append(float(self.dispersion.cutoff))
+        self.repulsion = None
+        if config.repulsion is not None:
+            from .repulsion import ZBLRepulsion
+
+            self.repulsion = ZBLRepulsion(**config.repulsion)
+            reach = 2 * self.repulsion.outer * max(float(covalent_radii[atomic_numbers[s]]) for s in config.elements)
+            if reach >= self.aev.radial_cutoff:  # the prior runs over the AEV's radial pairs
+                raise ValueError(f'repulsion outer={self.repulsion.outer} reaches {reach:.2f} Å, beyond the radial '
+                                 f'AEV cutoff {self.aev.radial_cutoff} Å.')
         self.periodic_cutoff = float(max(cutoffs))  # Å, pair cutoff for periodic cells
         self.open_cluster_cutoff = float(config.open_cluster_cutoff)  # Å, pair cutoff for open clusters
 
@@ -211,25 +226,32 @@ class QRNN(torch.nn.Module):
         energy_atomic = atomic.new_zeros(n_systems).index_add(0, system_index, atomic)  # (systems,)
         energy_coulomb = torch.zeros_like(energy_atomic)
         energy_dispersion = torch.zeros_like(energy_atomic)
+        energy_repulsion = torch.zeros_like(energy_atomic)
         if self.coulomb is not None:  # ignores periodic pairs beyond its own cutoff
             energy_coulomb = self._coulomb_energy(
                 charges, pairs, distances, radial_charges, radial_pairs, radial_distances, system_index, n_systems,
-                periodic,
+                periodic, positions, cells,
             )
         dispersion = self.dispersion
         if dispersion is not None:
-            energy_dispersion = dispersion(numbers, pairs, distances, system_index, n_systems)
+            energy_dispersion = dispersion(
+                numbers, pairs, distances, system_index, n_systems, cells if periodic else None,
+            )
+        repulsion = self.repulsion
+        if repulsion is not None:  # exactly zero beyond 0.8 x covalent radius sums, inside the radial pairs
+            energy_repulsion = repulsion(numbers, radial_pairs, radial_distances, system_index, n_systems)
         dipole = positions.new_zeros((n_systems, 3)).index_add(0, system_index, charges.unsqueeze(1) * positions)
         return {
-            'energy': energy_atomic + energy_coulomb + energy_dispersion, 'energy_atomic': energy_atomic,
-            'energy_coulomb': energy_coulomb, 'energy_dispersion': energy_dispersion, 'charges': charges,
+            'energy': energy_atomic + energy_coulomb + energy_dispersion + energy_repulsion,
+            'energy_atomic': energy_atomic, 'energy_coulomb': energy_coulomb, 'energy_dispersion': energy_dispersion,
+            'energy_repulsion': energy_repulsion, 'charges': charges,
             'atomic_energies': atomic, 'dipole': dipole,
         }
 
     def _coulomb_energy(
         self, charges: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor, radial_charges: torch.Tensor,
         radial_pairs: torch.Tensor, radial_distances: torch.Tensor, system_index: torch.Tensor, n_systems: int,
-        periodic: bool,
+        periodic: bool, positions: torch.Tensor, cells: torch.Tensor,
     ) -> torch.Tensor:
         """:class:`.coulomb.Coulomb` energy (systems,), its short-range removal over the AEV's radial pairs only.
 
@@ -252,7 +274,7 @@ class QRNN(torch.nn.Module):
             energy = sum_over_pairs(pair_energy, pairs, system_index, n_systems)
         energy = coulomb.coulomb_constant * energy  # (systems,) eV
         if periodic:
-            energy = energy + coulomb.self_energy(charges, system_index, n_systems)
+            energy = energy + coulomb.periodic_energy(charges, positions, cells, system_index, n_systems)
         return energy
 
 
