@@ -8,8 +8,9 @@ baseline, so the classical and the QRNN properties come from identical code. Pro
 With ``batch_replicas`` (QRNN only; off by default) the replicas of one chain length run as batched replicas of one
 ``MdCalculation`` per phase (one model call per step for all of them: the way to fill a GPU); replica ``rXX`` of
 the sorted labels of that length draws its velocities with ``seed`` + its index, as ``seed`` + ``XX`` unbatched when
-the replicas are numbered from 0. A replica that becomes unstable in a batch is not retried with a smaller timestep
-(its batch-mates finished with the larger one), so the work chain stops with 410/420 naming it.
+the replicas are numbered from 0. A replica that becomes unstable in a batch (its batch-mates finished) is run again
+alone from its starting cell by ``MdBaseWorkChain`` with the timestep halved over the same simulated time (that work
+chain halves it further if needed); if that fails too, the work chain stops with 410/420 naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from aiida.engine import ToContext, WorkChain, calcfunction
 from aiida_qrnn.calculations.sampling import build_cells, validate_cell_parameters
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import protocols
-from aiida_qrnn.workchains.md import MdBaseWorkChain
+from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
+
+#: Timestep factor of the lone rerun of a replica that became unstable inside a batch.
+RETRY_TIMESTEP_FACTOR = 0.5
 
 __all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'plot_against_experiment',
            'select_density_frame')
@@ -154,7 +158,7 @@ class PropertiesWorkChain(WorkChain):
         spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the MD jobs.')
         spec.input('batch_replicas', valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help='QRNN: run the replicas of one chain length as batched replicas of one MD job per phase.')
-        spec.outline(cls.setup, cls.run_npt, cls.run_nvt, cls.analyse, cls.combine)
+        spec.outline(cls.setup, cls.run_npt, cls.retry_npt, cls.run_nvt, cls.retry_nvt, cls.analyse, cls.combine)
         spec.output_namespace('properties', valid_type=orm.Dict, dynamic=True,
                               help='Per chain length n{units:03d}: {property: {value, uncertainty, unit, ...}}.')
         spec.output_namespace('distributions', valid_type=orm.ArrayData, dynamic=True,
@@ -219,10 +223,30 @@ class PropertiesWorkChain(WorkChain):
                                                          metadata={'call_link_label': length})
         return submitted
 
+    def _retry_unstable(self, phase: str, structures: dict[str, orm.StructureData], parameters: dict):
+        """Batched: each replica that became unstable while its batch finished runs again alone from its starting
+        cell with the timestep times ``RETRY_TIMESTEP_FACTOR``, same simulated time."""
+        if not self.ctx.batched:
+            return None
+        submitted = {}
+        settings = continued_settings({'n_steps': 2_000_000, 'timestep_fs': 0.5, **parameters}, 0,
+                                      RETRY_TIMESTEP_FACTOR)
+        for label in sorted(structures):
+            batch = self.ctx[f'{phase}_{label[:4]}']
+            if not batch.is_finished_ok or label[5:] not in batch.outputs.replicas:
+                continue
+            status = batch.outputs.replicas[label[5:]].output_parameters['status']
+            if status.startswith('unstable'):
+                self.report(f'{phase} replica {label} ended {status} in its batch; running it alone with timestep '
+                            f"{settings['timestep_fs']:g} fs")
+                submitted[f'{phase}_retry_{label}'] = self.submit(
+                    MdBaseWorkChain, **self._md_inputs(label, structures[label], orm.Dict(settings)))
+        return ToContext(**submitted)
+
     def _replica_outputs(self, phase: str, label: str):
         """The MD outputs (trajectory, log, ...) of cell ``label`` in ``phase``, or the failure message."""
-        if not self.ctx.batched:
-            node = self.ctx[f'{phase}_{label}']
+        if not self.ctx.batched or f'{phase}_retry_{label}' in self.ctx:
+            node = self.ctx[f'{phase}_retry_{label}' if self.ctx.batched else f'{phase}_{label}']
             return (node.outputs, None) if node.is_finished_ok else (None, node.exit_message)
         node = self.ctx[f'{phase}_{label[:4]}']
         replica = label[5:]
@@ -237,6 +261,9 @@ class PropertiesWorkChain(WorkChain):
     def run_npt(self):
         return ToContext(**self._submit_phase('npt', self.ctx.structures, self.inputs.npt))
 
+    def retry_npt(self):
+        return self._retry_unstable('npt', self.ctx.structures, self.inputs.npt.get_dict())
+
     def run_nvt(self):
         starts = {}
         for label in sorted(self.ctx.structures):
@@ -244,8 +271,12 @@ class PropertiesWorkChain(WorkChain):
             if npt is None:
                 return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=message)
             starts[label] = select_density_frame(npt.trajectory, npt.log, self.inputs.analysis)
-        nvt = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
-        return ToContext(**self._submit_phase('nvt', starts, orm.Dict(nvt)))
+        self.ctx.nvt_starts = starts
+        self.ctx.nvt_settings = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
+        return ToContext(**self._submit_phase('nvt', starts, orm.Dict(self.ctx.nvt_settings)))
+
+    def retry_nvt(self):
+        return self._retry_unstable('nvt', self.ctx.nvt_starts, self.ctx.nvt_settings)
 
     def analyse(self):
         self.ctx.analysed = {}

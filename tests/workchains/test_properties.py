@@ -111,3 +111,29 @@ def test_plot_against_experiment(aiida_profile):
                                    QRNN__n002=properties(1.11), OPLS_AA__n001=properties(1.08))
     assert plot.filename == 'density_vs_chain_length.png'
     assert plot.get_content(mode='rb')[:4] == b'\x89PNG'
+
+
+def test_replica_unstable_in_its_batch_is_run_again_alone(md_code):
+    """n001_r01 starts with a 0.3 Å contact: the batched NPT job finishes r00 and stops r01, which is run again alone
+    with the timestep halved; a contact no timestep fixes then ends the work chain with 410 naming the replica."""
+    from aiida_qrnn.core.structures import pack_cell
+    from tests.calculations.test_md import close_contact
+
+    builder = PropertiesWorkChain.get_builder_from_protocol(
+        md_code, 'tiny', model=small_qrnn_node(),
+        overrides={'npt': {'min_distance_A': 0.2}, 'nvt': {'min_distance_A': 0.2}},
+    )
+    cell = pack_cell(1, 10, density_g_cm3=0.9, seed=1)
+    broken = close_contact(cell)
+    broken.positions[10] = broken.positions[0] + [0.1, 0.0, 0.0]  # below the relaxed 0.2 Å guard
+    builder.structures = {'n001_r00': orm.StructureData(ase=cell), 'n001_r01': orm.StructureData(ase=broken)}
+    builder.batch_replicas = orm.Bool(True)
+    _, node = run_get_node(builder)
+    assert node.exit_status == PropertiesWorkChain.exit_codes.ERROR_NPT_FAILED.status
+    assert 'n001_r01' in node.exit_message and 'At step 0' in node.exit_message
+    retries = [call for call in node.called if call.process_label == 'MdBaseWorkChain'
+               and 'structure' in call.inputs.md]
+    assert len(retries) == 1
+    tiny = load_protocol('tiny')['npt']
+    assert retries[0].inputs.md.parameters['timestep_fs'] == tiny['timestep_fs'] / 2
+    assert retries[0].inputs.md.parameters['n_steps'] == 2 * tiny['n_steps']
