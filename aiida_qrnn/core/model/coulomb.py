@@ -184,7 +184,7 @@ class Coulomb(torch.nn.Module):
         if n_systems == 1:
             potentials = kspace(charges.unsqueeze(1), cells[0], positions, no_pairs, no_distances)  # (atoms, 1)
             return self.coulomb_constant * (charges * potentials.squeeze(1)).sum(0, keepdim=True)
-        counts = torch.bincount(system_index, minlength=n_systems).tolist()
+        counts: list[int] = torch.bincount(system_index, minlength=n_systems).tolist()
         energies = []
         start = 0
         for system, count in enumerate(counts):

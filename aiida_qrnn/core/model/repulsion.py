@@ -42,6 +42,7 @@ class ZBLRepulsion(torch.nn.Module):
     inner: Final[float]
     outer: Final[float]
     coulomb_constant: Final[float]
+    screening_length: Final[float]
 
     def __init__(self, inner: float = 0.5, outer: float = 0.8) -> None:
         super().__init__()
@@ -51,6 +52,7 @@ class ZBLRepulsion(torch.nn.Module):
         self.inner = float(inner)
         self.outer = float(outer)
         self.coulomb_constant = COULOMB_CONSTANT
+        self.screening_length = ZBL_SCREENING_LENGTH
         self.register_buffer('covalent_radii', torch.tensor(covalent_radii), persistent=False)  # (119,) Å
 
     def pair_energies(self, numbers: torch.Tensor, pairs: torch.Tensor, distances: torch.Tensor) -> torch.Tensor:
@@ -66,7 +68,7 @@ class ZBLRepulsion(torch.nn.Module):
         x2 = x * x
         switch = 1.0 - x2 * x * (10.0 - 15.0 * x + 6.0 * x2)  # (P,) 1 below r_in, 0 at r_out
         charge_i, charge_j = z_i.to(distances.dtype), z_j.to(distances.dtype)
-        screening_length = ZBL_SCREENING_LENGTH / (charge_i.pow(0.23) + charge_j.pow(0.23))  # (P,) Å
+        screening_length = self.screening_length / (charge_i.pow(0.23) + charge_j.pow(0.23))  # (P,) Å
         scaled = r / screening_length  # (P,)
         screening = (0.18175 * torch.exp(-3.19980 * scaled) + 0.50986 * torch.exp(-0.94229 * scaled)
                      + 0.28022 * torch.exp(-0.40290 * scaled) + 0.02817 * torch.exp(-0.20162 * scaled))  # (P,) φ

@@ -128,3 +128,17 @@ def test_all_methods_are_exact_coulomb_for_open_clusters():
 def test_bad_ewald_options_name_the_parameter(options, parameter):
     with pytest.raises(ValueError, match=parameter):
         Coulomb(**options)
+
+
+def test_torchscript_model_with_pme_and_the_prior_equals_eager():
+    torch.manual_seed(0)
+    model = QRNN(QRNNConfig(charge_hidden=(8,), energy_hidden=(8,), coulomb={'method': 'pme', 'cutoff': 6.0},
+                            repulsion={})).double()
+    liquid = ethylene_glycol_liquid(4, density_g_cm3=0.9)
+    inputs = (torch.tensor(liquid.positions), torch.tensor(liquid.numbers), torch.zeros(len(liquid), dtype=torch.long),
+              torch.tensor(liquid.cell.array).unsqueeze(0), torch.ones((1, 3), dtype=torch.bool),
+              torch.zeros(1, dtype=torch.float64))
+    eager = evaluate(model, *inputs, compute_stress=True)
+    scripted = evaluate(torch.jit.script(model), *inputs, compute_stress=True)
+    for key in ('energy', 'forces', 'stress'):
+        torch.testing.assert_close(scripted[key], eager[key], rtol=1e-12, atol=1e-12)
