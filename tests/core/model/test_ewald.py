@@ -142,3 +142,19 @@ def test_torchscript_model_with_pme_and_the_prior_equals_eager():
     scripted = evaluate(torch.jit.script(model), *inputs, compute_stress=True)
     for key in ('energy', 'forces', 'stress'):
         torch.testing.assert_close(scripted[key], eager[key], rtol=1e-12, atol=1e-12)
+
+
+def test_a_batch_of_two_cells_equals_two_calls():
+    positions, charges = _ionic_box()
+    coulomb = Coulomb(method='pme', cutoff=6.0, short_range_cutoff=0.0)
+    cell = torch.tensor(CELL, dtype=torch.float64)
+    single = float(_energy(coulomb, torch.tensor(positions), torch.tensor(charges), cell))
+    larger_cell = cell * 1.1
+    single_larger = float(_energy(coulomb, torch.tensor(positions), torch.tensor(charges), larger_cell))
+    batch_positions = torch.tensor(np.concatenate([positions, positions]))
+    batch_charges = torch.tensor(np.concatenate([charges, charges]))
+    system_index = torch.tensor([0] * 8 + [1] * 8)
+    cells = torch.stack([cell, larger_cell])
+    nl = neighbor_list(batch_positions, system_index, cells, torch.ones((2, 3), dtype=torch.bool), 6.0)
+    batch = coulomb(batch_charges, nl.pairs, nl.distances, system_index, 2, True, batch_positions, cells)
+    np.testing.assert_allclose(batch.numpy(), [single, single_larger], rtol=1e-12)
