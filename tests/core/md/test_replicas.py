@@ -117,11 +117,14 @@ def _block_mean_and_error(series: np.ndarray, n_blocks: int = 8) -> tuple[float,
     return float(series.mean()), float(means.std(ddof=1) / np.sqrt(n_blocks))
 
 
-def test_npt_averages_agree_between_engines(tmp_path):
-    """Isotropic MTK NPT of LJ argon (32 atoms, 90 K, 500 bar), 1 000 steps of 10 fs from different velocities
-    on each engine: the mean temperature and volume of the last 800 steps agree within 4 combined standard
-    errors (block averages), and the temperature is near its target."""
-    settings = short('npt', n_steps=1000, timestep_fs=10.0, temperature_K=90.0, thermostat_tau_fs=200.0,
+@pytest.mark.parametrize(('ensemble', 'quantities'), [('nvt', ('temperature_K', 'potential_energy_eV')),
+                                                     ('npt', ('temperature_K', 'volume_A3'))])
+def test_averages_agree_between_engines(tmp_path, ensemble, quantities):
+    """Nosé-Hoover NVT and isotropic MTK NPT of LJ argon (32 atoms, 90 K, 500 bar), 1 000 steps of 10 fs from
+    different velocities on each engine: the means of the last 800 steps (temperature and potential energy, or
+    temperature and volume) agree within 4 combined standard errors (block averages), and the temperature is near
+    its target."""
+    settings = short(ensemble, n_steps=1000, timestep_fs=10.0, temperature_K=90.0, thermostat_tau_fs=200.0,
                      barostat_tau_fs=1000.0, log_interval=5, trajectory_interval=10_000, checkpoint_interval=10_000)
     averages = {}
     for seed, engine in enumerate(('ase', 'torch')):
@@ -130,8 +133,8 @@ def test_npt_averages_agree_between_engines(tmp_path):
                rng=np.random.default_rng(seed))
         log = read_log(folder / 'md_log.csv')
         kept = log['step'] > 200
-        averages[engine] = {name: _block_mean_and_error(log[name][kept]) for name in ('temperature_K', 'volume_A3')}
-    for name in ('temperature_K', 'volume_A3'):
+        averages[engine] = {name: _block_mean_and_error(log[name][kept]) for name in quantities}
+    for name in quantities:
         (mean_ase, error_ase), (mean_torch, error_torch) = averages['ase'][name], averages['torch'][name]
         assert abs(mean_ase - mean_torch) < 4 * np.hypot(error_ase, error_torch), (name, averages)
     assert averages['torch']['temperature_K'][0] == pytest.approx(90.0, rel=0.1)
