@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from aiida_qrnn.core.model.calculator import load_model, save_model
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.model.repulsion import ZBLRepulsion
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
@@ -57,6 +58,14 @@ def test_model_config_round_trip_and_old_configs_unchanged():
     assert 'repulsion' not in QRNNConfig().to_dict()  # files of models without the prior stay as they were
     with pytest.raises(ValueError, match='inner'):
         QRNN(QRNNConfig(repulsion={'inner': 0.9, 'outer': 0.8}))
+
+
+def test_prior_round_trips_through_a_model_file(tmp_path):
+    torch.manual_seed(0)
+    model = QRNN(QRNNConfig(charge_hidden=(8,), energy_hidden=(8,), repulsion={'inner': 0.4}))
+    loaded = load_model(save_model(model, tmp_path / 'model.pt'))
+    assert loaded.config.repulsion == {'inner': 0.4} and loaded.repulsion is not None
+    assert loaded.repulsion.inner == 0.4 and loaded.repulsion.outer == 0.8
 
 
 def test_prior_keeps_two_molecules_of_a_random_model_from_fusing():
