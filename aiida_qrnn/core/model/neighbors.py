@@ -52,13 +52,20 @@ def _all_pairs(counts: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
     return upper[:, slot] + starts[system].unsqueeze(0)  # (2, pairs)
 
 
+#: Atoms per Å³ above which a periodic cell is refused: diamond, the densest solid of these elements, has 0.18,
+#: liquid EG 0.10. Pairs per atom grow with density × cutoff³, so this bounds the memory of every pair list: a
+#: 0.5 Å cell of a 40-atom cluster (320 atoms/Å³, its periodic images fused) asked for 22.6 GB at a 12 Å cutoff.
+MAX_ATOMS_PER_CUBIC_ANGSTROM = 0.5
+
+
 def neighbor_pairs(
     positions: torch.Tensor, system_index: torch.Tensor, cells: torch.Tensor, pbc: torch.Tensor, cutoff: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs closer than ``cutoff`` Å (``inf``: all pairs of open clusters) and their integer cell shifts.
 
     Returns ``pairs`` (2, pairs) int64 and ``cell_shifts`` (pairs, 3) in the dtype of ``positions``; no gradient.
-    One vesin call per system whenever the cutoff is finite (systems, not atoms, are looped over).
+    One vesin call per system whenever the cutoff is finite (systems, not atoms, are looped over). A fully
+    periodic cell denser than :data:`MAX_ATOMS_PER_CUBIC_ANGSTROM` is refused before any pair is searched.
     """
     n_systems = cells.shape[0]
     assert positions.shape == (system_index.shape[0], 3), 'positions must be (atoms, 3)'
@@ -80,6 +87,8 @@ def neighbor_pairs(
         if count < 2 and not bool(periodic[system]):
             continue
         box = cells[system].detach() if bool(periodic[system]) else torch.zeros((3, 3), dtype=dtype, device=device)
+        if bool(pbc[system].all()):
+            _check_density(count, box, system, cutoff)
         first, second, image = calculator.compute(
             detached[start:start + count], box, pbc[system], quantities='ijS', copy=True,
         )  # (pairs,), (pairs,), (pairs, 3)
@@ -88,6 +97,18 @@ def neighbor_pairs(
     if not all_pairs:
         return torch.zeros((2, 0), dtype=torch.long, device=device), torch.zeros((0, 3), dtype=dtype, device=device)
     return torch.cat(all_pairs, dim=1), torch.cat(all_shifts, dim=0)
+
+
+def _check_density(count: int, cell: torch.Tensor, system: int, cutoff: float) -> None:
+    """Refuse a periodic cell whose atoms (with their images) are packed denser than any matter."""
+    volume = abs(float(torch.linalg.det(cell.to(torch.float64))))
+    if volume == 0.0 or count / volume > MAX_ATOMS_PER_CUBIC_ANGSTROM:
+        lengths = [round(length, 3) for length in torch.linalg.vector_norm(cell, dim=1).tolist()]
+        raise ValueError(
+            f'system {system}: {count} atoms in a periodic cell of {volume:.4g} Å³ (cell vector lengths {lengths} Å) '
+            f'is {count / volume if volume else math.inf:.3g} atoms/Å³, denser than any matter (limit '
+            f'{MAX_ATOMS_PER_CUBIC_ANGSTROM}): its periodic images overlap, and its pair list at the {cutoff:g} Å '
+            'cutoff would not fit in memory. Check the cell (units are Å).')
 
 
 def pair_geometry(

@@ -55,6 +55,20 @@ def test_infinite_cutoff_refused_for_periodic_cells():
         neighbor_list(*_flat([atoms]), math.inf)
 
 
+def test_a_cell_denser_than_matter_is_refused_before_the_search():
+    """A 0.5 Å cell (its images fused; 22.6 GB at 12 Å before this check) or a flat one is a clear error naming
+    the system, the volume and the cutoff; a real liquid's density passes."""
+    tiny = Atoms('CO', positions=[[0, 0, 0], [0.2, 0.2, 0.2]], cell=np.eye(3) * 0.5, pbc=True)
+    with pytest.raises(ValueError, match=r'system 0: 2 atoms in a periodic cell of 0.125 Å³.*denser than any matter'
+                                         r'.*12 Å cutoff'):
+        neighbor_list(*_flat([tiny]), 12.0)
+    flat = Atoms('H2', positions=[[0, 0, 0], [1, 0, 0]], cell=[[5, 0, 0], [0, 5, 0], [0, 0, 0]], pbc=True)
+    with pytest.raises(ValueError, match='periodic cell of 0 Å³'):
+        neighbor_list(*_flat([flat]), 5.0)
+    water_like = Atoms('H2O', positions=[[0, 0, 0], [0.96, 0, 0], [0, 0.96, 0]], cell=np.eye(3) * 3.1, pbc=True)
+    assert neighbor_list(*_flat([water_like]), 6.0).pairs.shape[1] > 0  # 0.1 atoms/Å³, like liquid water
+
+
 def test_distances_differentiable_through_cell():
     """A homogeneous strain of positions and cell changes every distance by r·ε·r/r (first order)."""
     rng = np.random.default_rng(3)
