@@ -130,6 +130,25 @@ def check_cell(cell: np.ndarray | None, pbc: Sequence[bool] | None, cutoff: floa
     return []
 
 
+#: Atoms per Å³ above which a periodic cell is refused: diamond, the densest solid of these elements, has 0.18,
+#: liquid EG 0.10. Pairs per atom grow with density × cutoff³, so this bounds the memory of every pair list: a
+#: 0.5 Å cell of a 40-atom cluster (320 atoms/Å³, its periodic images fused) asked for 22.6 GB at a 12 Å cutoff.
+MAX_ATOMS_PER_CUBIC_ANGSTROM = 0.5
+
+
+def check_density(n_atoms: int, cell: np.ndarray) -> list[str]:
+    """Problems of a fully periodic cell packed denser than any matter (its images fused), or of no volume."""
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    volume = abs(float(np.linalg.det(cell)))
+    if volume > 0.0 and n_atoms / volume <= MAX_ATOMS_PER_CUBIC_ANGSTROM:
+        return []
+    lengths = [round(float(length), 3) for length in np.linalg.norm(cell, axis=1)]
+    density = n_atoms / volume if volume else np.inf
+    return [f'{n_atoms} atoms in a periodic cell of {volume:.4g} Å³ (cell vector lengths {lengths} Å) is '
+            f'{density:.3g} atoms/Å³, denser than any matter (limit {MAX_ATOMS_PER_CUBIC_ANGSTROM}): its periodic '
+            'images overlap']
+
+
 def check_structure(
     numbers: Sequence[int], positions: np.ndarray, *, cell: np.ndarray | None = None,
     pbc: Sequence[bool] | None = None, total_charge: int = 0, multiplicity: int | None = 1,

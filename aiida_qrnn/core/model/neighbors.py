@@ -21,6 +21,8 @@ import typing as t
 
 import torch
 
+from aiida_qrnn.core.sanity import check_density
+
 __all__ = ('NeighborList', 'neighbor_list', 'neighbor_pairs', 'pair_geometry', 'sum_over_pairs')
 
 
@@ -52,12 +54,6 @@ def _all_pairs(counts: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
     return upper[:, slot] + starts[system].unsqueeze(0)  # (2, pairs)
 
 
-#: Atoms per Å³ above which a periodic cell is refused: diamond, the densest solid of these elements, has 0.18,
-#: liquid EG 0.10. Pairs per atom grow with density × cutoff³, so this bounds the memory of every pair list: a
-#: 0.5 Å cell of a 40-atom cluster (320 atoms/Å³, its periodic images fused) asked for 22.6 GB at a 12 Å cutoff.
-MAX_ATOMS_PER_CUBIC_ANGSTROM = 0.5
-
-
 def neighbor_pairs(
     positions: torch.Tensor, system_index: torch.Tensor, cells: torch.Tensor, pbc: torch.Tensor, cutoff: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +61,8 @@ def neighbor_pairs(
 
     Returns ``pairs`` (2, pairs) int64 and ``cell_shifts`` (pairs, 3) in the dtype of ``positions``; no gradient.
     One vesin call per system whenever the cutoff is finite (systems, not atoms, are looped over). A fully
-    periodic cell denser than :data:`MAX_ATOMS_PER_CUBIC_ANGSTROM` is refused before any pair is searched.
+    periodic cell denser than any matter (:func:`aiida_qrnn.core.sanity.check_density`) is refused before any pair
+    is searched: its pair list could not fit in memory.
     """
     n_systems = cells.shape[0]
     assert positions.shape == (system_index.shape[0], 3), 'positions must be (atoms, 3)'
@@ -100,15 +97,11 @@ def neighbor_pairs(
 
 
 def _check_density(count: int, cell: torch.Tensor, system: int, cutoff: float) -> None:
-    """Refuse a periodic cell whose atoms (with their images) are packed denser than any matter."""
-    volume = abs(float(torch.linalg.det(cell.to(torch.float64))))
-    if volume == 0.0 or count / volume > MAX_ATOMS_PER_CUBIC_ANGSTROM:
-        lengths = [round(length, 3) for length in torch.linalg.vector_norm(cell, dim=1).tolist()]
-        raise ValueError(
-            f'system {system}: {count} atoms in a periodic cell of {volume:.4g} Å³ (cell vector lengths {lengths} Å) '
-            f'is {count / volume if volume else math.inf:.3g} atoms/Å³, denser than any matter (limit '
-            f'{MAX_ATOMS_PER_CUBIC_ANGSTROM}): its periodic images overlap, and its pair list at the {cutoff:g} Å '
-            'cutoff would not fit in memory. Check the cell (units are Å).')
+    """Raise for a periodic cell denser than matter, whose pair list at ``cutoff`` would not fit in memory."""
+    problems = check_density(count, cell.detach().cpu().numpy())
+    if problems:
+        raise ValueError(f'system {system}: {problems[0]}, and its pair list at the {cutoff:g} Å cutoff would not fit '
+                         'in memory. Check the cell (units are Å).')
 
 
 def pair_geometry(
