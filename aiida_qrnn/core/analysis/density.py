@@ -2,7 +2,8 @@
 
 rho = M / V, M the total mass; 1 amu/Å^3 = 1.66054 g/cm^3. The paper averages over the last 800 ps of 1 ns
 (``discard_fraction=0.2``) and starts NVT from the NPT frame whose density is closest to that mean
-(:func:`frame_closest_to_mean`).
+(:func:`frame_closest_to_mean`). :func:`equilibrated_density` (the property protocol) keeps that window as a
+minimum, lets the data push it later (:mod:`.equilibration`) and gives the error with the statistical inefficiency.
 """
 
 from __future__ import annotations
@@ -14,14 +15,25 @@ import numpy as np
 
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from ._plot import new_axes, save
+from .equilibration import (
+    DEFAULT_MIN_DISCARD_FRACTION,
+    DEFAULT_MIN_INDEPENDENT_SAMPLES,
+    mean_and_error,
+    production_window,
+)
 from .statistics import DEFAULT_DISCARD_FRACTION, DEFAULT_N_BLOCKS, block_average, production
 
 
 @dataclass(frozen=True)
 class DensityResult:
+    """Mean of the last ``n_samples``; ``n_independent`` and ``too_short`` when the window came from the data."""
+
     mean_g_cm3: float
     standard_error_g_cm3: float
     n_samples: int
+    statistical_inefficiency: float = float('nan')
+    n_independent: float = float('nan')
+    too_short: bool = False
 
 
 def density_g_cm3(total_mass_amu: float, volumes_A3: np.ndarray) -> np.ndarray:
@@ -36,6 +48,19 @@ def average_density(volumes_A3: np.ndarray, total_mass_amu: float, *,
     densities = production(density_g_cm3(total_mass_amu, volumes_A3), discard_fraction)
     mean, error = block_average(densities, n_blocks)
     return DensityResult(mean_g_cm3=mean, standard_error_g_cm3=error, n_samples=len(densities))
+
+
+def equilibrated_density(volumes_A3: np.ndarray, total_mass_amu: float, *,
+                         min_discard_fraction: float = DEFAULT_MIN_DISCARD_FRACTION,
+                         min_independent_samples: float = DEFAULT_MIN_INDEPENDENT_SAMPLES) -> DensityResult:
+    """Mean density over the production window detected in the density series, error std / sqrt(N / g)."""
+    densities = density_g_cm3(total_mass_amu, volumes_A3)
+    window = production_window(densities, min_discard_fraction=min_discard_fraction,
+                               min_independent_samples=min_independent_samples)
+    mean, error = mean_and_error(densities[window.start:], window.statistical_inefficiency)
+    return DensityResult(mean_g_cm3=mean, standard_error_g_cm3=error, n_samples=window.n_samples,
+                         statistical_inefficiency=window.statistical_inefficiency,
+                         n_independent=window.n_independent, too_short=window.too_short)
 
 
 def frame_closest_to_mean(frame_densities_g_cm3: np.ndarray, mean_g_cm3: float) -> int:

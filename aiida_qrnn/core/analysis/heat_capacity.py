@@ -5,8 +5,10 @@
 with T the thermostat temperature and M the total mass. This is eq. 3 of the paper, which writes the total
 energy E; at constant pressure it is the enthalpy that fluctuates (Allen and Tildesley, Computer Simulation of
 Liquids, 2nd ed., eq. 2.80), which is what ``md_log.csv`` logs as ``enthalpy_eV`` (with the external p).
-Classical c_p over-estimates experiment for stiff X-H modes (no quantum correction is applied here).
-The uncertainty is the standard error of c_p computed per block.
+Classical c_p over-estimates experiment for stiff X-H modes; :mod:`.quantum_correction` gives the harmonic
+correction from the vibrational density of states. :func:`heat_capacity_from_enthalpy` takes a fixed production
+window and block errors; :func:`equilibrated_heat_capacity` (the property protocol) detects the window from the
+data (:mod:`.equilibration`) and takes the error of the mean squared deviation with its statistical inefficiency.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import numpy as np
 from ase import units
 
 from ._plot import new_axes, save
+from .equilibration import (
+    DEFAULT_MIN_DISCARD_FRACTION,
+    DEFAULT_MIN_INDEPENDENT_SAMPLES,
+    mean_and_error,
+    production_window,
+    statistical_inefficiency,
+)
 from .statistics import DEFAULT_DISCARD_FRACTION, DEFAULT_N_BLOCKS, blocks, production
 
 EV_PER_AMU_TO_J_PER_G = units._e / (units._amu * 1e3)  # 1 eV/amu in J/g, CODATA via ase.units
@@ -25,9 +34,14 @@ EV_PER_AMU_TO_J_PER_G = units._e / (units._amu * 1e3)  # 1 eV/amu in J/g, CODATA
 
 @dataclass(frozen=True)
 class HeatCapacityResult:
+    """c_p of the last ``n_samples``; ``n_independent`` and ``too_short`` when the window came from the data."""
+
     cp_J_per_gK: float
     standard_error_J_per_gK: float
     n_samples: int
+    statistical_inefficiency: float = float('nan')
+    n_independent: float = float('nan')
+    too_short: bool = False
 
 
 def heat_capacity_from_enthalpy(enthalpy_eV: np.ndarray, temperature_K: float, total_mass_amu: float, *,
@@ -46,6 +60,27 @@ def heat_capacity_from_enthalpy(enthalpy_eV: np.ndarray, temperature_K: float, t
     return HeatCapacityResult(cp_J_per_gK=cp(enthalpy),
                               standard_error_J_per_gK=float(per_block.std(ddof=1) / np.sqrt(n_blocks)),
                               n_samples=len(enthalpy))
+
+
+def equilibrated_heat_capacity(enthalpy_eV: np.ndarray, temperature_K: float, total_mass_amu: float, *,
+                               min_discard_fraction: float = DEFAULT_MIN_DISCARD_FRACTION,
+                               min_independent_samples: float = DEFAULT_MIN_INDEPENDENT_SAMPLES,
+                               ) -> HeatCapacityResult:
+    """c_p in J/(g K) over the production window detected in the enthalpy series; its error is that of the mean of
+    (H - <H>)^2 with that series' own statistical inefficiency."""
+    if not temperature_K > 0 or not total_mass_amu > 0:
+        raise ValueError(f'temperature_K and total_mass_amu must be positive, got {temperature_K!r}, '
+                         f'{total_mass_amu!r}.')
+    enthalpy = np.asarray(enthalpy_eV, dtype=np.float64)
+    window = production_window(enthalpy, min_discard_fraction=min_discard_fraction,
+                               min_independent_samples=min_independent_samples)
+    production = enthalpy[window.start:]
+    squared_deviation = (production - production.mean()) ** 2
+    variance, error = mean_and_error(squared_deviation, statistical_inefficiency(squared_deviation))
+    scale = 1.0 / (units.kB * temperature_K**2) / total_mass_amu * EV_PER_AMU_TO_J_PER_G
+    return HeatCapacityResult(cp_J_per_gK=float(variance * scale), standard_error_J_per_gK=float(error * scale),
+                              n_samples=window.n_samples, statistical_inefficiency=window.statistical_inefficiency,
+                              n_independent=window.n_independent, too_short=window.too_short)
 
 
 def plot_enthalpy_histogram(enthalpy_eV: np.ndarray, result: HeatCapacityResult, path: Path | str) -> Path:

@@ -12,6 +12,14 @@ have few origins.
 Finite-size correction (Yeh and Hummer, J. Phys. Chem. B 108, 15873 (2004), eq. 13):
 
     D_inf = D_PBC + k_B T xi / (6 pi eta L),   xi = 2.837297 (cubic cell)
+
+The MD log has the scalar pressure only, not the pressure tensor, so the shear viscosity eta cannot come from a
+Green-Kubo integral of the same runs; :func:`experimental_viscosity_Pa_s` gives the experimental value
+(``EXPERIMENTAL_VISCOSITY_MPA_S``), and the correction is reported beside the raw D, never instead of it. With a
+model whose eta differs from experiment the corrected D carries that error (the correction is ~k_B T/eta L).
+
+A D is flagged ``too_short`` when, at the end of the fit window, the molecules have moved less than their own
+size on average (MSD < (2 R_g)^2): the MSD has not reached the diffusive regime and its slope is not a D.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ from ._plot import new_axes, save
 
 A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15  # Å^2/fs -> cm^2/s
 YEH_HUMMER_XI = 2.837297  # cubic lattice constant, Yeh and Hummer (2004)
+#: Shear viscosity of HO-(CH2CH2O)n-H in mPa s at (298.15 K, 303.15 K): ChemSep 8.32 databank, DIPPR eq. 101, as
+#: evaluated with PyPI ``chemicals`` 1.5.2 (../shared/reference/science.md section 5.1). Longer oligomers: none.
+EXPERIMENTAL_VISCOSITY_MPA_S = {1: (17.0, 13.9), 2: (29.5, 23.2), 3: (38.0, 29.8), 4: (45.4, 35.1)}
+VISCOSITY_SOURCE = 'ChemSep 8.32 DIPPR eq. 101 (chemicals 1.5.2) at 298.15 and 303.15 K, Arrhenius-interpolated'
+_VISCOSITY_TEMPERATURES_K = (298.15, 303.15)
 
 
 def molecular_centres_of_mass(positions: np.ndarray, masses: np.ndarray, molecule_ids: np.ndarray) -> np.ndarray:
@@ -116,6 +129,24 @@ def yeh_hummer_correction_cm2_per_s(box_length_A: float, viscosity_Pa_s: float, 
     kt_joule = units._k * temperature_K
     correction_m2_per_s = kt_joule * YEH_HUMMER_XI / (6 * np.pi * viscosity_Pa_s * box_length_A * 1e-10)
     return float(correction_m2_per_s * 1e4)
+
+
+def experimental_viscosity_Pa_s(n_units: int, temperature_K: float) -> float | None:
+    """Experimental eta of the n-mer at ``temperature_K`` (ln eta linear in 1/T through the two tabulated points;
+    within 5 K of them), or None where there is no measurement."""
+    if n_units not in EXPERIMENTAL_VISCOSITY_MPA_S:
+        return None
+    low, high = _VISCOSITY_TEMPERATURES_K
+    if not low - 5.0 <= temperature_K <= high + 5.0:
+        return None
+    first, second = np.log(EXPERIMENTAL_VISCOSITY_MPA_S[n_units])
+    slope = (second - first) / (1.0 / high - 1.0 / low)
+    return float(np.exp(first + slope * (1.0 / temperature_K - 1.0 / low)) * 1e-3)
+
+
+def diffusion_too_short(msd_at_fit_end_A2: float, radius_of_gyration_A: float) -> bool:
+    """True when the molecules moved less than their own size, (2 R_g)^2, by the end of the fit window."""
+    return bool(msd_at_fit_end_A2 < (2.0 * radius_of_gyration_A) ** 2)
 
 
 def plot_msd(lag_times_fs: np.ndarray, msd_A2: np.ndarray, result: DiffusionResult, path: Path | str) -> Path:

@@ -1,9 +1,16 @@
 """All properties of one replica (an NPT log plus an NVT trajectory) and their mean ± std over replicas.
 
-The paper's analysis: density (last 80 % of NPT) and c_p (enthalpy fluctuations, NPT); self-diffusivity from the
-NVT molecular centre-of-mass MSD; radius-of-gyration distribution of single chains, OCCO torsion distribution and
+The paper's analysis: density and c_p (enthalpy fluctuations) from NPT; self-diffusivity from the NVT molecular
+centre-of-mass MSD; radius-of-gyration distribution of single chains, OCCO torsion distribution and
 intermolecular hydroxyl O–H g(r) from the NVT frames. Uncertainties between replicas are standard deviations
 (ddof = 1), as the paper's error bars.
+
+Beyond the paper (issue 15): the NPT production window is detected from the data (:mod:`.equilibration`, never
+earlier than the paper's 20 %), per-replica errors carry the statistical inefficiency, and a value from a run too
+short to hold ``min_independent_samples`` uncorrelated samples (D: molecules that moved less than their size) is
+flagged ``<name>_too_short``. D is also given with the Yeh–Hummer correction (:mod:`.msd`) and c_p with the
+harmonic quantum correction (:mod:`.quantum_correction`) from the velocities of a densely sampled NVT segment;
+both corrected values stand beside the raw ones, ``None`` where they cannot be computed (``<name>_note`` says why).
 """
 
 from __future__ import annotations
@@ -14,17 +21,31 @@ import numpy as np
 from ase import Atoms
 
 from ..md.trajectory import TrajectoryArrays
-from .density import average_density
+from .density import equilibrated_density
 from .dihedrals import dihedral_angles, dihedral_distribution, find_dihedrals
-from .heat_capacity import heat_capacity_from_enthalpy
-from .msd import fit_self_diffusivity, molecular_centres_of_mass, msd_fft
+from .equilibration import DEFAULT_MIN_DISCARD_FRACTION, DEFAULT_MIN_INDEPENDENT_SAMPLES
+from .heat_capacity import equilibrated_heat_capacity
+from .msd import (
+    VISCOSITY_SOURCE,
+    diffusion_too_short,
+    experimental_viscosity_Pa_s,
+    fit_self_diffusivity,
+    molecular_centres_of_mass,
+    msd_fft,
+    yeh_hummer_correction_cm2_per_s,
+)
+from .quantum_correction import quantum_heat_capacity_correction_J_per_gK
 from .radius_of_gyration import radii_of_gyration
 from .rdf import radial_distribution_function
 
-#: Scalar property → unit; ``replica_properties`` returns these keys (and ``<name>_sem`` block errors).
+#: Scalar property → unit; ``replica_properties`` returns these keys (None where not computable), ``<name>_sem``
+#: errors and ``<name>_too_short`` flags of the raw values.
 SCALAR_UNITS = {
-    'density': 'g/cm^3', 'heat_capacity': 'J/(g K)', 'self_diffusivity': 'cm^2/s', 'radius_of_gyration': 'Angstrom',
+    'density': 'g/cm^3', 'heat_capacity': 'J/(g K)', 'heat_capacity_quantum': 'J/(g K)',
+    'self_diffusivity': 'cm^2/s', 'self_diffusivity_yeh_hummer': 'cm^2/s', 'radius_of_gyration': 'Angstrom',
 }
+#: The raw value whose run decides whether a corrected value is flagged too.
+FLAG_SOURCE = {'heat_capacity_quantum': 'heat_capacity', 'self_diffusivity_yeh_hummer': 'self_diffusivity'}
 #: Distribution → (x array name, x unit, y array name).
 DISTRIBUTIONS = {
     'occo_torsion': ('angle_deg', 'degree', 'probability_density_per_deg'),
@@ -38,20 +59,25 @@ OH_RDF_BINS = 80
 
 def replica_properties(
     log: Mapping[str, np.ndarray], trajectory: TrajectoryArrays, *, temperature_K: float,
-    discard_fraction: float = 0.2, n_blocks: int = 5, msd_fit: tuple[float, float] = (0.1, 0.5),
-) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    n_units: int | None = None, vdos_trajectory: TrajectoryArrays | None = None,
+    discard_fraction: float = DEFAULT_MIN_DISCARD_FRACTION,
+    min_independent_samples: float = DEFAULT_MIN_INDEPENDENT_SAMPLES, msd_fit: tuple[float, float] = (0.1, 0.5),
+    viscosity_Pa_s: float | None = None,
+) -> tuple[dict[str, float | bool | str | None], dict[str, dict[str, np.ndarray]]]:
     """Scalars (see ``SCALAR_UNITS``) and distributions of one replica: ``log`` the NPT log columns, ``trajectory``
-    the NVT frames (unwrapped, with molecule ids)."""
+    the NVT frames (unwrapped, with molecule ids), ``vdos_trajectory`` a densely sampled NVT segment with velocities
+    (else the NVT frames' velocities are tried), ``n_units`` the oligomer (for the experimental viscosity unless
+    ``viscosity_Pa_s`` is given); ``discard_fraction`` is the least part of the NPT run discarded."""
     if trajectory.molecule is None:
         raise ValueError('the NVT trajectory has no molecule ids: they are needed for the MSD and R_g.')
     total_mass = float(trajectory.masses.sum())
-    density = average_density(log['volume_A3'], total_mass, discard_fraction=discard_fraction, n_blocks=n_blocks)
-    heat_capacity = heat_capacity_from_enthalpy(log['enthalpy_eV'], temperature_K, total_mass,
-                                                discard_fraction=discard_fraction, n_blocks=n_blocks)
+    window = {'min_discard_fraction': discard_fraction, 'min_independent_samples': min_independent_samples}
+    density = equilibrated_density(log['volume_A3'], total_mass, **window)
+    heat_capacity = equilibrated_heat_capacity(log['enthalpy_eV'], temperature_K, total_mass, **window)
     centres = molecular_centres_of_mass(trajectory.positions, trajectory.masses, trajectory.molecule)
     lags_fs = trajectory.times_fs - trajectory.times_fs[0]
-    diffusion = fit_self_diffusivity(lags_fs, msd_fft(centres), fit_start_fraction=msd_fit[0],
-                                     fit_end_fraction=msd_fit[1])
+    msd = msd_fft(centres)
+    diffusion = fit_self_diffusivity(lags_fs, msd, fit_start_fraction=msd_fit[0], fit_end_fraction=msd_fit[1])
 
     rg = radii_of_gyration(trajectory.positions, trajectory.masses, trajectory.molecule).ravel()  # frames x molecules
     rg_edges = np.arange(np.floor(rg.min()) - RG_BIN_WIDTH_A, rg.max() + 2 * RG_BIN_WIDTH_A, RG_BIN_WIDTH_A)
@@ -70,10 +96,19 @@ def replica_properties(
         wrapped, trajectory.cells, oxygens, hydroxyl_hydrogens, r_max_A=min(OH_RDF_MAX_A, half_width),
         n_bins=OH_RDF_BINS, molecule_ids=trajectory.molecule,
     )
+    fit_end = int(np.searchsorted(lags_fs, diffusion.fit_end_fs, side='right')) - 1
     scalars = {
         'density': density.mean_g_cm3, 'density_sem': density.standard_error_g_cm3,
+        'density_statistical_inefficiency': density.statistical_inefficiency,
+        'density_n_independent': density.n_independent, 'density_too_short': density.too_short,
         'heat_capacity': heat_capacity.cp_J_per_gK, 'heat_capacity_sem': heat_capacity.standard_error_J_per_gK,
-        'self_diffusivity': diffusion.diffusivity_cm2_per_s, 'radius_of_gyration': float(rg.mean()),
+        'heat_capacity_statistical_inefficiency': heat_capacity.statistical_inefficiency,
+        'heat_capacity_n_independent': heat_capacity.n_independent, 'heat_capacity_too_short': heat_capacity.too_short,
+        'self_diffusivity': diffusion.diffusivity_cm2_per_s,
+        'self_diffusivity_too_short': diffusion_too_short(float(msd[fit_end]), float(rg.mean())),
+        'radius_of_gyration': float(rg.mean()),
+        **_yeh_hummer(diffusion.diffusivity_cm2_per_s, trajectory, temperature_K, n_units, viscosity_Pa_s),
+        **_quantum_heat_capacity(heat_capacity.cp_J_per_gK, vdos_trajectory or trajectory, temperature_K),
     }
     distributions = {
         'occo_torsion': {'angle_deg': torsion_centres, 'probability_density_per_deg': torsion_density},
@@ -83,15 +118,61 @@ def replica_properties(
     return scalars, distributions
 
 
-def combine_replicas(scalars: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float | str | int]]:
-    """Per property: mean over replicas, ``uncertainty`` the standard deviation (0 for a single replica), unit."""
+def _yeh_hummer(diffusivity: float, trajectory: TrajectoryArrays, temperature_K: float, n_units: int | None,
+                viscosity_Pa_s: float | None) -> dict[str, float | str | None]:
+    """D + k_B T xi / (6 pi eta L), L the cube root of the mean NVT volume, eta given or experimental."""
+    box_length = float(np.mean(np.abs(np.linalg.det(trajectory.cells))) ** (1.0 / 3.0))
+    if viscosity_Pa_s is not None:
+        source = 'given in the analysis settings (viscosity_mPa_s)'
+    elif n_units is not None:
+        viscosity_Pa_s, source = experimental_viscosity_Pa_s(n_units, temperature_K), VISCOSITY_SOURCE
+    if viscosity_Pa_s is None:
+        return {'self_diffusivity_yeh_hummer': None, 'viscosity_Pa_s': None, 'box_length_A': box_length,
+                'self_diffusivity_yeh_hummer_note': f'no viscosity for n_units={n_units} at {temperature_K:g} K: '
+                                                    'give analysis.viscosity_mPa_s'}
+    correction = yeh_hummer_correction_cm2_per_s(box_length, viscosity_Pa_s, temperature_K)
+    return {'self_diffusivity_yeh_hummer': diffusivity + correction, 'viscosity_Pa_s': float(viscosity_Pa_s),
+            'box_length_A': box_length, 'self_diffusivity_yeh_hummer_note': f'viscosity {source}'}
+
+
+def _quantum_heat_capacity(classical: float, trajectory: TrajectoryArrays, temperature_K: float,
+                           ) -> dict[str, float | str | None]:
+    """Classical c_p plus the harmonic quantum correction from ``trajectory``'s velocities, or None and why not."""
+    if trajectory.velocities is None:
+        return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
+                'heat_capacity_quantum_note': 'the trajectory has no velocities'}
+    interval = np.diff(trajectory.times_fs)
+    if len(interval) == 0 or not np.allclose(interval, interval[0]):
+        return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
+                'heat_capacity_quantum_note': 'the velocity frames are not evenly spaced'}
+    try:
+        correction = quantum_heat_capacity_correction_J_per_gK(trajectory.velocities, trajectory.masses,
+                                                               float(interval[0]), temperature_K)
+    except ValueError as error:
+        return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
+                'heat_capacity_quantum_note': str(error)}
+    return {'heat_capacity_quantum': classical + correction, 'heat_capacity_quantum_correction': correction,
+            'heat_capacity_quantum_note': f'Berens et al. 1983 harmonic correction from {len(trajectory.times_fs)} '
+                                          f'velocity frames every {interval[0]:g} fs'}
+
+
+def combine_replicas(scalars: Sequence[Mapping[str, float | bool | None]]) -> dict[str, dict]:
+    """Per property: mean over replicas, ``uncertainty`` the standard deviation (0 for a single replica), unit,
+    ``too_short_replicas`` (indices of replicas whose run was flagged) and ``flagged`` (any of them). A property
+    missing (None) in any replica has value and uncertainty None."""
     combined = {}
     for name, unit in SCALAR_UNITS.items():
-        values = np.array([replica[name] for replica in scalars], dtype=np.float64)
-        combined[name] = {
-            'value': float(values.mean()), 'uncertainty': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            'unit': unit, 'n_replicas': len(values), 'replicas': values.tolist(),
-        }
+        raw = [replica.get(name) for replica in scalars]
+        flags = [bool(replica.get(f'{FLAG_SOURCE.get(name, name)}_too_short', False)) for replica in scalars]
+        entry = {'unit': unit, 'n_replicas': len(raw), 'replicas': raw,
+                 'too_short_replicas': [index for index, flag in enumerate(flags) if flag], 'flagged': any(flags)}
+        if any(value is None for value in raw):
+            entry.update(value=None, uncertainty=None)
+        else:
+            values = np.array(raw, dtype=np.float64)
+            entry.update(value=float(values.mean()),
+                         uncertainty=float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+        combined[name] = entry
     return combined
 
 
