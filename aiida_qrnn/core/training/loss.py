@@ -6,6 +6,11 @@ L_t are mean squared errors: energy per cluster (eV²), force components (eV²/�
 components (e²Å²). s_t is the trainable parameter (stable for any real value) and is kept out of weight decay by the
 trainer. ``learned=False`` gives fixed weights: L = Σ_t w_t L_t. ``energy_per_atom=True`` makes the energy error
 that of the energy per atom ((eV/atom)², as TorchANI trains), so large clusters do not dominate the energy term.
+
+Data-parallel training splits a batch over ranks. Each rank then computes :meth:`MultitaskLoss.partial_losses`,
+its sums of squares divided by the counts of the WHOLE batch, so that the ranks' partial losses add up to the
+batch's mean squared errors exactly, and :meth:`MultitaskLoss.rank_objective`, whose gradients averaged over the
+ranks are those of the whole batch's loss.
 """
 
 from __future__ import annotations
@@ -67,6 +72,30 @@ class MultitaskLoss(torch.nn.Module):
             n_atoms = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (systems,)
             errors['energy'] = errors['energy'] / n_atoms.to(errors['energy'].dtype)
         return torch.stack([errors[task].square().mean() for task in self.tasks])
+
+    def partial_losses(self, prediction: dict[str, torch.Tensor], batch: ClusterBatch,
+                       counts: torch.Tensor) -> torch.Tensor:
+        """(tasks,) this part's sums of squared errors over ``counts`` (:meth:`task_counts` of the whole batch)."""
+        errors = task_errors(prediction, batch, self.tasks)
+        if self.energy_per_atom and 'energy' in errors:
+            n_atoms = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (systems,)
+            errors['energy'] = errors['energy'] / n_atoms.to(errors['energy'].dtype)
+        sums = torch.stack([errors[task].square().sum() for task in self.tasks])
+        return sums / counts.to(sums.dtype)
+
+    def task_counts(self, n_systems: int, n_atoms: int) -> torch.Tensor:
+        """(tasks,) number of squared errors each task averages over in a batch of ``n_systems``, ``n_atoms``."""
+        per_task = {'energy': n_systems, 'forces': 3 * n_atoms, 'charges': n_atoms, 'dipole': 3 * n_systems}
+        return torch.tensor([float(per_task[task]) for task in self.tasks], dtype=torch.float64)
+
+    def rank_objective(self, partial: torch.Tensor, world_size: int) -> torch.Tensor:
+        """What one of ``world_size`` ranks back-propagates: the mean of the ranks' gradients is the gradient of
+        ``combine(Σ_ranks partial)``.
+
+        ``combine`` is affine in the losses, combine(L) = a·L + b (b = ½ Σ s_t when learned, else 0), so
+        W·combine(p) - (W-1)·combine(0) = W a·p + b, whose gradients averaged over W ranks give a·Σp + b.
+        """
+        return world_size * self.combine(partial) - (world_size - 1) * self.combine(torch.zeros_like(partial))
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:
         """Total loss from the (tasks,) mean squared errors."""

@@ -11,6 +11,13 @@ on CPU its weights are bit-identical to those of an uninterrupted run.
 The validation score that drives the scheduler and early stopping is Σ_t MSE_t / scale_t over the loss tasks,
 with scale_t the mean square of the task's training labels (energies after the self-energy fit): dimensionless
 and independent of the learned σ, which move during training.
+
+When a process group of several ranks is initialised (``torchrun`` or ``srun``, :mod:`.distributed`), the trainer
+trains data-parallel with ``DistributedDataParallel``: every rank takes its contiguous part of each global batch,
+the loss is normalised by the counts of the global batch so that the averaged gradients are those of the whole
+batch, self-energies and label scales are computed on rank 0 and broadcast, validation is split over the ranks and
+gathered, stops at ``max_time_s`` are decided together, and rank 0 alone writes the checkpoint and ``metrics.csv``.
+The checkpoint does not depend on the number of ranks. With one process nothing of this is used.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import typing as t
 import numpy as np
 import torch
 
+from . import distributed
 from .data import ClusterBatch, ClusterSource, batch_slices, epoch_order
 from .loss import MultitaskLoss, task_errors
 from .self_energies import composition_matrix, fit_self_energies
@@ -221,11 +229,34 @@ def error_metrics(predictions: dict[str, t.Any]) -> dict[str, float]:
     return metrics
 
 
+class _BatchObjective(torch.nn.Module):
+    """Model and loss as one module, so that ``DistributedDataParallel`` averages the σ's gradients too."""
+
+    def __init__(self, model: torch.nn.Module, loss: MultitaskLoss) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch: ClusterBatch | None, counts: torch.Tensor, forces: bool,
+                world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this rank's objective, detached partial losses); ``batch`` None: this rank has no cluster this step."""
+        if batch is None:
+            partial = torch.zeros(len(self.loss.tasks), dtype=counts.dtype, device=counts.device)
+            # Every trainable tensor takes part with a zero gradient, so the ranks' reductions stay in step.
+            touched = sum(parameter.sum() for parameter in self.parameters() if parameter.requires_grad)
+            return self.loss.rank_objective(partial, world_size) + 0.0 * touched, partial
+        output = _evaluate(self.model, batch, forces=forces, create_graph=True)
+        partial = self.loss.partial_losses(output, batch, counts)
+        return self.loss.rank_objective(partial, world_size), partial.detach()
+
+
 class Trainer:
     """Train ``model`` on ``source[train_indices]``, validating on ``source[validation_indices]``.
 
     ``directory`` receives ``metrics.csv`` and ``checkpoint.pt``; an existing checkpoint there is continued
     (:meth:`fit`). ``transfer=True`` keeps the model's self-energies (a parent model's) instead of fitting them.
+    Inside an initialised process group of several ranks the training is data-parallel (module docstring); every
+    rank must then be given the same arguments.
     """
 
     def __init__(
@@ -245,6 +276,7 @@ class Trainer:
         self.directory = pathlib.Path(directory)
         self.device = torch.device(device)
         self.dtype = DTYPES[config.dtype]
+        self.rank, self.world_size = distributed.active_world()
         torch.manual_seed(config.seed)
         model = model.to(device=self.device, dtype=self.dtype)
         if config.fit_self_energies and not transfer and 'energy' in source.label_names:
@@ -273,6 +305,14 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if (self.directory / CHECKPOINT_FILE).is_file():
             self.load_checkpoint(self.directory / CHECKPOINT_FILE)
+        self._sizes = np.asarray(source.sizes(), dtype=np.int64)
+        self._data_parallel = None
+        if self.world_size > 1:
+            # Unused parameters (an element absent from a rank's part) keep the ranks' reductions in step; a
+            # parameter unused by the whole batch keeps no gradient, as in one process.
+            self._data_parallel = torch.nn.parallel.DistributedDataParallel(
+                _BatchObjective(model, self.loss), device_ids=[self.device] if self.device.type == 'cuda' else None,
+                find_unused_parameters=True, broadcast_buffers=False)
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def _training_labels(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -283,12 +323,24 @@ class Trainer:
         return batch.numbers.numpy(), offsets, labels
 
     def _fit_self_energies(self, model) -> None:
-        numbers, offsets, labels = self._training_labels()
-        counts = composition_matrix(numbers, offsets, model.config.elements)
-        fitted = fit_self_energies(counts, labels['energy'])
-        model.self_energies.copy_(torch.as_tensor(fitted, dtype=model.self_energies.dtype))
+        """Least-squares self-energies over the training clusters (on rank 0, broadcast to the others)."""
+        if self.rank == 0:
+            numbers, offsets, labels = self._training_labels()
+            counts = composition_matrix(numbers, offsets, model.config.elements)
+            fitted = fit_self_energies(counts, labels['energy'])
+            model.self_energies.copy_(torch.as_tensor(fitted, dtype=model.self_energies.dtype))
+        if self.world_size > 1:
+            model.self_energies.copy_(distributed.broadcast_from_main(model.self_energies, self.device))
 
     def _label_scales(self, model) -> torch.Tensor:
+        """(tasks,) scales of the validation score (on rank 0, broadcast to the others)."""
+        scales = self._computed_label_scales(model) if self.rank == 0 else torch.zeros(len(self.config.tasks),
+                                                                                        dtype=torch.float64)
+        if self.world_size > 1:
+            scales = distributed.broadcast_from_main(scales, self.device)
+        return scales
+
+    def _computed_label_scales(self, model) -> torch.Tensor:
         """(tasks,) mean square of each task's training labels, energies after the self-energies."""
         numbers, offsets, labels = self._training_labels()
         scales = []
@@ -326,11 +378,13 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> pathlib.Path:
-        """Write the checkpoint atomically (temporary file, then rename)."""
+        """Write the checkpoint atomically (temporary file, then rename); rank 0 writes, the others wait for it."""
         path = self.directory / CHECKPOINT_FILE
-        temporary = path.with_name(path.name + '.partial')
-        torch.save(self.state(), temporary)
-        os.replace(temporary, path)
+        if self.rank == 0:
+            temporary = path.with_name(path.name + '.partial')
+            torch.save(self.state(), temporary)
+            os.replace(temporary, path)
+        distributed.barrier()
         return path
 
     def load_checkpoint(self, path: pathlib.Path) -> None:
@@ -362,7 +416,11 @@ class Trainer:
             setattr(self, name, state[name])
 
     # -- training --------------------------------------------------------------------------------------------
-    def _train_step(self, batch: ClusterBatch) -> None:
+    def _train_step(self, indices: np.ndarray) -> None:
+        if self._data_parallel is not None:
+            self._data_parallel_step(indices)
+            return
+        batch = self.source.batch(indices).to(self.device, self.dtype)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         output = _evaluate(self.model, batch, forces='forces' in self.config.tasks, create_graph=True)
@@ -371,6 +429,25 @@ class Trainer:
             raise TrainingDiverged(f'the training loss is {float(total)} at epoch {self.epoch}, '
                                    f'batch {self.batch_in_epoch}.')
         total.backward()
+        self._clip_and_step(total, losses)
+
+    def _data_parallel_step(self, indices: np.ndarray) -> None:
+        """One step on the global batch ``indices``, this rank evaluating its part of it."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        counts = self.loss.task_counts(len(indices), int(self._sizes[indices].sum())).to(self.device)
+        share = distributed.rank_share(indices, self.rank, self.world_size)
+        batch = self.source.batch(share).to(self.device, self.dtype) if len(share) else None
+        objective, partial = self._data_parallel(batch, counts, 'forces' in self.config.tasks, self.world_size)
+        losses = distributed.sum_over_ranks(partial)  # (tasks,) mean squared errors of the global batch
+        total = self.loss.combine(losses)
+        if not torch.isfinite(total):  # the same on every rank: all stop together
+            raise TrainingDiverged(f'the training loss is {float(total)} at epoch {self.epoch}, '
+                                   f'batch {self.batch_in_epoch}.')
+        objective.backward()  # DistributedDataParallel averages the gradients over the ranks
+        self._clip_and_step(total, losses)
+
+    def _clip_and_step(self, total: torch.Tensor, losses: torch.Tensor) -> None:
         if self.config.gradient_clip is not None:
             parameters = [p for group in self.optimizer.param_groups for p in group['params']]
             torch.nn.utils.clip_grad_norm_(parameters, self.config.gradient_clip)
@@ -383,14 +460,26 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Validation MAE/RMSE of every label, plus the score (Σ_t MSE_t / scale_t over the loss tasks)."""
         self.model.eval()
-        predictions = predict(self.model, self.source, self.validation_indices,
-                              batch_size=self.config.validation_batch_size, device=self.device)
+        predictions = self._validation_predictions()
         metrics = error_metrics(predictions)
         errors = task_errors({name: torch.from_numpy(predictions[name][0]) for name in self.config.tasks},
                              _LabelView(predictions), self.config.tasks)
         mse = torch.stack([errors[task].square().mean() for task in self.config.tasks]).double()
         metrics['score'] = float((mse / self.scales.cpu()).sum())
         return metrics
+
+    def _validation_predictions(self) -> dict[str, t.Any]:
+        """:func:`predict` on the validation clusters; split over the ranks and gathered in order on every rank."""
+        if self.world_size == 1:
+            return predict(self.model, self.source, self.validation_indices,
+                           batch_size=self.config.validation_batch_size, device=self.device)
+        share = distributed.rank_share(self.validation_indices, self.rank, self.world_size)
+        part = predict(self.model, self.source, share, batch_size=self.config.validation_batch_size,
+                       device=self.device) if len(share) else None
+        parts = [part for part in distributed.all_gather_arrays(part) if part is not None]
+        return {name: (tuple(np.concatenate([part[name][index] for part in parts]) for index in (0, 1))
+                       if name != 'n_atoms' else np.concatenate([part[name] for part in parts]))
+                for name in parts[0]}
 
     def _end_epoch(self) -> None:
         metrics = self.validate()
@@ -417,7 +506,7 @@ class Trainer:
 
     def write_metrics(self) -> pathlib.Path:
         path = self.directory / METRICS_FILE
-        if self.history:
+        if self.history and self.rank == 0:
             with path.open('w', newline='') as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(self.history[0]))
                 writer.writeheader()
@@ -444,18 +533,17 @@ class Trainer:
             order = epoch_order(self.train_indices, config.seed, self.epoch, config.samples_per_epoch)
             slices = batch_slices(len(order), config.batch_size)
             progress = None
-            if config.progress:
+            if config.progress and self.rank == 0:
                 from tqdm import tqdm
 
                 progress = tqdm(total=len(slices), initial=self.batch_in_epoch, desc=f'epoch {self.epoch}',
                                 leave=False)
             while self.batch_in_epoch < len(slices):
-                if steps and config.max_time_s is not None and time.monotonic() - start >= config.max_time_s:
+                if steps and config.max_time_s is not None and self._out_of_time(start):
                     self.save_checkpoint()
                     return TrainingResult(TrainingStatus.STOPPED_WALLTIME, self.epoch, self.best_epoch,
                                           self.best_metrics)
-                batch = self.source.batch(order[slices[self.batch_in_epoch]]).to(self.device, self.dtype)
-                self._train_step(batch)
+                self._train_step(order[slices[self.batch_in_epoch]])
                 self.batch_in_epoch += 1
                 steps += 1
                 if progress is not None:
@@ -466,6 +554,11 @@ class Trainer:
             self.save_checkpoint()
         self.model.load_state_dict(self.best_state)
         return TrainingResult(status, self.epoch, self.best_epoch, self.best_metrics)
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether ``max_time_s`` has passed since ``start`` (on any rank: the ranks stop at the same step)."""
+        late = time.monotonic() - start >= self.config.max_time_s
+        return distributed.any_rank(late, self.device) if self.world_size > 1 else late
 
     def trained_model(self) -> torch.nn.Module:
         """The model with the current weights, without weight-norm parametrisations, in eval mode."""
