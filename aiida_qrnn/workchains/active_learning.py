@@ -36,6 +36,7 @@ from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin, nest_builder, recursive_merge
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
 
@@ -128,8 +129,10 @@ def validate_training(value: orm.Dict, _) -> str | None:
     return None
 
 
-class ActiveLearningWorkChain(WorkChain):
+class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     """Rounds of committee → candidates → scores → selection → labels → merged data → transfer-learned model."""
+
+    _protocol_kind = 'active_learning'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -223,6 +226,27 @@ class ActiveLearningWorkChain(WorkChain):
         spec.exit_code(406, 'ERROR_NO_CANDIDATE_SOURCE',
                        message='Give candidate pools (candidates) or cells to run the current model on '
                                '(md.structures with md.parameters).')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, label_code: orm.AbstractCode, protocol: str | None = None, *,
+        clusters: ClusterSetData | None = None, d3bj_code: orm.AbstractCode | None = None,
+        charges_code: orm.AbstractCode | None = None, overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/active_learning.yaml`` composed with the protocols of the same name of its
+        children: ``training`` starts from ``TrainWorkChain``'s ``train.parameters`` and ``label`` is
+        ``LabelWorkChain``'s builder for ``label_code`` (overrides under ``label`` go to it). ``code`` is
+        aiida-qrnn-exec; ``clusters``, ``candidates``, ``md.structures`` and ``model`` may be given later.
+        """
+        name = protocol or cls.get_default_protocol()
+        own, children = cls._split_overrides(overrides, 'label')
+        training = TrainWorkChain.get_protocol_inputs(name)['train']['parameters']
+        own = recursive_merge({'training': training}, own)
+        label = LabelWorkChain.get_builder_from_protocol(label_code, name, d3bj_code=d3bj_code,
+                                                         charges_code=charges_code, overrides=children['label'])
+        builder = cls._builder_from_protocol(name, own, {'code': code, 'clusters': clusters})
+        nest_builder(builder.label, label, exclude=('clusters',))
+        return builder
 
     @staticmethod
     def _validate_inputs(inputs: dict[str, Any], _) -> str | None:

@@ -25,6 +25,7 @@ from aiida_qrnn.workchains.base import (
     select_clusters,
     sorted_failures,
 )
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 __all__ = (
     'CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'assemble_labels', 'batch_label', 'collect_labels', 'submitted_batch',
@@ -143,7 +144,7 @@ def submitted_batch(parent: orm.WorkflowNode, label: str) -> orm.ProcessNode | N
     return min(found, key=lambda node: node.pk) if found else None
 
 
-class LabelWorkChain(WorkChain):
+class LabelWorkChain(ProtocolMixin, WorkChain):
     """Label every cluster of ``clusters`` with ``engine`` (xtb, psi4 or pyscf) at the level ``parameters`` give.
 
     1. Reuse: a cluster whose content id already carries labels at the same level of theory (and the same label
@@ -158,7 +159,11 @@ class LabelWorkChain(WorkChain):
        not be labelled are the ``failed`` output with the reason for each. Past ``max_failed_fraction`` the work
        chain fails with ``ERROR_TOO_MANY_FAILED`` (outputs still attached), so a biased subset is never silently
        used.
+
+    Protocols (engine, level of theory, batching): ``protocols/label.yaml``.
     """
+
+    _protocol_kind = 'label'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -202,6 +207,17 @@ class LabelWorkChain(WorkChain):
             450, 'ERROR_TOO_MANY_FAILED',
             message='{n_failed} of {n_clusters} clusters could not be labelled ({fraction:.1%} > {limit:.1%}).',
         )
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, protocol: str | None = None, *, clusters: ClusterSetData | None = None,
+        d3bj_code: orm.AbstractCode | None = None, charges_code: orm.AbstractCode | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/label.yaml``: ``code`` runs the protocol's engine (xtb, psi4, or aiida-qrnn-exec
+        for pyscf); ``d3bj_code`` and ``charges_code`` as the ports say; ``clusters`` may be given later."""
+        return cls._builder_from_protocol(protocol, overrides, {
+            'code': code, 'clusters': clusters, 'd3bj_code': d3bj_code, 'charges_code': charges_code})
 
     @staticmethod
     def _validate_engine(value: orm.Str, _) -> str | None:

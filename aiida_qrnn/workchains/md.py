@@ -28,12 +28,15 @@ chain OK with ``output_parameters['status'] == 'committee_disagreement'``: it is
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
 from aiida_qrnn.calculations.md import MdCalculation, validate_inputs
+from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 __all__ = ('MdBaseWorkChain', 'continued_settings')
 
@@ -51,10 +54,11 @@ def continued_settings(settings: dict, step: int, factor: float) -> dict:
             'n_steps': step + math.ceil(round(remaining / factor, 9))}
 
 
-class MdBaseWorkChain(BaseRestartWorkChain):
+class MdBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Restart an ``MdCalculation`` from its checkpoint after a walltime stop or an instability (smaller step)."""
 
     _process_class = MdCalculation
+    _protocol_kind = 'md'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -77,6 +81,15 @@ class MdBaseWorkChain(BaseRestartWorkChain):
         for label in UNSTABLE_EXIT_CODES:  # the job's own codes: an instability at step 0 ends the work chain
             exit_code = getattr(MdCalculation.exit_codes, label)
             spec.exit_code(exit_code.status, label, message=f'At step 0, before any timestep: {exit_code.message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, protocol: str | None = None, *, structure: orm.StructureData | None = None,
+        model: ModelData | None = None, overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/md.yaml`` for aiida-qrnn-exec ``code``; without ``model`` the job runs OPLS-AA."""
+        return cls._builder_from_protocol(protocol, overrides, {'md': {
+            'code': code, 'structure': structure, 'model': model}})
 
     def setup(self) -> None:
         super().setup()

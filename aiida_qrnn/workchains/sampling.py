@@ -21,18 +21,20 @@ from aiida_qrnn.calculations.sampling import (
 )
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains import protocols
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 __all__ = ('SamplingWorkChain', 'load_protocol')
 
 
-
 def load_protocol(name: str | None = None) -> dict[str, Any]:
-    """The ``cells``, ``md`` and ``clusters`` parameters of protocol ``name`` (the default when ``None``)."""
+    """Protocol ``name`` (the default when ``None``) as written: ``cells``, ``md.parameters`` and ``clusters``."""
     return protocols.load_protocol('sampling', name)
 
 
-class SamplingWorkChain(WorkChain):
+class SamplingWorkChain(ProtocolMixin, WorkChain):
     """From chain lengths to a cluster set, in one call, with the paper's protocol or a smaller one."""
+
+    _protocol_kind = 'sampling'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -51,20 +53,11 @@ class SamplingWorkChain(WorkChain):
 
     @classmethod
     def get_builder_from_protocol(
-        cls, code: orm.AbstractCode, protocol: str | None = None, overrides: dict[str, dict] | None = None,
+        cls, code: orm.AbstractCode, protocol: str | None = None, overrides: dict[str, Any] | None = None,
     ):
-        """A builder filled from ``protocols/sampling.yaml``; ``overrides`` update ``cells``, ``md``, ``clusters``."""
-        values = load_protocol(protocol)
-        overrides = overrides or {}
-        unknown = sorted(set(overrides) - {'cells', 'md', 'clusters'})
-        if unknown:
-            raise ValueError(f'overrides: unknown section(s) {unknown}; use cells, md, clusters.')
-        builder = cls.get_builder()
-        builder.cells = orm.Dict({**values['cells'], **overrides.get('cells', {})})
-        builder.md.code = code
-        builder.md.parameters = orm.Dict({**values['md'], **overrides.get('md', {})})
-        builder.clusters = orm.Dict({**values['clusters'], **overrides.get('clusters', {})})
-        return builder
+        """A builder from ``protocols/sampling.yaml``; ``overrides`` are shaped like the inputs and merged
+        recursively, e.g. ``{'cells': {'n_units': [1, 2]}, 'md': {'parameters': {'nvt_steps': 50000}}}``."""
+        return cls._builder_from_protocol(protocol, overrides, {'md': {'code': code}})
 
     def build(self) -> None:
         """Pack the cells (one calcfunction, so every cell has it as creator)."""

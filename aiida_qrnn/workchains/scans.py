@@ -8,6 +8,8 @@ geometries of two molecules: seconds). Geometries and conventions: :mod:`aiida_q
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
@@ -15,6 +17,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.label import LabelWorkChain
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin, nest_builder
 
 __all__ = ('PairScanWorkChain', 'TorsionScanWorkChain', 'classical_energies', 'qrnn_energies', 'scan_curves')
 
@@ -150,7 +153,7 @@ def scan_curves(coordinate: orm.ArrayData, reference: ClusterSetData, classical:
     return {'curves': result, 'plot': plot}
 
 
-class _ScanWorkChain(WorkChain):
+class _ScanWorkChain(ProtocolMixin, WorkChain):
     """Shared steps: label the scan set with the reference engine, evaluate OPLS-AA and the QRNN, make the curves."""
 
     _relative_to = 'last'
@@ -166,6 +169,22 @@ class _ScanWorkChain(WorkChain):
         spec.output('curves', valid_type=orm.ArrayData, help='Scan coordinate and relative energies (eV).')
         spec.output('plot', valid_type=orm.SinglefileData, help='The curves, kcal/mol, as PNG.')
         spec.exit_code(450, 'ERROR_REFERENCE_FAILED', message='The reference labelling failed: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, label_code: orm.AbstractCode, protocol: str | None = None, *, model: ModelData | None = None,
+        structure: orm.StructureData | None = None, d3bj_code: orm.AbstractCode | None = None,
+        charges_code: orm.AbstractCode | None = None, overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/<pair|torsion>_scan.yaml``; ``reference`` is ``LabelWorkChain``'s protocol of
+        the same name for ``label_code`` (overrides under ``reference`` go to it)."""
+        name = protocol or cls.get_default_protocol()
+        own, children = cls._split_overrides(overrides, 'reference')
+        reference = LabelWorkChain.get_builder_from_protocol(label_code, name, d3bj_code=d3bj_code,
+                                                             charges_code=charges_code, overrides=children['reference'])
+        builder = cls._builder_from_protocol(name, own, {'model': model, 'structure': structure})
+        nest_builder(builder.reference, reference, exclude=('clusters',))
+        return builder
 
     def label(self):
         inputs = self.exposed_inputs(LabelWorkChain, 'reference')
@@ -190,6 +209,7 @@ class PairScanWorkChain(_ScanWorkChain):
 
     _relative_to = 'last'
     _xlabel = 'centre-of-mass distance (Å)'
+    _protocol_kind = 'pair_scan'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -209,6 +229,7 @@ class TorsionScanWorkChain(_ScanWorkChain):
 
     _relative_to = 'minimum'
     _xlabel = 'OCCO dihedral (degree)'
+    _protocol_kind = 'torsion_scan'
 
     @classmethod
     def define(cls, spec) -> None:

@@ -8,12 +8,16 @@ order (``concatenate_scores``). A set no larger than one shard is scored directl
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.calculations.score import ScoreCalculation
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 __all__ = ('ScoreWorkChain', 'concatenate_scores', 'split_cluster_set')
 
@@ -42,8 +46,10 @@ def concatenate_scores(**shards: orm.ArrayData) -> orm.ArrayData:
     return scores
 
 
-class ScoreWorkChain(WorkChain):
+class ScoreWorkChain(ProtocolMixin, WorkChain):
     """Score ``clusters`` with a committee, one ``ScoreCalculation`` per shard of ``shard_size`` clusters."""
+
+    _protocol_kind = 'score'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -57,6 +63,15 @@ class ScoreWorkChain(WorkChain):
         spec.outline(cls.run_shards, cls.results)
         spec.output('scores', valid_type=orm.ArrayData, help='rho_f, max_force_deviation, energy_std, energy.')
         spec.exit_code(410, 'ERROR_SHARD_FAILED', message='Shard {shard}: {label}<{pk}> failed: [{status}] {message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, protocol: str | None = None, *, clusters: ClusterSetData | None = None,
+        models: dict[str, ModelData] | None = None, overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/score.yaml`` for aiida-qrnn-exec ``code``; data may be given later."""
+        return cls._builder_from_protocol(protocol, overrides, {'clusters': clusters, 'score': {
+            'code': code, 'models': models}})
 
     def run_shards(self):
         """Submit one job per shard (the whole set when it fits one shard)."""

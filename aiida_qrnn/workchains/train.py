@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 
 from aiida_qrnn.calculations.train import TrainCalculation
 from aiida_qrnn.core.training.committee import COMMITTEE_VALIDATION_FRACTION
+from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 __all__ = ('TrainWorkChain', 'member_parameters')
 
@@ -31,8 +35,10 @@ def member_parameters(parameters: dict, member: int, committee_size: int) -> dic
     return {**parameters, 'training': training}
 
 
-class TrainWorkChain(WorkChain):
+class TrainWorkChain(ProtocolMixin, WorkChain):
     """Train ``committee_size`` models on the same data with different seeds and splits; continue walltime stops."""
+
+    _protocol_kind = 'train'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -59,6 +65,16 @@ class TrainWorkChain(WorkChain):
                        message='Member {member} still stopped at the walltime after {restarts} continuations.')
         spec.exit_code(402, 'ERROR_MEMBER_FAILED',
                        message='Member {member}: {label}<{pk}> failed with exit status {status}: {message}')
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code: orm.AbstractCode, protocol: str | None = None, *,
+        datasets: dict[str, ClusterSetData] | None = None, parent_model: ModelData | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
+        """A builder from ``protocols/train.yaml`` for aiida-qrnn-exec ``code``; ``datasets`` may be given later."""
+        return cls._builder_from_protocol(protocol, overrides, {'train': {
+            'code': code, 'datasets': datasets, 'parent_model': parent_model}})
 
     def setup(self) -> None:
         size = self.inputs.committee_size.value

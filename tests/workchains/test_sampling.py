@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +13,9 @@ from aiida_qrnn.calculations.sampling import cell_plan, validate_cluster_paramet
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains.sampling import SamplingWorkChain, load_protocol
 
-EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 
-
-@pytest.fixture
-def exec_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.classical_md', filepath_executable=EXECUTABLE)
-
-
-def test_tiny_protocol_builds_equilibrates_and_samples_with_provenance(exec_code):
-    builder = SamplingWorkChain.get_builder_from_protocol(exec_code, protocol='tiny')
+def test_tiny_protocol_builds_equilibrates_and_samples_with_provenance(classical_md_code):
+    builder = SamplingWorkChain.get_builder_from_protocol(classical_md_code, protocol='tiny')
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
 
@@ -50,23 +40,24 @@ def test_tiny_protocol_builds_equilibrates_and_samples_with_provenance(exec_code
     assert md.caller.pk == node.pk
 
 
-def test_protocols_load_and_the_paper_protocol_has_the_paper_sizes(exec_code):
-    for name in ('tiny', 'fast', 'paper'):
-        builder = SamplingWorkChain.get_builder_from_protocol(exec_code, protocol=name)
+def test_protocols_load_and_the_paper_protocol_has_the_paper_sizes(classical_md_code):
+    for name in ('moderate', 'tiny', 'demo', 'fast', 'paper'):
+        builder = SamplingWorkChain.get_builder_from_protocol(classical_md_code, protocol=name)
         assert validate_cluster_parameters(builder.clusters, None) is None
     paper = load_protocol('paper')
     plan = cell_plan(paper['cells'])
     assert len(plan) == 13 * 10
     assert {entry['n_molecules'] for entry in plan if entry['n_units'] == 1} == {150}
     assert {entry['n_molecules'] for entry in plan if entry['n_units'] == 100} == {11}  # ~8000 atoms
-    assert paper['md']['npt_steps'] * paper['md']['timestep_fs'] == 2e6  # 2 ns
-    assert paper['md']['nvt_steps'] * paper['md']['timestep_fs'] == 1e7  # 10 ns
+    md = paper['md']['parameters']
+    assert md['npt_steps'] * md['timestep_fs'] == 2e6  # 2 ns
+    assert md['nvt_steps'] * md['timestep_fs'] == 1e7  # 10 ns
     assert paper['clusters']['max_molecules_by_units'] == {'1': 8, '2': 6, '3': 4}
 
 
-def test_bad_inputs_are_named(exec_code):
+def test_bad_inputs_are_named(classical_md_code):
     with pytest.raises(ValueError, match='unknown sampling protocol'):
-        SamplingWorkChain.get_builder_from_protocol(exec_code, protocol='huge')
+        SamplingWorkChain.get_builder_from_protocol(classical_md_code, protocol='huge')
     with pytest.raises(ValueError, match='n_units'):
         cell_plan({'n_units': [0]})
     assert 'max_molecules_by_units' in validate_cluster_parameters(orm.Dict({'max_molecules_by_units': {}}), None)
