@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export PATH="$PWD/.venv/bin:$PATH" OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 ruff check aiida_qrnn tests benchmarks
-exec python -m pytest -m 'not slow' "$@"
+# --durations=25: the slowest tests at the end of every run, so that a test that grows is seen before the limit.
+exec python -m pytest -m 'not slow' --durations=25 "$@"
