@@ -1,9 +1,13 @@
 """``PropertiesWorkChain`` (``qrnn.properties``): the paper's property protocol over chain lengths and replicas.
 
-Per cell: NPT (``MdBaseWorkChain``) → the NPT frame whose density is closest to the NPT mean → NVT → analyses
-(:mod:`aiida_qrnn.core.analysis.properties`). Per chain length the replicas are combined into property nodes with
-value, standard deviation over replicas and unit. Without a ``model`` every MD job uses the classical OPLS-AA
-baseline, so the classical and the QRNN properties come from identical code. Protocols: ``protocols/properties.yaml``.
+Per cell: NPT (``MdBaseWorkChain``) → the NPT frame whose density is closest to the mean density of the NPT
+production window (detected from the data, :mod:`aiida_qrnn.core.analysis.equilibration`) → NVT, and with ``vdos``
+a short densely sampled NVT from the same frame for the vibrational density of states → analyses
+(:mod:`aiida_qrnn.core.analysis.properties`: density, c_p classical and quantum-corrected, D raw and Yeh–Hummer,
+flags for runs too short). Per chain length the replicas are combined into property nodes with value, standard
+deviation over replicas, unit and flags. Without a ``model`` every MD job uses the classical OPLS-AA baseline, so
+the classical and the QRNN properties come from identical code. ``PolymerForceFieldWorkChain`` gives the classically
+relaxed cells of the same replicas as ``structures`` (the paper's start). Protocols: ``protocols/properties.yaml``.
 
 With ``batch_replicas`` (QRNN only; off by default) the replicas of one chain length run as batched replicas of one
 ``MdCalculation`` per phase (one model call per step for all of them: the way to fill a GPU); replica ``rXX`` of
@@ -34,7 +38,11 @@ RETRY_TIMESTEP_FACTOR = 0.5
 __all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'plot_against_experiment',
            'select_density_frame')
 
-ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'n_blocks': 5, 'msd_fit_start_fraction': 0.1, 'msd_fit_end_fraction': 0.5}
+#: ``discard_fraction``: the least part of the NPT run discarded (the paper's 20 %; the data may push it later);
+#: ``min_independent_samples``: fewer uncorrelated samples flag a value; ``viscosity_mPa_s`` (optional) replaces the
+#: experimental viscosity in the Yeh–Hummer correction.
+ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'min_independent_samples': 10.0, 'msd_fit_start_fraction': 0.1,
+                     'msd_fit_end_fraction': 0.5}
 CELL_LABEL = re.compile(r'^n(\d{3})_r(\d{2})$')
 
 
@@ -52,15 +60,24 @@ def _trajectory(node: orm.SinglefileData):
 
 @calcfunction
 def select_density_frame(trajectory: orm.SinglefileData, log: orm.ArrayData, analysis: orm.Dict) -> orm.StructureData:
-    """The NPT frame whose density is closest to the mean density of the production part of the NPT log."""
-    from aiida_qrnn.core.analysis.density import average_density, density_g_cm3, frame_closest_to_mean
+    """The NPT frame whose density is closest to the mean density of the NPT production window (detected from the
+    data), searched within that window."""
+    from aiida_qrnn.core.analysis.density import density_g_cm3, equilibrated_density, frame_closest_to_mean
 
     settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
     frames = _trajectory(trajectory)
     total_mass = float(frames.masses.sum())
-    mean = average_density(log.get_array('volume_A3'), total_mass, discard_fraction=settings['discard_fraction'],
-                           n_blocks=settings['n_blocks']).mean_g_cm3
-    index = frame_closest_to_mean(density_g_cm3(total_mass, np.abs(np.linalg.det(frames.cells))), mean)
+    steps = log.get_array('step')
+    density = equilibrated_density(log.get_array('volume_A3'), total_mass,
+                                   min_discard_fraction=settings['discard_fraction'],
+                                   min_independent_samples=settings['min_independent_samples'])
+    mean = density.mean_g_cm3
+    first_step = steps[len(steps) - density.n_samples]
+    candidates = np.flatnonzero(frames.steps >= first_step)
+    if len(candidates) == 0:
+        candidates = np.arange(len(frames.steps))
+    frame_densities = density_g_cm3(total_mass, np.abs(np.linalg.det(frames.cells[candidates])))
+    index = int(candidates[frame_closest_to_mean(frame_densities, mean)])
     atoms = frames.to_atoms(index)
     structure = orm.StructureData(ase=atoms)
     structure.base.attributes.set('npt_step', int(frames.steps[index]))
@@ -70,16 +87,22 @@ def select_density_frame(trajectory: orm.SinglefileData, log: orm.ArrayData, ana
 
 @calcfunction
 def analyse_replica(npt_log: orm.ArrayData, nvt_trajectory: orm.SinglefileData, temperature_K: orm.Float,
-                    analysis: orm.Dict) -> dict[str, orm.Data]:
-    """Scalars (density, c_p, D, mean R_g with units) and distributions (OCCO, O-H g(r), R_g) of one replica."""
+                    analysis: orm.Dict, n_units: orm.Int | None = None,
+                    vdos_trajectory: orm.SinglefileData | None = None) -> dict[str, orm.Data]:
+    """Scalars (density, c_p classical and quantum, D raw and Yeh–Hummer, mean R_g; errors, statistical
+    inefficiencies and too-short flags) and distributions (OCCO, O-H g(r), R_g) of one replica."""
     from aiida_qrnn.core.analysis.properties import replica_properties
 
     settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
     log = {name: npt_log.get_array(name) for name in npt_log.get_arraynames()}
+    viscosity = settings.get('viscosity_mPa_s')
     scalars, distributions = replica_properties(
         log, _trajectory(nvt_trajectory), temperature_K=temperature_K.value,
-        discard_fraction=settings['discard_fraction'], n_blocks=settings['n_blocks'],
+        n_units=n_units.value if n_units is not None else None,
+        vdos_trajectory=_trajectory(vdos_trajectory) if vdos_trajectory is not None else None,
+        discard_fraction=settings['discard_fraction'], min_independent_samples=settings['min_independent_samples'],
         msd_fit=(settings['msd_fit_start_fraction'], settings['msd_fit_end_fraction']),
+        viscosity_Pa_s=float(viscosity) * 1e-3 if viscosity is not None else None,
     )
     return {'scalars': orm.Dict(scalars), 'distributions': _distribution_node(distributions)}
 
@@ -152,8 +175,12 @@ class PropertiesWorkChain(WorkChain):
                    help='build_cells parameters, used when no structures are given.')
         spec.input('npt', valid_type=orm.Dict, help='MDSettings of the NPT run.')
         spec.input('nvt', valid_type=orm.Dict, help='MDSettings of the NVT run (starts from the mean-density frame).')
+        spec.input('vdos', valid_type=orm.Dict, required=False,
+                   help='MDSettings of a short NVT from the same frame with velocities every <= 4 fs, for the '
+                        'vibrational density of states of the quantum c_p correction.')
         spec.input('analysis', valid_type=orm.Dict, default=lambda: orm.Dict(ANALYSIS_DEFAULTS),
-                   help='discard_fraction, n_blocks, msd_fit_start_fraction, msd_fit_end_fraction.')
+                   help='discard_fraction, min_independent_samples, msd_fit_start_fraction, msd_fit_end_fraction, '
+                        'viscosity_mPa_s (optional).')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Velocity seed (plus the replica).')
         spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the MD jobs.')
         spec.input('batch_replicas', valid_type=orm.Bool, default=lambda: orm.Bool(False),
@@ -178,8 +205,9 @@ class PropertiesWorkChain(WorkChain):
         builder.code = code
         if model is not None:
             builder.model = model
-        for key in ('cells', 'npt', 'nvt', 'analysis'):
-            builder[key] = orm.Dict({**values[key], **(overrides or {}).get(key, {})})
+        for key in ('cells', 'npt', 'nvt', 'analysis', 'vdos'):
+            if key in values:
+                builder[key] = orm.Dict({**values[key], **(overrides or {}).get(key, {})})
         if 'batch_replicas' in values:
             builder.batch_replicas = orm.Bool(values['batch_replicas'])
         return builder
@@ -273,10 +301,17 @@ class PropertiesWorkChain(WorkChain):
             starts[label] = select_density_frame(npt.trajectory, npt.log, self.inputs.analysis)
         self.ctx.nvt_starts = starts
         self.ctx.nvt_settings = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
-        return ToContext(**self._submit_phase('nvt', starts, orm.Dict(self.ctx.nvt_settings)))
+        submitted = self._submit_phase('nvt', starts, orm.Dict(self.ctx.nvt_settings))
+        if 'vdos' in self.inputs:
+            self.ctx.vdos_settings = {**self.inputs.vdos.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
+            submitted.update(self._submit_phase('vdos', starts, orm.Dict(self.ctx.vdos_settings)))
+        return ToContext(**submitted)
 
     def retry_nvt(self):
-        return self._retry_unstable('nvt', self.ctx.nvt_starts, self.ctx.nvt_settings)
+        submitted = dict(self._retry_unstable('nvt', self.ctx.nvt_starts, self.ctx.nvt_settings) or {})
+        if 'vdos' in self.inputs:
+            submitted.update(self._retry_unstable('vdos', self.ctx.nvt_starts, self.ctx.vdos_settings) or {})
+        return ToContext(**submitted) if submitted else None
 
     def analyse(self):
         self.ctx.analysed = {}
@@ -286,7 +321,15 @@ class PropertiesWorkChain(WorkChain):
             if nvt is None:
                 return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=message)
             npt, _ = self._replica_outputs('npt', label)
-            self.ctx.analysed[label] = analyse_replica(npt.log, nvt.trajectory, temperature, self.inputs.analysis)
+            extra = {'n_units': orm.Int(int(CELL_LABEL.match(label).group(1)))}
+            if 'vdos' in self.inputs:
+                vdos, message = self._replica_outputs('vdos', label)
+                if vdos is None:
+                    self.report(f'the VDOS run of {label} failed ({message}): its c_p has no quantum correction')
+                else:
+                    extra['vdos_trajectory'] = vdos.trajectory
+            self.ctx.analysed[label] = analyse_replica(npt.log, nvt.trajectory, temperature, self.inputs.analysis,
+                                                       **extra)
         return None
 
     def combine(self):

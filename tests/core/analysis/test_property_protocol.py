@@ -14,7 +14,11 @@ from ase import units
 from aiida_qrnn.core.analysis.density import equilibrated_density
 from aiida_qrnn.core.analysis.equilibration import production_window, statistical_inefficiency
 from aiida_qrnn.core.analysis.heat_capacity import EV_PER_AMU_TO_J_PER_G, equilibrated_heat_capacity
-from aiida_qrnn.core.analysis.msd import diffusion_too_short, experimental_viscosity_Pa_s, yeh_hummer_correction_cm2_per_s
+from aiida_qrnn.core.analysis.msd import (
+    diffusion_too_short,
+    experimental_viscosity_Pa_s,
+    yeh_hummer_correction_cm2_per_s,
+)
 from aiida_qrnn.core.analysis.properties import combine_replicas
 from aiida_qrnn.core.analysis.quantum_correction import (
     SPEED_OF_LIGHT_CM_PER_FS,
