@@ -5,6 +5,11 @@ to exactly the data it was trained on. ``parent_model`` starts from a trained mo
 ``parent_folder`` (the ``remote_folder`` or ``retrieved`` folder of an earlier job with the same inputs) supplies
 ``checkpoint.pt`` and the run continues exactly where it stopped. A GPU is requested through the scheduler options
 (:func:`aiida_qrnn.computers.scheduler_options` with ``gpus=1``) together with ``device='cuda'``.
+
+Data-parallel training: ``metadata.options.resources`` with more than one MPI process in total (for example
+``{'num_machines': 2, 'num_mpiprocs_per_machine': 4}``, with ``gpus=4`` and ``device='cuda'`` for 8 GPUs) makes
+the job start that many ranks, through ``srun`` on a SLURM computer and ``torchrun`` on one machine otherwise
+(``aiida-qrnn-exec train --processes N --launcher ...``). The model is that of one process on the same batches.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from aiida_qrnn.data.model import ModelData
 
 __all__ = ('TrainCalculation', 'validate_datasets', 'validate_parameters')
 
+#: Launcher of the ranks per scheduler plugin (any other scheduler: one machine, torchrun).
+LAUNCHERS = {'core.slurm': 'srun'}
 #: Seconds left between the trainer's own stop and the scheduler's walltime (checkpoint, plots, retrieval).
 WALLTIME_MARGIN_S = 120.0
 DATASET_KEY = re.compile(r'^[A-Za-z0-9_]+$')
@@ -138,7 +145,7 @@ class TrainCalculation(CalcJob):
 
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['train', '.', '--device', self.inputs.device.value]
+        codeinfo.cmdline_params = ['train', '.', '--device', self.inputs.device.value, *self._launch_parameters()]
         codeinfo.stdout_name = 'train.out'
         codeinfo.stderr_name = 'train.err'
 
@@ -157,3 +164,17 @@ class TrainCalculation(CalcJob):
             codeinfo.stdout_name, codeinfo.stderr_name,
         ]
         return calcinfo
+
+    def _launch_parameters(self) -> list[str]:
+        """``--processes N --launcher L`` for a job of N > 1 processes (its resources), nothing for one."""
+        computer = self.node.computer
+        resources = computer.get_scheduler().create_job_resource(**self.node.get_option('resources'))
+        processes = resources.get_tot_num_mpiprocs()
+        if processes == 1:
+            return []
+        launcher = LAUNCHERS.get(computer.scheduler_type, 'torchrun')
+        if launcher == 'torchrun' and getattr(resources, 'num_machines', 1) > 1:
+            raise ValueError(f'metadata.options.resources asks for {resources.num_machines} machines, but '
+                             f'{computer.label} ({computer.scheduler_type}) starts ranks with torchrun on one machine; '
+                             'use a SLURM computer for several nodes.')
+        return ['--processes', str(processes), '--launcher', launcher]

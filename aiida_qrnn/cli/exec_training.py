@@ -12,6 +12,12 @@ format), ``metrics.csv`` (one row per epoch), ``results.json`` (status, epochs, 
 model on the validation clusters), ``split.npz`` (train/validation indices into the concatenated datasets),
 ``learning_curves.png``, ``parity.png`` and ``checkpoint.pt``.
 
+Data-parallel training on N processes (GPUs or CPU cores): ``--processes N`` starts N ranks of this command with
+``--launcher torchrun`` (one node, ``torchrun --standalone``) or ``--launcher srun`` (inside a SLURM allocation of
+N tasks, any number of nodes), or run it yourself under ``torchrun``/``srun``: each process finds its rank in their
+environment (:mod:`aiida_qrnn.core.training.distributed`). Rank 0 writes every file; the launching process exits
+with the status rank 0 wrote. ``checkpoint.pt`` continues on any number of processes.
+
 Exit status (also ``status`` in ``results.json``; bad input in ``error.json``):
 
 ==== ======================================================================
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
 import sys
 import typing as t
 
@@ -41,6 +48,7 @@ RESULTS_FILE = 'results.json'
 ERROR_FILE = 'error.json'
 SPLIT_FILE = 'split.npz'
 PLOT_FILES = {'learning_curves': 'learning_curves.png', 'parity': 'parity.png'}
+LAUNCHERS = ('torchrun', 'srun')
 
 
 def read_datasets(paths: list[pathlib.Path]):
@@ -72,13 +80,58 @@ def read_datasets(paths: list[pathlib.Path]):
     ).validate(paths[0] if len(paths) == 1 else 'datasets')
 
 
+def launch_command(folder: pathlib.Path, device: str, processes: int, launcher: str) -> list[str]:
+    """The command that starts ``processes`` ranks of this job (``python -m`` this module under the launcher)."""
+    job = ['-m', __name__, str(folder), '--device', device]
+    if launcher == 'torchrun':
+        return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={processes}', *job]
+    return ['srun', f'--ntasks={processes}', '--kill-on-bad-exit=1', sys.executable, *job]
+
+
+def _launch(folder: pathlib.Path, device: str, processes: int, launcher: str) -> t.NoReturn:
+    """Run the ranks, then exit with the status rank 0 wrote (the launcher's own status if it wrote none)."""
+    command = launch_command(folder, device, processes, launcher)
+    for name in (RESULTS_FILE, ERROR_FILE):  # what a rank 0 writes now decides the exit status
+        (folder / name).unlink(missing_ok=True)
+    click.echo(f'starting {processes} ranks: {" ".join(command)}')
+    try:
+        finished = subprocess.run(command, check=False)
+    except FileNotFoundError:
+        _fail(folder, f'--launcher {launcher}: {command[0]!r} is not on PATH.')
+    for name in (RESULTS_FILE, ERROR_FILE):
+        if (folder / name).is_file():
+            sys.exit(int(json.loads((folder / name).read_text())['status']))
+    sys.exit(finished.returncode or EXIT_BAD_INPUT)
+
+
 @click.command('train')
 @click.argument('job_folder', type=click.Path(file_okay=False, exists=True, path_type=pathlib.Path), default='.')
-@click.option('--device', default='cpu', show_default=True, help='Torch device (cuda for a GPU).')
-def train(job_folder: pathlib.Path, device: str) -> None:
+@click.option('--device', default='cpu', show_default=True, help='Torch device (cuda for a GPU; cuda:LOCAL_RANK '
+              'on each rank of a data-parallel run).')
+@click.option('--processes', type=click.IntRange(min=1), default=1, show_default=True,
+              help='Data-parallel ranks to start (GPUs or CPU cores); ignored inside a rank.')
+@click.option('--launcher', type=click.Choice(LAUNCHERS), default='torchrun', show_default=True,
+              help='How --processes > 1 starts the ranks: torchrun (one node) or srun (a SLURM allocation).')
+def train(job_folder: pathlib.Path, device: str, processes: int, launcher: str) -> None:
     """Train (or continue training) a QRNN on the cluster sets listed in JOB_FOLDER/train_input.json."""
     import numpy as np
     import torch
+
+    from aiida_qrnn.core.training import distributed
+
+    folder = job_folder
+    ranks = distributed.rank_info()
+    if processes > 1 and ranks.world_size == 1:
+        _launch(folder, device, processes, launcher)
+    if device.startswith('cuda') and ranks.world_size > 1:
+        device = f'cuda:{ranks.local_rank}'
+        torch.cuda.set_device(device)
+    try:
+        distributed.init_process_group(ranks, torch.device(device))
+    except (RuntimeError, ValueError) as exception:
+        _fail(folder, f'rank {ranks.rank} of {ranks.world_size} could not join {ranks.master_addr}:'
+                      f'{ranks.master_port}: {exception}', ranks.is_main)
+    main = ranks.is_main
 
     from aiida_qrnn.core.dataset import ClusterSetError
     from aiida_qrnn.core.model.calculator import save_model
@@ -96,7 +149,6 @@ def train(job_folder: pathlib.Path, device: str) -> None:
     from aiida_qrnn.core.training.plots import plot_learning_curves, plot_parity
     from aiida_qrnn.core.training.trainer import error_metrics
 
-    folder = job_folder
     try:
         request = json.loads((folder / INPUT_FILE).read_text())
         unknown = sorted(set(request) - {'datasets', 'model', 'training'})
@@ -121,18 +173,23 @@ def train(job_folder: pathlib.Path, device: str) -> None:
         trainer = Trainer(model, source, train_indices, validation_indices, config, folder, device=device,
                           transfer=transfer)
     except (OSError, ValueError, TypeError, KeyError, ClusterSetError) as exception:
-        _fail(folder, f'{exception}')
-    np.savez(folder / SPLIT_FILE, train=train_indices, validation=validation_indices)
+        _fail(folder, f'{exception}', main)
+    if main:
+        np.savez(folder / SPLIT_FILE, train=train_indices, validation=validation_indices)
     try:
         result = trainer.fit()
     except TrainingDiverged as exception:
-        _write_results(folder, {'status': EXIT_DIVERGED, 'name': 'DIVERGED', 'message': str(exception),
-                                'epochs': trainer.epoch})
+        if main:
+            _write_results(folder, {'status': EXIT_DIVERGED, 'name': 'DIVERGED', 'message': str(exception),
+                                    'epochs': trainer.epoch})
         click.echo(str(exception), err=True)
-        sys.exit(EXIT_DIVERGED)
+        _exit(EXIT_DIVERGED)
+    if not main:  # rank 0 writes the outputs; the others are done
+        _exit(EXIT_WALLTIME if result.status == TrainingStatus.STOPPED_WALLTIME else 0)
     summary = {'epochs': result.epochs, 'best_epoch': result.best_epoch, 'n_train': len(train_indices),
                'n_validation': len(validation_indices), 'n_parameters': sum(p.numel() for p in model.parameters()),
-               'transfer_learning': transfer, 'device': device, 'training': config.to_dict()}
+               'transfer_learning': transfer, 'device': device, 'processes': ranks.world_size,
+               'training': config.to_dict()}
     if trainer.history:
         plot_learning_curves(trainer.history, folder / PLOT_FILES['learning_curves'])
     if result.status == TrainingStatus.STOPPED_WALLTIME:
@@ -140,7 +197,7 @@ def train(job_folder: pathlib.Path, device: str) -> None:
                                 'message': f'stopped at max_time_s={config.max_time_s} in epoch {trainer.epoch}, '
                                            f'batch {trainer.batch_in_epoch}; checkpoint.pt continues the run.'})
         click.echo('walltime: stopped after writing checkpoint.pt')
-        sys.exit(EXIT_WALLTIME)
+        _exit(EXIT_WALLTIME)
     final = trainer.trained_model()
     save_model(final, folder / MODEL_FILE)
     predictions = predict(final, source, validation_indices, batch_size=config.validation_batch_size, device=device)
@@ -150,14 +207,30 @@ def train(job_folder: pathlib.Path, device: str) -> None:
                             'self_energies_eV': dict(zip(final.config.elements,
                                                          final.self_energies.double().tolist(), strict=True))})
     click.echo(json.dumps(metrics))
+    _exit(0)
+
+
+def _exit(status: int) -> t.NoReturn:
+    """Leave the process group (if any), then exit with ``status``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    sys.exit(status)
 
 
 def _write_results(folder: pathlib.Path, results: dict) -> None:
     (folder / RESULTS_FILE).write_text(json.dumps(results, indent=2))
 
 
-def _fail(folder: pathlib.Path, message: str) -> t.NoReturn:
+def _fail(folder: pathlib.Path, message: str, main: bool = True) -> t.NoReturn:
+    """Exit 1 with ``message``; rank 0 (or the single process) writes it to ``error.json``."""
     message = message.replace('\n', ' ')
-    (folder / ERROR_FILE).write_text(json.dumps({'status': EXIT_BAD_INPUT, 'message': message}))
+    if main:
+        (folder / ERROR_FILE).write_text(json.dumps({'status': EXIT_BAD_INPUT, 'message': message}))
     click.echo(message, err=True)
-    sys.exit(EXIT_BAD_INPUT)
+    _exit(EXIT_BAD_INPUT)
+
+
+if __name__ == '__main__':  # the ranks of a data-parallel run (launch_command)
+    train()

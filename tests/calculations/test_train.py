@@ -14,15 +14,9 @@ from aiida_qrnn.calculations.train import TrainCalculation
 from aiida_qrnn.core.training import InMemoryClusters, predict
 from aiida_qrnn.core.training.trainer import error_metrics
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.core.training.helpers import TINY_CONFIG, teacher_labelled_clusters
+from aiida_qrnn.testing.models import TINY_CONFIG, teacher_labelled_clusters, tiny_model
 
-EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 TINY_TRAINING = {'max_epochs': 2, 'batch_size': 4, 'validation_fraction': 0.25, 'seed': 3}
-
-
-@pytest.fixture
-def train_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXECUTABLE)
 
 
 @pytest.fixture(scope='module')
@@ -60,7 +54,6 @@ def test_model_node_reproduces_its_metrics(train_code, datasets):
 def test_transfer_learning_and_bad_input(train_code, datasets):
     """A parent model is staged (its config wins); unknown settings are refused before submission."""
     from aiida_qrnn.data.model import ModelData
-    from tests.core.training.helpers import tiny_model
 
     parent = tiny_model(5)
     parent_node = ModelData(parent.state_dict(), config=TINY_CONFIG.to_dict(), elements=list(TINY_CONFIG.elements))
@@ -79,7 +72,7 @@ def test_transfer_learning_and_bad_input(train_code, datasets):
 def test_trains_on_xtb_labelled_ethylene_glycol_clusters(train_code, aiida_code_installed):
     """The demo's path: xtb labels (XtbCalculation) -> TrainCalculation with a small model; elements from the data."""
     from aiida_qrnn.calculations.xtb import XtbCalculation
-    from aiida_qrnn.demo import build_ethylene_glycol_clusters
+    from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters
 
     xtb = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
     labelled, node = run_get_node(XtbCalculation, code=xtb,
@@ -92,3 +85,59 @@ def test_trains_on_xtb_labelled_ethylene_glycol_clusters(train_code, aiida_code_
     assert job.exit_status == 0, job.exit_message
     assert results['model'].elements == ['H', 'C', 'O']
     assert results['model'].metrics['forces_mae'] > 0
+
+
+def _single_process_metrics(config: dict) -> dict[str, float]:
+    """Validation metrics of the model one process trains in-process, as the job would (seed, split, data)."""
+    import tempfile
+
+    import torch
+
+    from aiida_qrnn.core.model.qrnn import QRNN
+    from aiida_qrnn.core.training import Trainer, TrainingConfig, split_indices
+
+    settings = TrainingConfig.from_dict(config)
+    source = InMemoryClusters(teacher_labelled_clusters(20))  # the datasets in key order
+    train, validation = split_indices(len(source), settings.validation_fraction, settings.seed)
+    torch.manual_seed(settings.seed)
+    with tempfile.TemporaryDirectory() as directory:
+        trainer = Trainer(QRNN(TINY_CONFIG), source, train, validation, settings, directory)
+        trainer.fit()
+    return error_metrics(predict(trainer.trained_model(), source, validation))
+
+
+def _assert_metrics_match(actual: dict, expected: dict) -> None:
+    for name in ('energy_mae', 'forces_rmse', 'charges_mae', 'dipole_rmse'):
+        assert actual[name] == pytest.approx(expected[name], rel=1e-9), name
+
+
+@pytest.mark.slow
+def test_two_processes_on_localhost_train_the_model_of_one(train_code, datasets):
+    """resources with 2 MPI processes: the job starts 2 ranks with torchrun and ends with the single-process model."""
+    parameters = orm.Dict({'model': TINY_CONFIG.to_dict(), 'training': TINY_TRAINING})
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2}}
+    results, node = run_get_node(TrainCalculation, code=train_code, datasets=datasets, parameters=parameters,
+                                 metadata={'options': options})
+    assert node.exit_status == 0, node.exit_message
+    assert results['output_parameters']['processes'] == 2
+    _assert_metrics_match(results['model'].metrics, _single_process_metrics(TINY_TRAINING))
+
+
+@pytest.mark.slow
+def test_two_tasks_through_srun_on_the_local_slurm_cluster(local_cluster, datasets):
+    """A SLURM computer (SSH + sbatch, one node): 2 tasks, ranks started by srun, the single-process model."""
+    from aiida_qrnn.computers import add_slurm_computer
+    from aiida_qrnn.testing.slurm import CLUSTER_DIR
+
+    executable = shutil.which('aiida-qrnn-exec', path=str(Path(sys.executable).parent))
+    computer, _ = add_slurm_computer('slurm-train', local_cluster, str(CLUSTER_DIR / 'work'), partition='debug',
+                                     executables={'aiida-qrnn-exec': executable}, detect_executables=False)
+    code = orm.load_code(f'aiida-qrnn-exec@{computer.label}')
+    parameters = orm.Dict({'model': TINY_CONFIG.to_dict(), 'training': TINY_TRAINING})
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2}, 'max_wallclock_seconds': 600}
+    results, node = run_get_node(TrainCalculation, code=code, datasets=datasets, parameters=parameters,
+                                 metadata={'options': options})
+    assert node.exit_status == 0, node.exit_message
+    assert node.get_job_id().isdigit()  # a real SLURM job
+    assert results['output_parameters']['processes'] == 2
+    _assert_metrics_match(results['model'].metrics, _single_process_metrics(TINY_TRAINING))

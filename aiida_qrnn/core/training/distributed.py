@@ -2,7 +2,8 @@
 
 A run on N processes is launched by ``torchrun --nproc-per-node N`` (which sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) or by ``srun`` on SLURM, whose ``SLURM_PROCID``, ``SLURM_NTASKS``,
-``SLURM_LOCALID`` and node list stand in when torchrun's variables are absent. Without either, the run is one
+``SLURM_LOCALID`` and step node list stand in when torchrun's variables are absent (in the tasks of an ``srun``
+step only: the batch script of an allocation of N tasks is not a rank). Without either, the run is one
 process and nothing here creates a process group, so the single-process path is untouched.
 
 Every rank sees the same global batches (the epoch order depends only on seed and epoch) and evaluates its own
@@ -61,7 +62,8 @@ def rank_info(environment: t.Mapping[str, str] | None = None) -> RankInfo:
         if 'WORLD_SIZE' in env and 'RANK' in env:
             return RankInfo(int(env['RANK']), int(env['WORLD_SIZE']), int(env.get('LOCAL_RANK', 0)),
                             env.get('MASTER_ADDR', '127.0.0.1'), int(env.get('MASTER_PORT', 29500)))
-        if int(env.get('SLURM_NTASKS', 1)) > 1 and 'SLURM_PROCID' in env:
+        # SLURM_STEP_ID: a task of an srun step; the batch script itself has SLURM_PROCID=0 and SLURM_NTASKS too.
+        if int(env.get('SLURM_NTASKS', 1)) > 1 and 'SLURM_PROCID' in env and 'SLURM_STEP_ID' in env:
             nodes = env.get('SLURM_STEP_NODELIST') or env.get('SLURM_JOB_NODELIST') or '127.0.0.1'
             port = env.get('MASTER_PORT') or SLURM_PORT_BASE + int(env.get('SLURM_JOB_ID', 0)) % 10000
             return RankInfo(int(env['SLURM_PROCID']), int(env['SLURM_NTASKS']), int(env.get('SLURM_LOCALID', 0)),

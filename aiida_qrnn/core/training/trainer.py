@@ -312,7 +312,7 @@ class Trainer:
             # parameter unused by the whole batch keeps no gradient, as in one process.
             self._data_parallel = torch.nn.parallel.DistributedDataParallel(
                 _BatchObjective(model, self.loss), device_ids=[self.device] if self.device.type == 'cuda' else None,
-                find_unused_parameters=True, broadcast_buffers=False)
+                find_unused_parameters=True)
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def _training_labels(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

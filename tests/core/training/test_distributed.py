@@ -143,8 +143,9 @@ def test_partial_losses_add_up_to_the_batch_loss():
     ({'RANK': '1', 'WORLD_SIZE': '4', 'LOCAL_RANK': '1', 'MASTER_ADDR': 'n1', 'MASTER_PORT': '1234'},
      RankInfo(1, 4, 1, 'n1', 1234)),
     ({'SLURM_PROCID': '3', 'SLURM_NTASKS': '4', 'SLURM_LOCALID': '1', 'SLURM_STEP_NODELIST': 'gpu[07-08],cpu1',
-      'SLURM_JOB_ID': '123456'}, RankInfo(3, 4, 1, 'gpu07', 20000 + 3456)),
-    ({'SLURM_PROCID': '0', 'SLURM_NTASKS': '1'}, RankInfo()),  # one task: a single process
+      'SLURM_STEP_ID': '0', 'SLURM_JOB_ID': '123456'}, RankInfo(3, 4, 1, 'gpu07', 20000 + 3456)),
+    ({'SLURM_PROCID': '0', 'SLURM_NTASKS': '1', 'SLURM_STEP_ID': '0'}, RankInfo()),  # one task: a single process
+    ({'SLURM_PROCID': '0', 'SLURM_NTASKS': '2', 'SLURM_JOB_NODELIST': 'vm'}, RankInfo()),  # the batch script
 ])
 def test_rank_info_from_torchrun_or_slurm(environment, expected):
     assert rank_info(environment) == expected
