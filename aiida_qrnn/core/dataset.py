@@ -70,7 +70,10 @@ __all__ = [
     'concatenate',
     'content_hash',
     'merge_cluster_sets',
+    'order_as',
     'read_extxyz',
+    'rows_without_ids',
+    'with_atom_label',
     'write_cluster_set',
     'write_file_digest',
 ]
@@ -1029,3 +1032,40 @@ def concatenate(
         if len(first) < merged.n_clusters:
             merged = merged.select(np.sort(first))
     return merged
+
+
+def order_as(arrays: ClusterArrays, ids: Sequence[str]) -> ClusterArrays:
+    """``arrays`` reordered as their cluster ids first occur in ``ids``; an id of ``arrays`` missing there is an
+    error naming it."""
+    rank: dict[str, int] = {}
+    for position, cluster_id in enumerate(ids):
+        rank.setdefault(str(cluster_id), position)
+    own = [str(cluster_id) for cluster_id in arrays.ids]
+    foreign = [cluster_id for cluster_id in own if cluster_id not in rank]
+    if foreign:
+        raise ClusterSetError(f'cluster {foreign[0]} is not in the reference set ({len(foreign)} such cluster(s)).')
+    order = np.argsort([rank[cluster_id] for cluster_id in own], kind='stable')
+    return arrays if np.array_equal(order, np.arange(len(order))) else arrays.select(order)
+
+
+def rows_without_ids(arrays: ClusterArrays, ids: Sequence[str] | set[str]) -> np.ndarray:
+    """Indices of the clusters of ``arrays`` whose content id is not in ``ids``."""
+    excluded = {str(cluster_id) for cluster_id in ids}
+    return np.array([row for row, cluster_id in enumerate(arrays.ids) if str(cluster_id) not in excluded], np.int64)
+
+
+def with_atom_label(arrays: ClusterArrays, source: ClusterArrays, name: str) -> ClusterArrays:
+    """The clusters of ``arrays`` that ``source`` also holds (same content id), with ``source``'s per-atom label
+    ``name`` added; a cluster whose atoms differ between the two is an error naming it."""
+    row_of = {str(cluster_id): row for row, cluster_id in enumerate(source.ids)}
+    arrays = arrays.select([row for row, cluster_id in enumerate(arrays.ids) if str(cluster_id) in row_of])
+    matched = source.select([row_of[str(cluster_id)] for cluster_id in arrays.ids])
+    differs = np.diff(matched.offsets) != np.diff(arrays.offsets)  # (n_clusters,)
+    if not differs.any():
+        atoms = np.flatnonzero(matched.numbers != arrays.numbers)  # (n_differing_atoms,)
+        differs[np.searchsorted(arrays.offsets, atoms, side='right') - 1] = True
+    if differs.any():
+        raise ClusterSetError(f'cluster {arrays.ids[np.argmax(differs)]}: the set with the {name} label has other '
+                              'atoms.')
+    arrays.labels = {**arrays.labels, name: matched.labels[name]}
+    return arrays.validate()

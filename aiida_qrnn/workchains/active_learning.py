@@ -27,11 +27,10 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
+from aiida_qrnn.calculations.functions.cluster_sets import candidate_pool, merge_cluster_sets
 from aiida_qrnn.calculations.md import MdCalculation
-from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.calculations.sampling import extract_clusters, validate_cluster_parameters
 from aiida_qrnn.calculations.selection import select_for_labelling, validate_selection_parameters
-from aiida_qrnn.core.dataset import concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.label import LabelWorkChain
@@ -40,26 +39,11 @@ from aiida_qrnn.workchains.protocols.utils import ProtocolMixin, nest_builder, r
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
 
-__all__ = ('ActiveLearningWorkChain', 'candidate_pool', 'property_change', 'stop_rule_met', 'summarize_rounds')
+__all__ = ('ActiveLearningWorkChain', 'property_change', 'stop_rule_met', 'summarize_rounds')
 
 STOP_RULE_KEYS = {'quantity', 'quantile', 'threshold'}
 PROPERTY_STOP_KEYS = {'property', 'relative_change'}
 MONITOR_KEYS = {'threshold', 'quantity', 'interval_steps', 'poll_interval_s'}
-
-
-@calcfunction
-def candidate_pool(known: ClusterSetData, **sources: ClusterSetData) -> ClusterSetData:
-    """The clusters of ``sources`` (in name order, unlabelled, each once) that are not in ``known``."""
-    known_ids = {str(cluster_id) for cluster_id in known.get_arrays().ids}
-    parts = []
-    for name in sorted(sources):
-        arrays = sources[name].get_arrays()
-        keep = [index for index, cluster_id in enumerate(arrays.ids) if str(cluster_id) not in known_ids]
-        if keep:
-            parts.append(arrays.select(keep))
-    if not parts:
-        raise ValueError(f'candidate_pool: every candidate of {sorted(sources)} is already in the training data.')
-    return ClusterSetData.from_arrays(concatenate(parts, label_names=()))
 
 
 @calcfunction

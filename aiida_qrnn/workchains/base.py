@@ -29,26 +29,19 @@ from aiida.engine import (
     while_,
 )
 
-from aiida_qrnn.calculations.merge import merge_cluster_sets
+from aiida_qrnn.calculations.functions.cluster_sets import merge_cluster_sets, select_clusters
 from aiida_qrnn.calculations.psi4 import Psi4Calculation
 from aiida_qrnn.calculations.pyscf import PyscfCalculation
 from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.label_records import RESUBMIT_REASONS, STABILISE_REASONS, FailureReason
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
-__all__ = ('Psi4BaseWorkChain', 'PyscfBaseWorkChain', 'XtbBaseWorkChain', 'select_clusters', 'sorted_failures')
+__all__ = ('Psi4BaseWorkChain', 'PyscfBaseWorkChain', 'XtbBaseWorkChain', 'sorted_failures')
 
 #: Exit statuses of the labelling jobs after which the labelled part and ``failed_clusters`` are examined:
 #: 302 no output at all, 400 walltime, 401 stopped early, 410/420 some/all clusters failed, 510 SCF.
 LABEL_FAILURE_STATUSES = (302, 400, 401, 410, 420, 510)
 LABEL_FAILURE_EXIT_CODES = [ExitCode(status) for status in LABEL_FAILURE_STATUSES]
-
-
-@calcfunction
-def select_clusters(clusters: ClusterSetData, indices: orm.List) -> ClusterSetData:
-    """The clusters ``indices`` of ``clusters``, in that order: the input of a restart, linked to the full set."""
-    arrays = clusters.get_arrays()
-    return ClusterSetData.from_arrays(arrays.select(indices.get_list()), level_of_theory=clusters.level_of_theory)
 
 
 @calcfunction

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction, while_
+from aiida.engine import ToContext, WorkChain, while_
 
+from aiida_qrnn.calculations.functions.cluster_sets import (
+    CHARGES,
+    LABELS,
+    assemble_labels,
+    collect_labels,
+    select_clusters,
+)
 from aiida_qrnn.calculations.psi4 import PROPERTIES, validate_closed_shell_clusters
 from aiida_qrnn.calculations.psi4 import level_of_theory as dft_level_of_theory
 from aiida_qrnn.calculations.psi4 import validate_label_parameters as validate_psi4_parameters
@@ -16,20 +22,16 @@ from aiida_qrnn.calculations.xtb import level_of_theory as xtb_level_of_theory
 from aiida_qrnn.calculations.xtb import validate_clusters as validate_xtb_clusters
 from aiida_qrnn.calculations.xtb import validate_parameters as validate_xtb_parameters
 from aiida_qrnn.core.d3bj import split_dispersion
-from aiida_qrnn.core.dataset import ClusterArrays, concatenate
 from aiida_qrnn.data.cluster_set import ClusterSetData, stored_cluster_rows
 from aiida_qrnn.workchains.base import (
     Psi4BaseWorkChain,
     PyscfBaseWorkChain,
     XtbBaseWorkChain,
-    select_clusters,
     sorted_failures,
 )
 from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
-__all__ = (
-    'CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'assemble_labels', 'batch_label', 'collect_labels', 'submitted_batch',
-)
+__all__ = ('CHARGES_LEVEL_OF_THEORY', 'LabelWorkChain', 'batch_label', 'submitted_batch')
 
 ENGINES = {'xtb': XtbBaseWorkChain, 'psi4': Psi4BaseWorkChain, 'pyscf': PyscfBaseWorkChain}
 #: The validators the engine's calculation applies to its ``parameters`` and ``clusters``, applied at submission.
@@ -42,38 +44,8 @@ CLUSTER_VALIDATORS = {
 XTB_LABELS = ['charges', 'dipole', 'energy', 'forces']
 #: Level of theory of the ``charges`` label that ``charges_code`` adds to a DFT-labelled set.
 CHARGES_LEVEL_OF_THEORY = xtb_level_of_theory({})
-#: The two labelling tasks of a work chain: the engine's labels, and optionally GFN2-xTB charges.
-LABELS, CHARGES = 'labels', 'charges'
-
-
-@calcfunction
-def collect_labels(selection: orm.Dict, **sources: ClusterSetData) -> ClusterSetData:
-    """Labelled clusters taken from earlier label sets: ``selection`` maps a source name to its row indices."""
-    parts = [sources[name].get_arrays().select(rows) for name, rows in sorted(selection.get_dict().items())]
-    return ClusterSetData.from_arrays(concatenate(parts), level_of_theory=_common_level(sources.values()))
-
-
-@calcfunction
-def assemble_labels(clusters: ClusterSetData, **parts: ClusterSetData) -> ClusterSetData:
-    """The labelled parts of ``clusters`` as one set, in the input order of ``clusters``.
-
-    Parts named ``labels_*`` carry the engine's labels. Parts named ``charges_*`` (GFN2-xTB sets of the same
-    cluster ids), when given, supply the per-atom ``charges`` label: only clusters labelled in both are kept, and
-    the node's attribute ``charges_level_of_theory`` records that the charges are at the xTB level, not at the
-    node's ``level_of_theory``.
-    """
-    label_parts = [parts[name] for name in sorted(parts) if name.startswith(f'{LABELS}_')]
-    charge_parts = [parts[name] for name in sorted(parts) if name.startswith(f'{CHARGES}_')]
-    if not label_parts:
-        raise ValueError(f'assemble_labels: no part named {LABELS}_* among {sorted(parts)}.')
-    input_ids = [str(cluster_id) for cluster_id in clusters.get_arrays().ids]
-    labelled = _in_input_order(concatenate([part.get_arrays() for part in label_parts]), input_ids)
-    if charge_parts:
-        labelled = _with_charges(labelled, concatenate([part.get_arrays() for part in charge_parts]))
-    node = ClusterSetData.from_arrays(labelled, level_of_theory=_common_level(label_parts))
-    if charge_parts:
-        node.base.attributes.set('charges_level_of_theory', _common_level(charge_parts))
-    return node
+#: The two labelling tasks of a work chain (``LABELS``, ``CHARGES``) name the parts ``assemble_labels`` joins: the
+#: engine's labels, and optionally GFN2-xTB charges.
 
 
 def _positive(value: orm.Int, port) -> str | None:
@@ -86,42 +58,6 @@ def _fraction(value: orm.Float, port) -> str | None:
     if not 0.0 <= value.value <= 1.0:
         return f'{port.name}: must be a fraction between 0 and 1, got {value.value}.'
     return None
-
-
-def _common_level(nodes) -> str | None:
-    levels = {node.level_of_theory for node in nodes}
-    if len(levels) != 1:
-        raise ValueError(f'label sets to merge have different levels of theory: {sorted(map(str, levels))}.')
-    return levels.pop()
-
-
-def _in_input_order(labelled: ClusterArrays, input_ids: list[str]) -> ClusterArrays:
-    """``labelled`` reordered as its cluster ids first occur in ``input_ids``."""
-    rank: dict[str, int] = {}
-    for position, cluster_id in enumerate(input_ids):
-        rank.setdefault(cluster_id, position)
-    foreign = [str(cluster_id) for cluster_id in labelled.ids if str(cluster_id) not in rank]
-    if foreign:
-        raise ValueError(f'labelled cluster {foreign[0]} is not in the input set ({len(foreign)} such cluster(s)).')
-    order = np.argsort([rank[str(cluster_id)] for cluster_id in labelled.ids], kind='stable')
-    return labelled if np.array_equal(order, np.arange(len(order))) else labelled.select(order)
-
-
-def _with_charges(labelled: ClusterArrays, charges: ClusterArrays) -> ClusterArrays:
-    """The clusters of ``labelled`` that ``charges`` also labels, with its per-atom ``charges`` label added."""
-    row_of = {str(cluster_id): row for row, cluster_id in enumerate(charges.ids)}
-    keep = [index for index, cluster_id in enumerate(labelled.ids) if str(cluster_id) in row_of]
-    labelled = labelled.select(keep)
-    values = []
-    for index, cluster_id in enumerate(labelled.ids):
-        row = row_of[str(cluster_id)]
-        atoms = slice(charges.offsets[row], charges.offsets[row + 1])
-        own_atoms = slice(labelled.offsets[index], labelled.offsets[index + 1])
-        if not np.array_equal(charges.numbers[atoms], labelled.numbers[own_atoms]):
-            raise ValueError(f'cluster {cluster_id}: the charge set has other atoms than the labelled set.')
-        values.append(charges.labels['charges'][atoms])  # (n_atoms_i,)
-    labelled.labels = {**labelled.labels, 'charges': np.concatenate(values) if values else np.zeros(0)}
-    return labelled.validate()
 
 
 def batch_label(task: str, indices: list[int]) -> str:

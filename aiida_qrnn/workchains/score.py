@@ -14,27 +14,15 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
+from aiida_qrnn.calculations.functions.cluster_sets import split_cluster_set
 from aiida_qrnn.calculations.score import ScoreCalculation
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
-__all__ = ('ScoreWorkChain', 'concatenate_scores', 'split_cluster_set')
+__all__ = ('ScoreWorkChain', 'concatenate_scores')
 
 SCORE_ARRAYS = ('rho_f', 'max_force_deviation', 'energy_std', 'energy')
-
-
-@calcfunction
-def split_cluster_set(clusters: ClusterSetData, shard_size: orm.Int) -> dict[str, ClusterSetData]:
-    """Consecutive shards of ``shard_size`` clusters, outputs ``shard_0000``, ``shard_0001``, ... in input order."""
-    arrays = clusters.get_arrays()
-    size = shard_size.value
-    return {
-        f'shard_{index:04d}': ClusterSetData.from_arrays(
-            arrays.select(np.arange(start, min(start + size, arrays.n_clusters))),
-            level_of_theory=clusters.level_of_theory)
-        for index, start in enumerate(range(0, arrays.n_clusters, size))
-    }
 
 
 @calcfunction
