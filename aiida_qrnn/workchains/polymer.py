@@ -9,12 +9,17 @@
 4. ``PropertiesWorkChain`` with the final model and, with ``baseline``, with OPLS-AA through the same MD code;
    ``TorsionScanWorkChain`` and ``PairScanWorkChain`` against the labelling engine.
 
+The property runs (and those of every round) start, as in the paper, from the classically relaxed cells of the
+same replicas (``SamplingWorkChain``'s ``final_structures``, matched by label ``nNNN_rRR``); only when the sampling
+did not relax every cell the property protocol asks for are fresh cells packed, and the report says so.
+
 ``aiida-qrnn report <pk>`` draws the paper's figures and the table from the graph this work chain leaves.
 Protocols (``demo``, ``fast``, ``paper``) are in ``protocols/polymer.yaml``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +36,7 @@ from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.sampling import SamplingWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain, TorsionScanWorkChain
 
-__all__ = ('PolymerForceFieldWorkChain', 'load_protocol', 'split_clusters')
+__all__ = ('PolymerForceFieldWorkChain', 'classical_cells', 'load_protocol', 'split_clusters')
 
 SCAN_KINDS = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
 
@@ -55,6 +60,16 @@ def split_clusters(clusters: ClusterSetData, parameters: orm.Dict) -> dict[str, 
     arrays = clusters.get_arrays()
     return {'initial': ClusterSetData.from_arrays(arrays.select(np.flatnonzero(chosen))),
             'candidates': ClusterSetData.from_arrays(arrays.select(np.flatnonzero(~chosen)))}
+
+
+def classical_cells(final_structures: Mapping[str, orm.StructureData], cells: Mapping[str, Any],
+                    ) -> tuple[dict[str, orm.StructureData], list[str]]:
+    """The relaxed cells ``nNNN_rRR`` that the property ``cells`` parameters (n_units x replicas) ask for, and the
+    labels the sampling did not relax."""
+    wanted = [f'n{int(n_units):03d}_r{replica:02d}' for n_units in cells['n_units']
+              for replica in range(int(cells.get('replicas', 1)))]
+    return ({label: final_structures[label] for label in wanted if label in final_structures},
+            [label for label in wanted if label not in final_structures])
 
 
 def validate_scans(value: orm.Dict, _) -> str | None:
@@ -205,9 +220,11 @@ class PolymerForceFieldWorkChain(WorkChain):
                                                                          f'{node.exit_message}')
         inputs = AttributeDict(self.exposed_inputs(ActiveLearningWorkChain, 'active_learning'))
         if 'parameters' in inputs.get('md', {}) and not inputs.md.get('structures'):
-            inputs.md = {**inputs.md, 'structures': dict(self.ctx.sampling.outputs.final_structures)}
+            inputs.md = {**inputs.md, 'structures': self._candidate_md_cells(inputs.md.get('clusters'))}
         if 'model' in self.inputs:
             inputs.model = self.inputs.model
+        if 'cells' in inputs.get('properties', {}):
+            inputs.properties = self._with_classical_cells(dict(inputs.properties), 'round properties')
         return ToContext(active_learning=self._submit(
             ActiveLearningWorkChain, 'active_learning', clusters=node.outputs.clusters, code=self.inputs.code,
             label=self.exposed_inputs(LabelWorkChain, 'label'), candidates={'sampled': self.ctx.candidates},
@@ -226,7 +243,7 @@ class PolymerForceFieldWorkChain(WorkChain):
     def run_properties_and_scans(self):
         """Properties of the final model (and of OPLS-AA) and the scans, all at once."""
         model = self.ctx.active_learning.outputs.model
-        inputs = AttributeDict(self.exposed_inputs(PropertiesWorkChain, 'properties'))
+        inputs = self._with_classical_cells(dict(self.exposed_inputs(PropertiesWorkChain, 'properties')), 'properties')
         common = {'code': self.inputs.code, 'options': dict(self.inputs.options), **inputs}
         submitted = {'properties_qrnn': self._submit(PropertiesWorkChain, 'properties_qrnn', model=model, **common)}
         if self.inputs.baseline.value:
@@ -240,6 +257,25 @@ class PolymerForceFieldWorkChain(WorkChain):
                 scan['structure'] = structures[sorted(structures)[0]]
             submitted[f'scan_{kind}'] = self._submit(SCAN_KINDS[kind], f'scan_{kind}', **scan)
         return ToContext(**submitted)
+
+    def _candidate_md_cells(self, clusters: orm.Dict | None) -> dict[str, orm.StructureData]:
+        """The relaxed cells of the chain lengths that candidate clusters are cut from (the training lengths; MD of
+        the longer ones would give frames that no cluster is taken from)."""
+        from aiida_qrnn.calculations.sampling import CLUSTER_DEFAULTS
+
+        values = {**CLUSTER_DEFAULTS, **(clusters.get_dict() if clusters is not None else {})}
+        lengths = {int(n_units) for n_units in values['max_molecules_by_units']}
+        final = self.ctx.sampling.outputs.final_structures
+        return {label: final[label] for label in final if int(label[1:4]) in lengths}
+
+    def _with_classical_cells(self, inputs: dict[str, Any], what: str) -> dict[str, Any]:
+        """PropertiesWorkChain inputs that start from the sampling's relaxed cells when it relaxed all of them."""
+        structures, missing = classical_cells(self.ctx.sampling.outputs.final_structures, inputs['cells'].get_dict())
+        if missing:
+            self.report(f'{what}: the sampling relaxed no cell {", ".join(missing)}; these runs start from freshly '
+                        'packed cells, not from the classical ones')
+            return inputs
+        return {**inputs, 'structures': structures}
 
     def results(self):
         for method in ('qrnn', 'opls_aa'):
