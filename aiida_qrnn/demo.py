@@ -24,22 +24,6 @@ if t.TYPE_CHECKING:
     from aiida_qrnn.data.cluster_set import ClusterSetData
 
 
-def build_ethylene_glycol_clusters(n_clusters: int, seed: int) -> list:
-    """Clusters of 1-3 ethylene-glycol molecules (RDKit conformers, random placements, 0.02 Å rattle), seeded."""
-    from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for index in range(n_clusters):
-        n_molecules = index % 3 + 1
-        molecules = [ethylene_glycol_oligomer(1, seed=int(rng.integers(1 << 30))) for _ in range(n_molecules)]
-        atoms = molecular_cluster(molecules, rng=rng)
-        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
-        atoms.info.update(kind='conformational', source=f'demo seed={seed} cluster={index} molecules={n_molecules}')
-        images.append(atoms)
-    return images
-
-
 def run_demo(protocol: str = 'demo', batch_size: int | None = None, report_dir: Path | None = None,
              echo=print) -> WorkflowNode:
     """Run the polymer workflow at ``protocol`` size on the loaded profile, show what it left, write the report."""

@@ -26,18 +26,16 @@ import platform
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPOSITORY))
+from aiida_qrnn.testing.codes import BIN
+from aiida_qrnn.testing.production import Production
+from aiida_qrnn.testing.slurm import CLUSTER_DIR, CLUSTER_SCRIPT
 
-from tests.production.conftest import Production  # noqa: E402 (the test helpers, shared)
-from tests.test_computers import CLUSTER_DIR, CLUSTER_SCRIPT  # noqa: E402
-from tests.test_profiles import BIN  # noqa: E402
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 RESULTS = REPOSITORY / 'benchmarks' / 'results'
 

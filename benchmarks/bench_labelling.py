@@ -23,7 +23,6 @@ import platform
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ import numpy as np
 from ase import Atoms
 
 RESULTS = Path(__file__).parent / 'results' / 'labelling.json'
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test-suite's cluster generators
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -46,7 +44,7 @@ def eg_clusters(n_clusters: int, seed: int) -> list[Atoms]:
     """Clusters of 2-4 randomly rotated ethylene-glycol molecules (20-40 atoms), 4.5 Å apart on a line."""
     from scipy.spatial.transform import Rotation
 
-    from tests.calculations.test_xtb import ethylene_glycol
+    from aiida_qrnn.testing.structures import ethylene_glycol
 
     rng = np.random.default_rng(seed)
     monomer = ethylene_glycol().positions - ethylene_glycol().positions.mean(axis=0)  # (10, 3)
@@ -136,7 +134,7 @@ def main() -> None:
     parser.add_argument('--poll-interval', type=float, default=1.0, help='minimum job poll interval, s (default 1)')
     arguments = parser.parse_args()
 
-    from tests.conftest import make_water_clusters
+    from aiida_qrnn.testing.structures import make_water_clusters
 
     xtb = shutil.which('xtb')
     if arguments.system == 'water':

@@ -3,8 +3,8 @@
     TORCHANI_NO_WARN_EXTENSIONS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_md.py     # CPU, 1 500 atoms
     .venv/bin/python benchmarks/bench_md.py --device cuda --sizes 1500 8000 32000 --steps 200
 
-Per ethylene-glycol box (:mod:`aiida_qrnn.core.model.liquid`, random molecule placement, so the contact guard runs
-with a 0.01 Å limit), default :class:`QRNNConfig` with random weights, float32:
+Per ethylene-glycol box (:func:`aiida_qrnn.testing.structures.ethylene_glycol_liquid`, random molecule placement,
+so the contact guard runs with a 0.01 Å limit), default :class:`QRNNConfig` with random weights, float32:
 
 * ``force_call_ms`` / ``force_stress_call_ms``: one QRNN energy+forces(+stress) call through the engine's force
   field (:class:`~aiida_qrnn.core.md.forcefields.QRNNForceField`: Verlet list, one backward pass);
@@ -44,8 +44,8 @@ from aiida_qrnn.core.md.engine import MDEngine, initial_state
 from aiida_qrnn.core.md.forcefields import QRNNForceField
 from aiida_qrnn.core.md.integrators import build_integrator
 from aiida_qrnn.core.model.calculator import QRNNCalculator
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 RESULTS = Path(__file__).parent / 'results'
 SECONDS_PER_DAY = 86_400.0

@@ -30,9 +30,9 @@ import time
 import numpy as np
 import torch
 
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.neighbors import neighbor_pairs
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 RESULTS = pathlib.Path(__file__).parent / 'results'
 ANI2X_CUTOFF = 5.1  # Å, the radial AEV cutoff of ANI-2x

@@ -25,9 +25,9 @@ import torch
 from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.model.calculator import QRNNCalculator
 from aiida_qrnn.core.model.committee import Committee
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 from aiida_qrnn.core.selection import committee_scores
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 RESULTS = pathlib.Path(__file__).parent / 'results' / 'scoring.json'
 

@@ -1,42 +1,22 @@
 """A SLURM cluster over SSH: ``aiida-qrnn computer add-slurm`` and a real job through the daemon.
 
 The cluster is real: munged, slurmctld and slurmd, and sshd on 127.0.0.1:2222, started by
-``scripts/local-cluster.sh`` (root only; it is skipped with the reason printed where it cannot run).
+``scripts/local-cluster.sh`` (the ``local_cluster`` fixture of :mod:`aiida_qrnn.testing.fixtures`; root only, it is
+skipped with the reason printed where it cannot run).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from aiida_qrnn.computers import gpu_scheduler_commands, scheduler_options
-from tests.test_profiles import BIN, run
-
-REPOSITORY = Path(__file__).parent.parent
-CLUSTER_SCRIPT = REPOSITORY / 'scripts' / 'local-cluster.sh'
-CLUSTER_DIR = Path('/tmp/qrnn-cluster-tests')
-
-
-@pytest.fixture(scope='session')
-def local_cluster():
-    """Start the one-node SLURM cluster with SSH for the session; stop it afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip('the local SLURM cluster needs root to start munged, slurmctld, slurmd and sshd')
-    missing = [name for name in ('munged', 'slurmctld', 'slurmd', 'sshd')
-               if not (shutil.which(name) or Path('/usr/sbin', name).exists())]
-    if missing:
-        pytest.skip(f'{missing} not installed (scripts/install.sh installs slurm-wlm, munge, openssh-server as root)')
-    environment = {**os.environ, 'QRNN_CLUSTER_DIR': str(CLUSTER_DIR), 'QRNN_CLUSTER_SSH_PORT': '2222'}
-    started = subprocess.run(['bash', CLUSTER_SCRIPT, 'start'], env=environment, capture_output=True, text=True,
-                             timeout=120)
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield 'qrnn-local-slurm'
-    subprocess.run(['bash', CLUSTER_SCRIPT, 'stop'], env=environment, capture_output=True, timeout=60)
+from aiida_qrnn.testing.codes import BIN
+from aiida_qrnn.testing.profiles import run
+from aiida_qrnn.testing.slurm import CLUSTER_DIR
 
 
 def test_gpu_request_is_one_sbatch_line():
@@ -46,6 +26,7 @@ def test_gpu_request_is_one_sbatch_line():
         gpu_scheduler_commands(-1)
 
 
+@pytest.mark.integration
 def test_add_slurm_and_run_a_labelling_job_through_the_daemon(local_cluster, tmp_path):
     aiida_path = tmp_path / 'aiida'
     run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
@@ -64,7 +45,7 @@ def test_add_slurm_and_run_a_labelling_job_through_the_daemon(local_cluster, tmp
         from aiida_qrnn.calculations.xtb import XtbCalculation
         from aiida_qrnn.computers import scheduler_options
         from aiida_qrnn.data.cluster_set import ClusterSetData
-        from aiida_qrnn.demo import build_ethylene_glycol_clusters
+        from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters
 
         code = orm.load_code('xtb@cluster')
         clusters = ClusterSetData.from_atoms(build_ethylene_glycol_clusters(2, seed=21)).store()

@@ -9,28 +9,14 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from aiida_qrnn.testing.codes import BIN
+from aiida_qrnn.testing.profiles import reachable, run
 
-
-def run(arguments: list[str], aiida_path: Path, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
-    environment = {**os.environ, 'AIIDA_PATH': str(aiida_path), 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
-    result = subprocess.run(arguments, env=environment, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f'{arguments} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
-    return result
-
-
-def reachable(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(('127.0.0.1', port)) == 0
+pytestmark = pytest.mark.integration  # `aiida-qrnn setup` and verdi in subprocesses
 
 
 def test_embedded_profile_twice_changes_nothing(tmp_path):

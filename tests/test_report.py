@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,17 @@ from aiida_qrnn.core.analysis.report_figures import format_number
 from aiida_qrnn.core.structures import pack_cell
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
-from aiida_qrnn.demo import build_ethylene_glycol_clusters
 from aiida_qrnn.report import ReportError, collect_report, load_workflow, ref, write_report
+from aiida_qrnn.testing.codes import EXEC, XTB
+from aiida_qrnn.testing.inputs import active_learning_builder
+from aiida_qrnn.testing.models import small_qrnn_node
+from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters, make_water_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain
 from aiida_qrnn.workchains.score import ScoreWorkChain
 from aiida_qrnn.workchains.train import TrainWorkChain
-from tests.calculations.test_md import small_qrnn_node
 
-XTB = shutil.which('xtb') or 'xtb'
-EXEC = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 TINY_TRAINING = {'model': {'charge_hidden': [8], 'energy_hidden': [8], 'dispersion': None},
                  'training': {'max_epochs': 2, 'batch_size': 4, 'validation_fraction': 0.2}}
 
@@ -278,15 +276,10 @@ def test_load_workflow_refuses_data_and_missing_nodes(graph):
 
 
 @pytest.mark.slow  # ~90 s: two active-learning rounds of real jobs
-def test_active_learning_rounds(aiida_code_installed, tmp_path):
-    from tests.conftest import make_water_clusters
-    from tests.workchains.test_active_learning import builder_for
-
-    codes = {'xtb': aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB),
-             'exec': aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)}
+def test_active_learning_rounds(codes, tmp_path):
     labelled, _ = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=71)),
                                engine=orm.Str('xtb'), code=codes['xtb'])
-    results, node = run_get_node(builder_for(codes, labelled['clusters']))
+    results, node = run_get_node(active_learning_builder(codes, labelled['clusters']))
     assert node.is_finished_ok, node.exit_message
     report = collect_report(node)
     rounds = results['rounds']

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -16,23 +12,17 @@ from ase.io import read
 from aiida_qrnn.calculations.classical_md import ClassicalMdCalculation, validate_parameters, validate_structure
 from aiida_qrnn.core.structures import density_g_cm3, pack_cell
 
-# The package's executable, installed with the package into the venv.
-EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 TINY = {
     'minimize_iterations': 100, 'relax_nvt_steps': 100, 'relax_npt_steps': 300, 'npt_steps': 200, 'nvt_steps': 200,
     'report_interval': 100, 'relax_pressure_bar': 5000.0, 'seed': 3,
 }
 
 
-@pytest.fixture
-def exec_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.classical_md', filepath_executable=EXECUTABLE)
-
-
-def test_tiny_cell_gives_trajectories_final_cell_and_summary(exec_code, tmp_path):
+def test_tiny_cell_gives_trajectories_final_cell_and_summary(classical_md_code, tmp_path):
     cell = pack_cell(1, 20, density_g_cm3=0.5, seed=1)
     results, node = run_get_node(
-        ClassicalMdCalculation, code=exec_code, structure=orm.StructureData(ase=cell), parameters=orm.Dict(TINY),
+        ClassicalMdCalculation, code=classical_md_code, structure=orm.StructureData(ase=cell),
+        parameters=orm.Dict(TINY),
     )
     assert node.exit_status == 0, node.exit_message
     summary = results['output_parameters'].get_dict()
@@ -48,7 +38,7 @@ def test_tiny_cell_gives_trajectories_final_cell_and_summary(exec_code, tmp_path
     assert np.allclose(frames[-1].positions, final.positions)
 
 
-def test_chemistry_outside_opls_aa_is_refused_with_410(exec_code):
+def test_chemistry_outside_opls_aa_is_refused_with_410(classical_md_code):
     """A box of methanol: C, H, O pass the validator, the job's typing names the methyl carbon."""
     from ase.build import molecule
 
@@ -59,18 +49,20 @@ def test_chemistry_outside_opls_aa_is_refused_with_410(exec_code):
         copy.positions += 3.0 * np.array([index % 2, index // 2, 1]) + 1.5
         box += copy
     _, node = run_get_node(
-        ClassicalMdCalculation, code=exec_code, structure=orm.StructureData(ase=box), parameters=orm.Dict(TINY),
+        ClassicalMdCalculation, code=classical_md_code, structure=orm.StructureData(ase=box),
+        parameters=orm.Dict(TINY),
     )
     assert node.exit_status == ClassicalMdCalculation.exit_codes.ERROR_INVALID_INPUT.status
     assert 'a carbon must be a CH2' in node.exit_message
 
 
-def test_blow_up_is_exit_500(exec_code):
+def test_blow_up_is_exit_500(classical_md_code):
     cell = pack_cell(1, 8, density_g_cm3=0.5, seed=0)
     parameters = {'minimize_iterations': 0, 'relax_nvt_steps': 400, 'relax_npt_steps': 0, 'npt_steps': 0,
                   'nvt_steps': 0, 'timestep_fs': 20.0, 'report_interval': 20, 'cutoff_nm': 0.4}
     _, node = run_get_node(
-        ClassicalMdCalculation, code=exec_code, structure=orm.StructureData(ase=cell), parameters=orm.Dict(parameters),
+        ClassicalMdCalculation, code=classical_md_code, structure=orm.StructureData(ase=cell),
+        parameters=orm.Dict(parameters),
     )
     assert node.exit_status == ClassicalMdCalculation.exit_codes.ERROR_MD_UNSTABLE.status
     assert 'relax-nvt stage unstable' in node.exit_message

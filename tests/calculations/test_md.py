@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -14,33 +10,9 @@ from ase import Atoms
 
 from aiida_qrnn.calculations.md import MdCalculation
 from aiida_qrnn.core.structures import density_g_cm3, pack_cell
-
-# The package's executable, installed with the package into the venv.
-EXECUTABLE = shutil.which('aiida-qrnn-exec') or str(Path(sys.executable).parent / 'aiida-qrnn-exec')
-SHORT = {'n_steps': 20, 'timestep_fs': 0.5, 'trajectory_interval': 10, 'log_interval': 5, 'checkpoint_interval': 10}
-
-
-def small_qrnn_model(seed: int = 0):
-    """A random-weight QRNN with small layers, float64 (pipeline tests only: its forces are not physical)."""
-    import torch
-
-    from aiida_qrnn.core.model.aev import AEVConfig
-    from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
-
-    torch.manual_seed(seed)
-    config = QRNNConfig(
-        aev=AEVConfig(radial_shifts=(0.9, 1.8, 2.7, 3.6, 4.5), angular_shifts=(0.9, 2.2), angle_sections=(0.4, 2.0)),
-        charge_hidden=(8,), energy_hidden=(8,), dispersion=None,
-    )
-    return QRNN(config).double()
-
-
-def small_qrnn_node(seed: int = 0):
-    """:func:`small_qrnn_model` as a ``ModelData`` node."""
-    from aiida_qrnn.data.model import ModelData
-
-    model = small_qrnn_model(seed)
-    return ModelData(model.state_dict(), config=model.config.to_dict(), elements=list(model.config.elements))
+from aiida_qrnn.testing.inputs import ENDLESS_MD, SHORT_MD, committee_inputs, committee_monitor
+from aiida_qrnn.testing.models import small_qrnn_node
+from aiida_qrnn.testing.structures import close_contact
 
 
 @pytest.fixture(scope='module')
@@ -49,16 +21,11 @@ def tiny_cell() -> Atoms:
     return pack_cell(1, 10, density_g_cm3=0.9, seed=1)
 
 
-@pytest.fixture
-def md_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.md', filepath_executable=EXECUTABLE)
-
-
 @pytest.mark.slow  # ~20 s; the tiny PropertiesWorkChain runs classical NPT jobs in CI
 def test_classical_npt_gives_trajectory_log_and_final_cell(md_code, tiny_cell):
     results, node = run_get_node(
         MdCalculation, code=md_code, structure=orm.StructureData(ase=tiny_cell),
-        parameters=orm.Dict({**SHORT, 'ensemble': 'npt', 'barostat_tau_fs': 500.0}),
+        parameters=orm.Dict({**SHORT_MD, 'ensemble': 'npt', 'barostat_tau_fs': 500.0}),
     )
     assert node.exit_status == 0, node.exit_message
     log = results['log']
@@ -81,12 +48,12 @@ def test_qrnn_walltime_stop_then_continue_from_the_parent_folder(md_code, tiny_c
     model = small_qrnn_node()
     stopped, first = run_get_node(
         MdCalculation, code=md_code, structure=structure, model=model,
-        parameters=orm.Dict({**SHORT, 'walltime_s': 0.0}),
+        parameters=orm.Dict({**SHORT_MD, 'walltime_s': 0.0}),
     )
     assert first.exit_status == 400, first.exit_message
     assert stopped['output_parameters']['checkpoint_step'] == 1
     results, second = run_get_node(
-        MdCalculation, code=md_code, structure=structure, model=model, parameters=orm.Dict(SHORT),
+        MdCalculation, code=md_code, structure=structure, model=model, parameters=orm.Dict(SHORT_MD),
         parent_folder=first.outputs.remote_folder,
     )
     assert second.exit_status == 0, second.exit_message
@@ -105,32 +72,17 @@ def test_bad_input_is_refused(md_code):
         copy.positions += 3.0 * np.array([index % 2, index // 2, 1]) + 1.5
         box += copy
     _, node = run_get_node(MdCalculation, code=md_code, structure=orm.StructureData(ase=box),
-                           parameters=orm.Dict(SHORT))
+                           parameters=orm.Dict(SHORT_MD))
     assert node.exit_status == 410, node.exit_message
     with pytest.raises(ValueError, match='timestep'):
         run_get_node(MdCalculation, code=md_code, structure=orm.StructureData(ase=box),
                      parameters=orm.Dict({'timestep': 1.0}))
 
 
-def committee_inputs(md_code, tiny_cell, settings: dict) -> dict:
-    """A QRNN run of the tiny cell with a committee of two other tiny models."""
-    return {'code': md_code, 'structure': orm.StructureData(ase=tiny_cell), 'model': small_qrnn_node(0),
-            'committee': {'first': small_qrnn_node(1), 'second': small_qrnn_node(2)},
-            'parameters': orm.Dict(settings)}
-
-
-def committee_monitor(threshold: float) -> dict[str, orm.Dict]:
-    return {'committee': orm.Dict({'entry_point': 'qrnn.committee_disagreement', 'kwargs': {'threshold': threshold}})}
-
-
-#: A run far too long to finish in a test: only a committee stop (or the 60 s walltime, a failure) ends it.
-ENDLESS = {**SHORT, 'n_steps': 1_000_000, 'committee_interval': 5, 'walltime_s': 60.0}
-
-
 def test_monitor_kills_a_disagreeing_run_which_is_parsed_as_a_committee_stop(md_code, tiny_cell):
     """The qrnn.committee_disagreement monitor with a threshold every row exceeds kills the job within seconds; the
     parser still gives trajectory, log, structure, committee and output_parameters, and exit status 0."""
-    results, node = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, ENDLESS),
+    results, node = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, ENDLESS_MD),
                                  monitors=committee_monitor(1e-9))
     assert node.exit_status == 0, node.exit_message
     assert 'status.json' not in node.outputs.retrieved.base.repository.list_object_names()  # killed, not finished
@@ -138,7 +90,7 @@ def test_monitor_kills_a_disagreeing_run_which_is_parsed_as_a_committee_stop(md_
     assert parameters['status'] == 'committee_disagreement' and parameters['stopped_by'] == 'monitor'
     assert parameters['step'] == 0 and parameters['threshold'] == 1e-9 and parameters['value'] > 1e-9
     committee = results['committee']
-    assert committee.get_array('step')[0] == 0 and committee.get_array('step')[-1] < ENDLESS['n_steps'] // 100
+    assert committee.get_array('step')[0] == 0 and committee.get_array('step')[-1] < ENDLESS_MD['n_steps'] // 100
     assert parameters['value'] == pytest.approx(committee.get_array('max_force_deviation')[0], rel=1e-12)
     assert len(results['structure'].sites) == len(tiny_cell)
     assert results['log'].get_array('step')[0] == 0
@@ -150,7 +102,7 @@ def test_monitor_kills_a_disagreeing_run_which_is_parsed_as_a_committee_stop(md_
 
 def test_driver_stops_on_committee_disagreement_without_a_monitor(md_code, tiny_cell):
     """committee_max_force_deviation below every deviation: the job itself stops at step 0 with a checkpoint."""
-    settings = {**ENDLESS, 'committee_max_force_deviation': 1e-9}
+    settings = {**ENDLESS_MD, 'committee_max_force_deviation': 1e-9}
     results, node = run_get_node(MdCalculation, **committee_inputs(md_code, tiny_cell, settings))
     assert node.exit_status == 0, node.exit_message
     parameters = results['output_parameters'].get_dict()
@@ -166,20 +118,20 @@ def test_driver_stops_on_committee_disagreement_without_a_monitor(md_code, tiny_
 
 
 def test_committee_inputs_are_validated(md_code, tiny_cell):
-    inputs = committee_inputs(md_code, tiny_cell, {**SHORT, 'committee_interval': 5})
+    inputs = committee_inputs(md_code, tiny_cell, {**SHORT_MD, 'committee_interval': 5})
     with pytest.raises(ValueError, match='at least two'):
         run_get_node(MdCalculation, **{**inputs, 'committee': {'only': small_qrnn_node(1)}})
     with pytest.raises(ValueError, match='needs a QRNN model'):
         run_get_node(MdCalculation, **{key: value for key, value in inputs.items() if key != 'model'})
     with pytest.raises(ValueError, match='committee_interval > 0'):
-        run_get_node(MdCalculation, **{**inputs, 'parameters': orm.Dict(SHORT)})
+        run_get_node(MdCalculation, **{**inputs, 'parameters': orm.Dict(SHORT_MD)})
     with pytest.raises(ValueError, match='threshold'):
         run_get_node(MdCalculation, **inputs, monitors=committee_monitor(-1.0))
 
 
 def test_continued_committee_run_appends_to_the_parent_committee_log(md_code, tiny_cell):
     """A walltime stop (after step 1) continued from its remote folder: committee.csv of the child has every row."""
-    settings = {**SHORT, 'committee_interval': 5}
+    settings = {**SHORT_MD, 'committee_interval': 5}
     stopped, first = run_get_node(MdCalculation,
                                   **committee_inputs(md_code, tiny_cell, {**settings, 'walltime_s': 0.0}))
     assert first.exit_status == 400, first.exit_message
@@ -190,13 +142,6 @@ def test_continued_committee_run_appends_to_the_parent_committee_log(md_code, ti
     assert results['output_parameters']['status'] == 'finished'
     assert list(results['committee'].get_array('step')) == [0, 5, 10, 15, 20]
     assert results['committee'].get_array('rho_f')[0] == stopped['committee'].get_array('rho_f')[0]
-
-
-def close_contact(cell: Atoms) -> Atoms:
-    """``cell`` with the first atom of its second molecule 0.3 Å from its first atom: the contact guard fires."""
-    broken = cell.copy()
-    broken.positions[10] = broken.positions[0] + [0.3, 0.0, 0.0]
-    return broken
 
 
 @pytest.fixture(scope='module')
@@ -213,7 +158,7 @@ def test_batched_replicas_each_get_their_outputs_and_one_unstable_replica_stops_
     model = small_qrnn_node()
     structures = {label: orm.StructureData(ase=cell) for label, cell in replica_cells.items()}
     results, node = run_get_node(MdCalculation, code=md_code, structures=structures, model=model,
-                                 parameters=orm.Dict(SHORT), seed=orm.Int(7))
+                                 parameters=orm.Dict(SHORT_MD), seed=orm.Int(7))
     assert node.exit_status == 0, node.exit_message
     summary = results['output_parameters'].get_dict()
     assert summary['status'] == 'finished' and summary['n_replicas'] == 3
@@ -228,7 +173,7 @@ def test_batched_replicas_each_get_their_outputs_and_one_unstable_replica_stops_
         cell = replica_cells[label]
         outputs = replicas[label]
         assert outputs['output_parameters']['status'] == 'finished'
-        assert outputs['output_parameters']['checkpoint_step'] == SHORT['n_steps']
+        assert outputs['output_parameters']['checkpoint_step'] == SHORT_MD['n_steps']
         assert list(outputs['log'].get_array('step')) == [0, 5, 10, 15, 20]
         final = outputs['structure'].get_ase()
         assert list(final.numbers) == list(cell.numbers)
@@ -244,7 +189,7 @@ def test_batched_replicas_each_get_their_outputs_and_one_unstable_replica_stops_
                            replicas['r01']['log'].get_array('potential_energy_eV'))
 
     alone, single = run_get_node(MdCalculation, code=md_code, structure=structures['r01'], model=model,
-                                 parameters=orm.Dict(SHORT), seed=orm.Int(8))
+                                 parameters=orm.Dict(SHORT_MD), seed=orm.Int(8))
     assert single.exit_status == 0, single.exit_message
     for column in ('potential_energy_eV', 'kinetic_energy_eV', 'conserved_energy_eV'):
         np.testing.assert_allclose(replicas['r01']['log'].get_array(column), alone['log'].get_array(column),
@@ -255,7 +200,7 @@ def test_batched_replicas_all_unstable_is_the_first_unstable_code(md_code, tiny_
     structures = {'a': orm.StructureData(ase=close_contact(tiny_cell)),
                   'b': orm.StructureData(ase=close_contact(pack_cell(1, 10, density_g_cm3=0.9, seed=2)))}
     results, node = run_get_node(MdCalculation, code=md_code, structures=structures, model=small_qrnn_node(),
-                                 parameters=orm.Dict(SHORT))
+                                 parameters=orm.Dict(SHORT_MD))
     assert node.exit_status == 511, node.exit_message
     assert node.exit_message.startswith('Unstable, atoms too close: a: ') and '; b: ' in node.exit_message
     assert results['output_parameters']['unstable'] == ['a', 'b'] and results['output_parameters']['step'] == 0
@@ -266,20 +211,20 @@ def test_batched_inputs_are_validated(md_code, tiny_cell):
     model = small_qrnn_node()
     with pytest.raises(ValueError, match='either structure'):
         run_get_node(MdCalculation, code=md_code, structure=structure, structures={'a': structure}, model=model,
-                     parameters=orm.Dict(SHORT))
+                     parameters=orm.Dict(SHORT_MD))
     with pytest.raises(ValueError, match='either structure'):
-        run_get_node(MdCalculation, code=md_code, model=model, parameters=orm.Dict(SHORT))
+        run_get_node(MdCalculation, code=md_code, model=model, parameters=orm.Dict(SHORT_MD))
     with pytest.raises(ValueError, match='need a QRNN model'):
-        run_get_node(MdCalculation, code=md_code, structures={'a': structure}, parameters=orm.Dict(SHORT))
+        run_get_node(MdCalculation, code=md_code, structures={'a': structure}, parameters=orm.Dict(SHORT_MD))
     open_cell = tiny_cell.copy()
     open_cell.pbc = False
     with pytest.raises(ValueError, match=r'structures\.b: the cell must be periodic'):
         run_get_node(MdCalculation, code=md_code, structures={'a': structure, 'b': orm.StructureData(ase=open_cell)},
-                     model=model, parameters=orm.Dict(SHORT))
+                     model=model, parameters=orm.Dict(SHORT_MD))
 
 
 def test_batched_replicas_with_a_committee_each_log_their_disagreement(md_code, replica_cells):
-    inputs = committee_inputs(md_code, replica_cells['r00'], {**SHORT, 'committee_interval': 5})
+    inputs = committee_inputs(md_code, replica_cells['r00'], {**SHORT_MD, 'committee_interval': 5})
     del inputs['structure']
     structures = {label: orm.StructureData(ase=replica_cells[label]) for label in ('r00', 'r01')}
     results, node = run_get_node(MdCalculation, **inputs, structures=structures)

@@ -24,8 +24,7 @@ from aiida_qrnn.core.d3bj import D3BJ_PARAMETERS
 from aiida_qrnn.core.pyscf_labels import label_cluster
 from aiida_qrnn.core.units import E_BOHR_TO_E_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.calculations.test_xtb import ethylene_glycol
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import ethylene_glycol, make_water_clusters
 
 # Installed by scripts/install.sh; a missing executable is a failure of the set-up, not a reason to skip.
 PSI4 = shutil.which('psi4') or 'psi4'

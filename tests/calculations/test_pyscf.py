@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from aiida import orm
@@ -15,14 +12,7 @@ from aiida_qrnn.calculations.pyscf import PyscfCalculation, validate_parameters
 from aiida_qrnn.core.pyscf_labels import label_cluster
 from aiida_qrnn.core.units import E_BOHR_TO_E_ANGSTROM, HARTREE_PER_BOHR_TO_EV_PER_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.conftest import make_water_clusters
-
-EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
-
-
-@pytest.fixture
-def pyscf_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.pyscf', filepath_executable=EXEC)
+from aiida_qrnn.testing.structures import make_water_clusters
 
 
 def hydroxide() -> Atoms:

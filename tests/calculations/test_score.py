@@ -19,7 +19,7 @@ from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 from aiida_qrnn.core.selection import committee_scores
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 EXEC = Path(sys.executable).parent / 'aiida-qrnn-exec'
 

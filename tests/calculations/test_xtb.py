@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,31 +17,8 @@ from ase import Atoms
 from aiida_qrnn.calculations.xtb import XtbCalculation, validate_clusters, validate_parameters
 from aiida_qrnn.core.units import E_BOHR_TO_E_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.conftest import make_water_clusters
-
-# xtb is installed by scripts/install.sh; a missing executable is a failure of the set-up, not a reason to skip.
-XTB = shutil.which('xtb') or 'xtb'
-
-
-def ethylene_glycol() -> Atoms:
-    """HO-CH2-CH2-OH, an MMFF-optimised conformer (RDKit, seed 7)."""
-    atoms = Atoms(
-        'OCCOHHHHHH',
-        positions=[
-            (1.2939, -0.7009, 0.1838), (0.5323, 0.4795, -0.0774), (-0.9094, 0.0743, -0.3576),
-            (-1.4310, -0.6272, 0.7698), (2.2035, -0.4108, 0.3737), (0.5880, 1.1151, 0.8117),
-            (0.9659, 1.0014, -0.9350), (-1.5361, 0.9503, -0.5448), (-0.9654, -0.5982, -1.2192),
-            (-0.7417, -1.2835, 0.9950),
-        ],
-    )
-    atoms.info.update(kind='user', source='ethylene glycol')
-    return atoms
-
-
-def hydronium() -> Atoms:
-    atoms = Atoms('OHHH', positions=[(0, 0, 0.1), (0.94, 0, -0.25), (-0.47, 0.814, -0.25), (-0.47, -0.814, -0.25)])
-    atoms.info.update(kind='user', source='hydronium', total_charge=1)
-    return atoms
+from aiida_qrnn.testing.codes import XTB
+from aiida_qrnn.testing.structures import ethylene_glycol, hydronium, make_water_clusters
 
 
 def direct_xtb(atoms: Atoms, folder: Path, *flags: str) -> str:
@@ -62,11 +38,6 @@ def dipole_e_angstrom(stdout: str) -> np.ndarray:
     """The ``full:`` row (a.u.) of the ``molecular dipole`` table."""
     row = re.search(r'molecular dipole:.*?full:\s+(\S+)\s+(\S+)\s+(\S+)', stdout, re.DOTALL)
     return np.array([float(x) for x in row.groups()]) * E_BOHR_TO_E_ANGSTROM
-
-
-@pytest.fixture
-def xtb_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB)
 
 
 def test_labels_match_direct_xtb(xtb_code, tmp_path):

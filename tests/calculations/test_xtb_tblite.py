@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 from aiida.engine import run_get_node
 from tblite.interface import Calculator
@@ -11,10 +9,8 @@ from tblite.interface import Calculator
 from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.calculations.test_xtb import ethylene_glycol, hydronium
-from tests.conftest import make_water_clusters
-
-XTB = shutil.which('xtb') or 'xtb'
+from aiida_qrnn.testing.codes import XTB
+from aiida_qrnn.testing.structures import ethylene_glycol, hydronium, make_water_clusters
 
 
 def test_xtb_and_tblite_charges_agree(aiida_code_installed):

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from aiida_qrnn.cli.data import clusters
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 
 def invoke(*arguments: str):

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from aiida_qrnn.cli.exec import cli
 from aiida_qrnn.core.dataset import write_cluster_set
-from tests.core.training.helpers import TINY_CONFIG, teacher_labelled_clusters
+from aiida_qrnn.testing.models import TINY_CONFIG, teacher_labelled_clusters
 
 
 def _job(tmp_path, model: dict, training: dict) -> None:

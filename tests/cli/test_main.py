@@ -9,7 +9,10 @@ import textwrap
 import pytest
 
 from aiida_qrnn.core.dataset import ClusterSet
-from tests.test_profiles import BIN, run
+from aiida_qrnn.testing.codes import BIN
+from aiida_qrnn.testing.profiles import run
+
+pytestmark = pytest.mark.integration  # the commands in subprocesses on a profile made by `aiida-qrnn setup`, the demo
 
 
 @pytest.fixture(scope='module')
@@ -70,7 +73,7 @@ def test_daemon_submission_on_the_zeromq_profile(embedded_profile, tmp_path):
         from aiida.engine import submit
         from aiida_qrnn.calculations.xtb import XtbCalculation
         from aiida_qrnn.data.cluster_set import ClusterSetData
-        from aiida_qrnn.demo import build_ethylene_glycol_clusters
+        from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters
 
         clusters = ClusterSetData.from_atoms(build_ethylene_glycol_clusters(2, seed=11)).store()
         node = submit(XtbCalculation, code=orm.load_code('xtb@localhost'), clusters=clusters,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from aiida_qrnn.calculations.selection import select_for_labelling
 from aiida_qrnn.cli.main import cli
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 SECTIONS = ('Training rounds and model metrics', 'Active learning: committee error ε against ρ^f',
             'Active learning: ρ^f per round', 'Properties against chain length', 'Pair and torsion scans')

@@ -23,7 +23,7 @@ from aiida_qrnn.core.dataset import (
     write_file_digest,
 )
 from aiida_qrnn.core.sanity import allows_broken_bonds, check_structure
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 FUZZ = settings(
     max_examples=40, deadline=10_000, derandomize=True, database=None,

@@ -17,7 +17,7 @@ from aiida_qrnn.core.selection import (
     select_by_trust_levels,
     select_top_k_plus_random,
 )
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 SCALES = (0.8, 1.0, 1.3, 0.9, 1.5)
 

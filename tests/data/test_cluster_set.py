@@ -10,8 +10,8 @@ from aiida.common.exceptions import ValidationError
 from aiida_qrnn.calculations.merge import merge_cluster_sets
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSetError, read_extxyz, write_cluster_set, write_file_digest
 from aiida_qrnn.data.cluster_set import ClusterSetData, _StoredRowCache
-from tests.conftest import make_water_clusters
-from tests.core.test_dataset import change_dataset
+from aiida_qrnn.testing.files import change_dataset, flip_bit_in_dataset, randomly_damaged_copies
+from aiida_qrnn.testing.structures import make_water_clusters
 
 
 def test_atoms_to_node_to_extxyz_to_atoms_is_bit_exact(aiida_profile, tmp_path, labelled_water_clusters):
@@ -130,12 +130,6 @@ def test_stored_rows_are_read_once_and_the_cache_is_bounded(aiida_profile, monke
 
 
 # -- storing verifies: the node's attributes and ids are the file's content -----------------------------------------
-@pytest.fixture
-def labelled_file(tmp_path):
-    return write_cluster_set(tmp_path / 'set.h5', ClusterArrays.from_atoms(make_water_clusters(4, labelled=True)),
-                             level_of_theory='gfn2-xtb')
-
-
 def test_a_file_whose_summary_lies_is_not_stored(aiida_profile_clean, labelled_file):
     """Before: a file with one atomic number changed was stored with the elements its own summary claimed."""
     def to_fluorine(numbers):
@@ -161,24 +155,15 @@ def test_moved_atoms_are_not_stored_under_the_intact_id(aiida_profile_clean, lab
 
 @pytest.mark.parametrize('dataset', ['clusters/energy', 'atoms/forces'])
 def test_a_changed_label_byte_is_not_stored(aiida_profile_clean, labelled_file, dataset):
-    def flip(values):
-        values.reshape(-1).view(np.uint8)[3] ^= 0x40
-
-    change_dataset(labelled_file, dataset, flip, sealed=False)
+    flip_bit_in_dataset(labelled_file, dataset, byte=3, mask=0x40)
     with pytest.raises(ClusterSetError, match=f"the checksum of dataset '{dataset}' does not match"):
         ClusterSetData(labelled_file)
 
 
 def test_randomly_damaged_files_give_one_clear_error(aiida_profile_clean, labelled_file, tmp_path):
     """Before: 4 of 5 byte-flipped files raised h5py's RuntimeError/KeyError/OSError (and some hang HDF5)."""
-    data = labelled_file.read_bytes()
-    rng = np.random.default_rng(5)
-    for trial in range(20):
-        damaged = bytearray(data)
-        for position in rng.integers(0, len(data), size=3):
-            damaged[position] ^= 1 << int(rng.integers(8))
-        path = tmp_path / f'damaged{trial}.h5'
-        path.write_bytes(bytes(damaged))
+    damaged = randomly_damaged_copies(labelled_file, tmp_path, n_copies=20, flips_per_copy=3, seed=5)
+    for trial, path in enumerate(damaged):
         with pytest.raises(ClusterSetError, match=rf"damaged{trial}.h5': damaged cluster set"):
             ClusterSetData(path)
     assert orm.QueryBuilder().append(ClusterSetData).count() == 0

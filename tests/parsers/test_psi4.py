@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +24,13 @@ D3BJ = {'s6': 1.0, 's8': 0.2641, 'a1': 0.0, 'a2': 5.4959}
 
 
 @pytest.fixture
-def generate_calc_job_node(aiida_localhost):
-    """A stored ``CalcJobNode`` whose input set and retrieved folder are a fixture folder, as after a real run."""
+def generate_calc_job_node(generate_calc_job_node):
+    """The shared factory with Psi4's input set: the case's clusters (or ``clusters``) and :data:`PARAMETERS`."""
 
     def factory(case: str, clusters: ClusterSetData | None = None) -> orm.CalcJobNode:
-        folder = FIXTURES / case
-        node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.psi4')
-        clusters = clusters or ClusterSetData(folder / 'clusters.h5')
-        node.base.links.add_incoming(clusters.store(), LinkType.INPUT_CALC, 'clusters')
-        node.base.links.add_incoming(orm.Dict(PARAMETERS).store(), LinkType.INPUT_CALC, 'parameters')
-        node.store()
-        retrieved = orm.FolderData()
-        for path in sorted(folder.iterdir()):
-            if any(fnmatch(path.name, pattern) for pattern in RETRIEVE_PATTERNS):
-                retrieved.base.repository.put_object_from_file(path, path.name)
-        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-        retrieved.store()
-        return node
+        inputs = {'clusters': clusters or ClusterSetData(FIXTURES / case / 'clusters.h5'),
+                  'parameters': orm.Dict(PARAMETERS)}
+        return generate_calc_job_node('psi4', case, inputs=inputs, retrieve=RETRIEVE_PATTERNS)
 
     return factory
 
@@ -103,7 +92,7 @@ def test_parser_failures(generate_calc_job_node):
 
 def test_parser_refuses_records_of_another_cluster(generate_calc_job_node):
     """The records of ``success/`` checked against other input clusters: geometry_mismatch, nothing labelled."""
-    from tests.conftest import make_water_clusters
+    from aiida_qrnn.testing.structures import make_water_clusters
 
     other = ClusterSetData.from_atoms(make_water_clusters(2, seed=3))
     results, calcfunction = Psi4Parser.parse_from_node(

@@ -1,155 +1,33 @@
-"""The production path with real parts: a PostgreSQL + RabbitMQ profile, its daemon, and the local SLURM cluster.
-
-Everything AiiDA does runs in subprocesses (``aiida-qrnn``, ``verdi``, ``verdi run driver.py``) with a temporary
-``AIIDA_PATH``, so the pytest process never loads the production profile. The profile, its database and its
-RabbitMQ queues are deleted at the end of the session.
-"""
+"""The production path with real parts (:mod:`aiida_qrnn.testing.production`): a PostgreSQL + RabbitMQ profile, its
+daemon, and the local SLURM cluster, for the session; deleted at its end with its database and RabbitMQ queues."""
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import shutil
-import subprocess
-import textwrap
-import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.test_computers import CLUSTER_DIR, CLUSTER_SCRIPT, local_cluster  # noqa: F401 (a fixture)
-from tests.test_profiles import BIN, reachable
+from aiida_qrnn.testing.production import production_profile
+from aiida_qrnn.testing.profiles import reachable
 
-DRIVER = Path(__file__).with_name('driver.py')
-#: Executables on the "remote" that stand in for heavier or misbehaving programs around the real xtb.
-WRAPPERS = {
-    # Jobs that stop at their third cluster while the file ``<wrapper>.stall`` beside the wrapper exists: two
-    # clusters are done, one is in progress, the rest not started, whenever a failure is injected. Two of them, so
-    # that a long-running injection (the walltime) can stall its job while other tests stall and release theirs.
-    **{label: textwrap.dedent('''\
-        case " $* " in *" --namespace c000002 "*)
-          while [ -e "$0.stall" ]; do sleep 0.2; done ;;
-        esac
-        exec xtb "$@"''') for label in ('xtb-stalling', 'xtb-stalling-long')},
-    # A full disk on the first cluster of the first job that runs it: xtb finishes, its gradient file is cut.
-    'xtb-truncating': textwrap.dedent('''\
-        xtb "$@"; status=$?
-        case " $* " in *" --namespace c000001 "*)
-          if mkdir "$(dirname "$0")/truncated.once" 2>/dev/null; then head -c 200 c000001.gradient > cut \\
-            && mv cut c000001.gradient; fi ;;
-        esac
-        exit $status'''),
-}
+HERE = Path(__file__).parent
 
 
-@dataclass
-class StalledJob:
-    """A labelling work chain whose first job is on SLURM with two clusters done and the third stalled."""
-
-    pk: int
-    job_id: str
-    remote: Path
-    stall: Path
-
-    def release(self) -> None:
-        self.stall.unlink(missing_ok=True)
-
-
-@dataclass
-class Production:
-    """A production profile in its own ``AIIDA_PATH``, with the SLURM computer ``cluster`` and its codes."""
-
-    name: str
-    aiida_path: Path
-    workdir: Path
-    wrappers: Path
-
-    @property
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, 'AIIDA_PATH': str(self.aiida_path), 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}',
-                'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
-
-    def run(self, *arguments: str | Path, check: bool = True, timeout: float = 300,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(argument) for argument in arguments], env=self.environment, capture_output=True,
-                                text=True, timeout=timeout, cwd=cwd)
-        if check and result.returncode != 0:
-            raise AssertionError(f'{arguments} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
-        return result
-
-    def verdi(self, *arguments: str, **kwargs) -> subprocess.CompletedProcess:
-        return self.run(BIN / 'verdi', '-p', self.name, *arguments, **kwargs)
-
-    def driver(self, *arguments: str | int, timeout: float = 600) -> dict:
-        """Run a command of ``driver.py`` in ``verdi run``; its JSON result."""
-        result = self.verdi('run', str(DRIVER), '--', *(str(argument) for argument in arguments), timeout=timeout)
-        line = next(line for line in result.stdout.splitlines() if line.startswith('RESULT '))
-        return json.loads(line.removeprefix('RESULT '))
-
-    def start_daemon(self) -> None:
-        self.verdi('daemon', 'start', '1')
-
-    def stop_daemon(self) -> None:
-        self.verdi('daemon', 'stop', check=False)
-
-    def submit_xtb(self, n_clusters: int, seed: int, *, code: str = 'xtb@cluster', batch_size: int | None = None,
-                   **options) -> dict:
-        options = {'max_wallclock_seconds': 600, **options}
-        return self.driver('submit', 'xtb', code, n_clusters, seed, batch_size or n_clusters, json.dumps(options))
-
-    def stalled_job(self, seed: int, n_clusters: int = 4, *, wrapper: str = 'xtb-stalling', **options) -> StalledJob:
-        """Submit ``n_clusters`` to ``<wrapper>@cluster`` and return once the first two have their output."""
-        stall = self.wrappers / f'{wrapper}.stall'
-        stall.touch()
-        submitted = self.submit_xtb(n_clusters, seed, code=f'{wrapper}@cluster', **options)
-        job = self.driver('wait-job', submitted['pk'], 120)
-        remote = Path(job['remote'])
-        wait_for_files(remote, 'c00000[01].gradient', 2)
-        return StalledJob(submitted['pk'], job['job_id'], remote, stall)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this folder is marked ``production`` (select with ``-m production``, leave out with ``-m 'not
+    production'``)."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.production)
 
 
 @pytest.fixture(scope='session')
-def production(local_cluster, tmp_path_factory):  # noqa: F811 (the imported fixture)
-    """The production profile with the SLURM computer ``cluster`` (codes xtb, psi4, aiida-qrnn-exec and the
-    wrappers of ``WRAPPERS``) and its daemon running; deleted afterwards."""
+def production(local_cluster, tmp_path_factory):
+    """The production profile with the SLURM computer ``cluster``, its codes and wrappers, and its daemon running."""
     if not (reachable(5432) and reachable(5672)):
         pytest.skip('the production profile needs PostgreSQL on 127.0.0.1:5432 and RabbitMQ on 127.0.0.1:5672')
-    name = f'qrnn-prod-{secrets.token_hex(3)}'
-    wrappers = CLUSTER_DIR / f'bin-{name}'
-    profile = Production(name, tmp_path_factory.mktemp('aiida-production'), CLUSTER_DIR / f'work-{name}', wrappers)
-    wrappers.mkdir(parents=True)
-    for label, body in WRAPPERS.items():
-        (wrappers / label).write_text(f'#!/bin/sh\n{body}\n')
-        (wrappers / label).chmod(0o755)
-    try:
-        profile.run(BIN / 'aiida-qrnn', '-p', name, 'setup', '--production')
-        profile.run(BIN / 'aiida-qrnn', '-p', name, 'computer', 'add-slurm', 'cluster', '--host', local_cluster,
-                    '--workdir', profile.workdir, '--partition', 'debug',
-                    '--code', f'aiida-qrnn-exec={BIN / "aiida-qrnn-exec"}')
-        # Short transport retries (default: 20 s doubling, 5 attempts) keep the SSH-outage test short; the daemon
-        # commands wait longer than their default 2 s for an answer from a daemon on a busy machine (as the docs say).
-        profile.verdi('config', 'set', 'transport.task_retry_initial_interval', '2')
-        profile.verdi('config', 'set', 'daemon.timeout', '30')
-        setup = profile.aiida_path / 'setup_codes.py'
-        setup.write_text(textwrap.dedent(f'''
-            from aiida import orm
-            computer = orm.load_computer('cluster')
-            computer.set_minimum_job_poll_interval(1)
-            for label in {sorted(WRAPPERS)!r}:
-                orm.InstalledCode(label=label, computer=computer, filepath_executable='{wrappers}/' + label,
-                                  default_calc_job_plugin='qrnn.xtb').store()
-        '''))
-        profile.verdi('run', str(setup))
-        profile.start_daemon()
+    with production_profile(local_cluster, tmp_path_factory.mktemp('aiida-production')) as profile:
         yield profile
-    finally:
-        profile.stop_daemon()
-        profile.run(BIN / 'verdi', 'profile', 'delete', name, '--delete-data', '--force', check=False)
-        shutil.rmtree(profile.workdir, ignore_errors=True)
-        shutil.rmtree(wrappers, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -158,52 +36,3 @@ def release_stalled_jobs(request):
     yield
     if 'production' in request.fixturenames:
         (request.getfixturevalue('production').wrappers / 'xtb-stalling.stall').unlink(missing_ok=True)
-
-
-def cluster_command(*arguments: str) -> subprocess.CompletedProcess:
-    """``scripts/local-cluster.sh`` with the test cluster's folder."""
-    environment = {**os.environ, 'QRNN_CLUSTER_DIR': str(CLUSTER_DIR), 'QRNN_CLUSTER_SSH_PORT': '2222'}
-    result = subprocess.run(['bash', str(CLUSTER_SCRIPT), *arguments], env=environment, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def slurm(*arguments: str) -> str:
-    environment = {**os.environ, 'SLURM_CONF': str(CLUSTER_DIR / 'slurm' / 'slurm.conf')}
-    return subprocess.run(list(arguments), env=environment, capture_output=True, text=True, check=True,
-                          timeout=60).stdout
-
-
-def wait_until_left_the_queue(job_id: str, timeout: float = 120) -> None:
-    """Wait until SLURM no longer lists job ``job_id`` (cancelled, timed out, failed or done)."""
-    deadline = time.monotonic() + timeout
-    while slurm('squeue', '-h', '-j', job_id).strip():
-        assert time.monotonic() < deadline, f'SLURM job {job_id} still queued after {timeout} s'
-        time.sleep(0.5)
-
-
-def wait_for_files(folder: Path, pattern: str, count: int, timeout: float = 120) -> None:
-    """Wait until ``folder`` holds ``count`` files matching ``pattern`` (the job's progress on the cluster)."""
-    deadline = time.monotonic() + timeout
-    while len(list(folder.glob(pattern))) < count:
-        assert time.monotonic() < deadline, f'{folder} never held {count} files {pattern}'
-        time.sleep(0.2)
-
-
-def assert_nothing_lost(audit: dict, *, min_jobs: int = 1) -> None:
-    """Finished; every input cluster labelled exactly once over all jobs; the output carries them all."""
-    assert audit['state'] == 'finished' and audit['exit_status'] == 0, audit
-    labelled = Counter(cluster_id for calcjob in audit['calcjobs'] for cluster_id in calcjob['labelled_ids'])
-    assert set(labelled) == set(audit['input_ids']), 'a cluster was lost'
-    assert max(labelled.values()) == 1, f'clusters labelled twice: {[i for i, n in labelled.items() if n > 1]}'
-    assert sorted(audit['output_ids']) == sorted(audit['input_ids'])
-    assert len(audit['calcjobs']) >= min_jobs, audit['calcjobs']
-
-
-def assert_retry_in_provenance(audit: dict) -> None:
-    """The second job got exactly the clusters the first left without labels, cut out by ``select_clusters``."""
-    first, second = audit['calcjobs'][:2]
-    assert first['exit_status'] != 0
-    assert set(second['input_ids']) == set(first['input_ids']) - set(first['labelled_ids'])
-    assert second['input_created_by'] == 'select_clusters'

@@ -13,9 +13,10 @@ import shutil
 
 import pytest
 
-from tests.production.conftest import Production
-from tests.test_computers import CLUSTER_DIR, REPOSITORY
-from tests.test_profiles import BIN, reachable
+from aiida_qrnn.testing.codes import BIN
+from aiida_qrnn.testing.production import Production
+from aiida_qrnn.testing.profiles import reachable
+from aiida_qrnn.testing.slurm import CLUSTER_DIR, REPOSITORY
 
 PAGE = REPOSITORY / 'docs' / 'production.md'
 

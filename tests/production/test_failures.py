@@ -18,14 +18,8 @@ import time
 
 import pytest
 
-from tests.production.conftest import (
-    StalledJob,
-    assert_nothing_lost,
-    assert_retry_in_provenance,
-    cluster_command,
-    slurm,
-    wait_until_left_the_queue,
-)
+from aiida_qrnn.testing.production import StalledJob, assert_nothing_lost, assert_retry_in_provenance
+from aiida_qrnn.testing.slurm import cluster_command, slurm, wait_until_left_the_queue
 
 #: What AiiDA logs on a process when a transport task (upload, update, retrieve) fails and is retried.
 TRANSPORT_RETRY = re.compile(r'iteration \d+ of do_\w+ excepted, retrying after \d+ seconds')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.production.conftest import assert_nothing_lost
+from aiida_qrnn.testing.production import assert_nothing_lost
 
 
 def test_xtb_labelling_end_to_end(production):

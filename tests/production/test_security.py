@@ -26,7 +26,7 @@ from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.model.calculator import load_model
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData, ModelDataError
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 
 def hostile(marker: pathlib.Path) -> str:

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.production.conftest import assert_nothing_lost
+from aiida_qrnn.testing.production import assert_nothing_lost
 
 #: Tiny model; batches of 8 over the 8 training clusters: one batch per epoch. ``max_time_s`` = 0 stops every
 #: job after one batch with a checkpoint, as the scheduler's walltime would, so each epoch is its own job.

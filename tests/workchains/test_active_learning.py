@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,6 +13,8 @@ from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.provenance import lineage
+from aiida_qrnn.testing.inputs import active_learning_builder
+from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.active_learning import (
     ActiveLearningWorkChain,
     candidate_pool,
@@ -24,18 +22,6 @@ from aiida_qrnn.workchains.active_learning import (
     stop_rule_met,
 )
 from aiida_qrnn.workchains.label import LabelWorkChain
-from tests.conftest import make_water_clusters
-
-XTB = shutil.which('xtb') or 'xtb'
-EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
-TRAINING = {'model': {'charge_hidden': [8], 'energy_hidden': [8], 'dispersion': None},
-            'training': {'max_epochs': 2, 'batch_size': 4, 'validation_fraction': 0.25}}
-
-
-@pytest.fixture
-def codes(aiida_code_installed) -> dict[str, orm.InstalledCode]:
-    return {'xtb': aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB),
-            'exec': aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)}
 
 
 @pytest.fixture
@@ -46,28 +32,12 @@ def initial_data(codes) -> ClusterSetData:
     return results['clusters']
 
 
-def builder_for(codes, initial_data, **overrides):
-    builder = ActiveLearningWorkChain.get_builder()
-    builder.clusters = initial_data
-    builder.code = codes['exec']
-    builder.training = orm.Dict(TRAINING)
-    builder.transfer = orm.Dict({'max_epochs': 1, 'learning_rate': 5e-4})
-    builder.committee_size = orm.Int(2)
-    builder.candidates = {'water': ClusterSetData.from_atoms(make_water_clusters(14, seed=72))}
-    builder.selection = orm.Dict({'rule': 'top_k_random', 'k': 2, 'k_random': 1, 'seed': 3})
-    builder.label = {'engine': orm.Str('xtb'), 'code': codes['xtb'], 'batch_size': orm.Int(10)}
-    builder.max_rounds = orm.Int(2)
-    for key, value in overrides.items():
-        builder[key] = value
-    return builder
-
-
 def train_calculation(model):
     return model.creator
 
 
 def test_two_rounds_grow_the_data_and_transfer_the_model(codes, initial_data):
-    results, node = run_get_node(builder_for(codes, initial_data))
+    results, node = run_get_node(active_learning_builder(codes, initial_data))
     assert node.is_finished_ok, node.exit_message
     summary = results['summary'].get_dict()
     assert [entry['round'] for entry in summary['rounds']] == [1, 2]
@@ -108,7 +78,8 @@ def test_stop_rule_ends_the_loop_before_labelling(codes, initial_data, tmp_path)
     torch.manual_seed(0)
     model = QRNN(QRNNConfig(elements=('H', 'O'), charge_hidden=(8,), energy_hidden=(8,), dispersion=None))
     given = ModelData.from_file(save_model(model, tmp_path / 'given.safetensors'))
-    builder = builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5, 'threshold': 1e9}), model=given)
+    builder = active_learning_builder(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5, 'threshold': 1e9}),
+                                      model=given)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert results['model'].uuid == given.uuid  # the given model is the current one: no first model is trained
@@ -143,15 +114,16 @@ def test_property_change_is_the_largest_relative_change():
 
 def test_bad_inputs_are_refused_naming_the_input(codes, initial_data):
     with pytest.raises(ValueError, match=r'parameters\.rule must be one of'):
-        run_get_node(builder_for(codes, initial_data, selection=orm.Dict({'rule': 'best'})))
+        run_get_node(active_learning_builder(codes, initial_data, selection=orm.Dict({'rule': 'best'})))
     with pytest.raises(ValueError, match='stop_rule: give a threshold'):
-        run_get_node(builder_for(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5})))
+        run_get_node(active_learning_builder(codes, initial_data, stop_rule=orm.Dict({'quantile': 0.5})))
     with pytest.raises(ValueError, match=r"property_stop.property must be one of .*, got 'viscosity'"):
-        builder_for(codes, initial_data, property_stop=orm.Dict({'property': 'viscosity', 'relative_change': 0.1}))
+        active_learning_builder(codes, initial_data,
+                                property_stop=orm.Dict({'property': 'viscosity', 'relative_change': 0.1}))
     with pytest.raises(ValueError, match='property_stop needs properties'):
-        run_get_node(builder_for(codes, initial_data,
-                                 property_stop=orm.Dict({'property': 'density', 'relative_change': 0.1})))
-    builder = builder_for(codes, initial_data)
+        run_get_node(active_learning_builder(codes, initial_data,
+                                             property_stop=orm.Dict({'property': 'density', 'relative_change': 0.1})))
+    builder = active_learning_builder(codes, initial_data)
     builder.candidates = {}
     _, node = run_get_node(builder)
     assert node.exit_status == ActiveLearningWorkChain.exit_codes.ERROR_NO_CANDIDATE_SOURCE.status

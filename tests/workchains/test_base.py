@@ -15,8 +15,8 @@ from aiida.manage import get_manager
 from plumpy import ProcessState
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.base import Psi4BaseWorkChain, PyscfBaseWorkChain, XtbBaseWorkChain
-from tests.conftest import make_water_clusters
 
 XTB = shutil.which('xtb') or 'xtb'
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +12,8 @@ from tblite.interface import Calculator
 
 from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain, assemble_labels, batch_label, submitted_batch
-from tests.conftest import make_water_clusters
-
-XTB = shutil.which('xtb') or 'xtb'
-EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
-
-
-@pytest.fixture
-def xtb_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB)
 
 
 def labelled_ids(node) -> list[list[str]]:
@@ -95,11 +84,6 @@ def test_engine_is_validated(xtb_code):
     with pytest.raises(ValueError, match='engine'):
         run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(1)),
                      engine=orm.Str('orca'), code=xtb_code)
-
-
-@pytest.fixture
-def pyscf_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.pyscf', filepath_executable=EXEC)
 
 
 def test_dft_labels_with_xtb_charges(xtb_code, pyscf_code):

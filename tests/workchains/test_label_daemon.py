@@ -14,19 +14,21 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import textwrap
 import time
 
-from tests.test_profiles import BIN, run
-from tests.workchains.test_active_learning_daemon import stop_daemon
+import pytest
+
+from aiida_qrnn.testing.profiles import EmbeddedProfile
+
+pytestmark = pytest.mark.integration  # a daemon on a profile made by `aiida-qrnn setup`
 
 SUBMIT = '''
 from aiida import orm
 from aiida.engine import submit
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain
-from tests.conftest import make_water_clusters
 
 clusters = ClusterSetData.from_atoms(make_water_clusters(8, seed=91))
 node = submit(LabelWorkChain, clusters=clusters, engine=orm.Str('xtb'), code=orm.load_code('xtb@localhost'),
@@ -47,29 +49,19 @@ print('STATE', node.process_state.value, node.exit_status, len(ran), len(set(ran
 '''
 
 
-def worker_pid(aiida_path) -> int:
-    status = run([BIN / 'verdi', 'daemon', 'status'], aiida_path).stdout
+def worker_pid(profile: EmbeddedProfile) -> int:
+    status = profile.verdi('daemon', 'status').stdout
     table = status.split('Active workers')[1].splitlines()
     return int(next(line.split()[0] for line in table if line.strip()[:1].isdigit()))
 
 
-def state(aiida_path, folder, pk: int) -> list[str]:
-    output = run([BIN / 'verdi', 'run', str(folder / 'state.py'), str(pk)], aiida_path).stdout
-    return next(line.split()[1:] for line in output.splitlines() if line.startswith('STATE'))
-
-
 def test_batches_submitted_before_a_worker_kill_are_not_submitted_again(tmp_path):
-    aiida_path = tmp_path / 'aiida'
-    aiida_path.mkdir()
-    (tmp_path / 'submit.py').write_text(textwrap.dedent(SUBMIT))
-    (tmp_path / 'state.py').write_text(textwrap.dedent(STATE))
-    run([BIN / 'aiida-qrnn', 'setup'], aiida_path)
-    database = aiida_path / '.aiida' / 'storage' / 'qrnn' / 'database.sqlite'
-    run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
+    profile = EmbeddedProfile.create(tmp_path, SUBMIT, STATE)
+    database = profile.aiida_path / '.aiida' / 'storage' / 'qrnn' / 'database.sqlite'
+    profile.start_daemon()
     try:
-        worker = worker_pid(aiida_path)
-        output = run([BIN / 'verdi', 'run', str(tmp_path / 'submit.py')], aiida_path, timeout=300).stdout
-        pk = int(next(line.split()[1] for line in output.splitlines() if line.startswith('PK')))
+        worker = worker_pid(profile)
+        pk = profile.submit()
         deadline = time.monotonic() + 300
         with sqlite3.connect(f'file:{database}?mode=ro', uri=True, timeout=30) as connection:
             while time.monotonic() < deadline:
@@ -80,15 +72,15 @@ def test_batches_submitted_before_a_worker_kill_are_not_submitted_again(tmp_path
                     break
                 time.sleep(0.01)
         assert labels, 'no batch was submitted within 300 s'
-        stop_daemon(aiida_path)
-        run([BIN / 'verdi', 'process', 'repair'], aiida_path)
-        run([BIN / 'verdi', 'daemon', 'start', '1'], aiida_path)
+        profile.stop_daemon()
+        profile.verdi('process', 'repair')
+        profile.start_daemon()
         deadline = time.monotonic() + 600
-        while (current := state(aiida_path, tmp_path, pk))[0] not in ('finished', 'excepted', 'killed'):
+        while (current := profile.state(pk))[0] not in ('finished', 'excepted', 'killed'):
             assert time.monotonic() < deadline, current
             time.sleep(3)
     finally:
-        stop_daemon(aiida_path, check=False)
+        profile.stop_daemon(check=False)
     process_state, exit_status, n_batches, n_distinct, n_jobs, n_orphans, n_found = current
     assert (process_state, exit_status) == ('finished', '0'), current
     assert (n_batches, n_distinct, n_jobs) == ('4', '4', '4'), current  # each batch run once, none twice

@@ -11,13 +11,8 @@ from aiida.engine.utils import instantiate_process
 from aiida.manage import get_manager
 
 from aiida_qrnn.core.structures import pack_cell
+from aiida_qrnn.testing.inputs import ENDLESS_MD, SHORT_MD, committee_inputs, committee_monitor
 from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
-from tests.calculations.test_md import ENDLESS, EXECUTABLE, SHORT, committee_inputs, committee_monitor
-
-
-@pytest.fixture
-def md_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.md', filepath_executable=EXECUTABLE)
 
 
 @pytest.fixture(scope='module')
@@ -57,31 +52,31 @@ def test_continued_settings_keep_the_simulated_time():
 
 
 def test_walltime_handler_continues_from_the_checkpoint(md_code, tiny_structure):
-    process = _work_chain(md_code, tiny_structure, SHORT)
+    process = _work_chain(md_code, tiny_structure, SHORT_MD)
     node = _failed_job(md_code, 400, {'status': 1, 'step': 7, 'checkpoint_step': 7})
     report = process.handle_walltime(node)
     assert isinstance(report, ProcessHandlerReport) and report.do_break
     assert process.ctx.inputs.parent_folder.uuid == node.outputs.remote_folder.uuid
-    assert process.ctx.inputs.parameters.get_dict() == SHORT
+    assert process.ctx.inputs.parameters.get_dict() == SHORT_MD
 
 
 @pytest.mark.parametrize('checkpoint_step', [10, None])
 def test_unstable_handler_shrinks_the_timestep(md_code, tiny_structure, checkpoint_step):
-    process = _work_chain(md_code, tiny_structure, SHORT)
+    process = _work_chain(md_code, tiny_structure, SHORT_MD)
     node = _failed_job(md_code, 512, {'status': 12, 'step': 13, 'checkpoint_step': checkpoint_step})
     process.handle_unstable(node)
     settings = process.ctx.inputs.parameters.get_dict()
-    assert settings['timestep_fs'] == SHORT['timestep_fs'] / 2
+    assert settings['timestep_fs'] == SHORT_MD['timestep_fs'] / 2
     if checkpoint_step is None:  # nothing to continue from: start again, whole run at the smaller step
-        assert 'parent_folder' not in process.ctx.inputs and settings['n_steps'] == 2 * SHORT['n_steps']
+        assert 'parent_folder' not in process.ctx.inputs and settings['n_steps'] == 2 * SHORT_MD['n_steps']
     else:
         assert process.ctx.inputs.parent_folder.uuid == node.outputs.remote_folder.uuid
-        assert settings['n_steps'] == 10 + 2 * (SHORT['n_steps'] - 10)
+        assert settings['n_steps'] == 10 + 2 * (SHORT_MD['n_steps'] - 10)
 
 
 def test_unstable_run_is_restarted_with_a_smaller_timestep(md_code, tiny_structure):
     """OPLS-AA at 20 fs runs away (X-H vibrations have ~10 fs periods); at 1 fs it finishes the same 200 fs."""
-    settings = {**SHORT, 'ensemble': 'nvt', 'timestep_fs': 20.0, 'n_steps': 10, 'trajectory_interval': 100,
+    settings = {**SHORT_MD, 'ensemble': 'nvt', 'timestep_fs': 20.0, 'n_steps': 10, 'trajectory_interval': 100,
                 'log_interval': 10, 'checkpoint_interval': 2}
     results, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': tiny_structure,
                                                       'parameters': orm.Dict(settings)},
@@ -103,7 +98,7 @@ def test_committee_stop_finishes_ok_without_a_restart(md_code):
     """The monitor kills the first job for committee disagreement: the work chain runs no second job, finishes OK
     and exposes the job's outputs with output_parameters['status'] == 'committee_disagreement'."""
     cell = pack_cell(1, 10, density_g_cm3=0.9, seed=1)
-    results, node = run_get_node(MdBaseWorkChain, md={**committee_inputs(md_code, cell, ENDLESS),
+    results, node = run_get_node(MdBaseWorkChain, md={**committee_inputs(md_code, cell, ENDLESS_MD),
                                                       'monitors': committee_monitor(1e-9)})
     assert node.is_finished_ok, node.exit_message
     assert len(node.called) == 1
@@ -112,13 +107,13 @@ def test_committee_stop_finishes_ok_without_a_restart(md_code):
     assert {'trajectory', 'structure', 'log', 'committee'} <= set(results)
     with pytest.raises(ValueError, match='needs a committee'):
         run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': orm.StructureData(ase=cell),
-                                          'parameters': orm.Dict(SHORT), 'monitors': committee_monitor(0.5)})
+                                          'parameters': orm.Dict(SHORT_MD), 'monitors': committee_monitor(0.5)})
 
 
 def test_unstable_at_step_zero_ends_with_the_unstable_status(md_code, tiny_structure):
     """The input cell already violates the contact guard (C-H bonds closer than min_distance_A): no timestep helps,
     so the work chain stops after one job with its 511 and message (before: 402, an unhandled failure)."""
-    settings = {**SHORT, 'min_distance_A': 1.2}
+    settings = {**SHORT_MD, 'min_distance_A': 1.2}
     _, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structure': tiny_structure,
                                                 'parameters': orm.Dict(settings)})
     assert node.exit_status == MdBaseWorkChain.exit_codes.ERROR_UNSTABLE_CLOSE_CONTACT.status == 511
@@ -133,13 +128,14 @@ def test_walltime_stopped_batch_continues_every_replica_from_its_checkpoint(md_c
     keep the others from finishing. The continued replicas equal one uninterrupted batched job."""
     from aiida_qrnn.calculations.md import MdCalculation
     from aiida_qrnn.core.md import read_trajectory
-    from tests.calculations.test_md import close_contact, small_qrnn_node
+    from aiida_qrnn.testing.models import small_qrnn_node
+    from aiida_qrnn.testing.structures import close_contact
 
     cells = {'r00': pack_cell(1, 10, density_g_cm3=0.9, seed=1), 'r01': pack_cell(1, 10, density_g_cm3=0.9, seed=2)}
     cells['r02'] = close_contact(cells['r00'])
     structures = {label: orm.StructureData(ase=cell) for label, cell in cells.items()}
     model = small_qrnn_node()
-    settings = {**SHORT, 'n_steps': 3, 'log_interval': 1, 'trajectory_interval': 1}
+    settings = {**SHORT_MD, 'n_steps': 3, 'log_interval': 1, 'trajectory_interval': 1}
     results, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structures': structures, 'model': model,
                                                       'parameters': orm.Dict({**settings, 'walltime_s': 0.0})})
     assert node.is_finished_ok, node.exit_message
@@ -167,11 +163,12 @@ def test_walltime_stopped_batch_continues_every_replica_from_its_checkpoint(md_c
 
 
 def test_batch_unstable_everywhere_at_step_zero_is_not_restarted(md_code):
-    from tests.calculations.test_md import close_contact, small_qrnn_node
+    from aiida_qrnn.testing.models import small_qrnn_node
+    from aiida_qrnn.testing.structures import close_contact
 
     structures = {label: orm.StructureData(ase=close_contact(pack_cell(1, 10, density_g_cm3=0.9, seed=seed)))
                   for label, seed in (('a', 1), ('b', 2))}
     _, node = run_get_node(MdBaseWorkChain, md={'code': md_code, 'structures': structures, 'model': small_qrnn_node(),
-                                                'parameters': orm.Dict(SHORT)})
+                                                'parameters': orm.Dict(SHORT_MD)})
     assert node.exit_status == 511 and len(node.called) == 1
     assert 'a: ' in node.exit_message and 'b: ' in node.exit_message

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qrnn.core.structures import pack_cell
+from aiida_qrnn.testing.models import small_qrnn_node
 from aiida_qrnn.workchains.scans import PairScanWorkChain, TorsionScanWorkChain
-from tests.calculations.test_md import small_qrnn_node
-
-XTB = shutil.which('xtb') or 'xtb'
-
-
-@pytest.fixture
-def xtb_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB)
 
 
 def test_pair_scan_of_two_ethylene_glycols(xtb_code):

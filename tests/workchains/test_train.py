@@ -7,14 +7,8 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.testing.models import TINY_CONFIG, teacher_labelled_clusters
 from aiida_qrnn.workchains.train import TrainWorkChain, member_parameters
-from tests.calculations.test_train import EXECUTABLE
-from tests.core.training.helpers import TINY_CONFIG, teacher_labelled_clusters
-
-
-@pytest.fixture
-def train_code(aiida_code_installed) -> orm.InstalledCode:
-    return aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXECUTABLE)
 
 
 def test_member_parameters_shift_seed_and_split():

@@ -16,7 +16,7 @@ from aiida_qrnn.core.model.calculator import QRNNCalculator
 from aiida_qrnn.core.model.committee import Committee
 from aiida_qrnn.core.selection import committee_scores
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
-from tests.core.model.test_qrnn import make_model
+from aiida_qrnn.testing.models import scaled_random_model
 
 torch.set_num_threads(1)  # two cores shared by several processes
 
@@ -27,7 +27,8 @@ SETTINGS = {'ensemble': 'nvt', 'n_steps': 20, 'timestep_fs': 0.25, 'temperature_
 
 @pytest.fixture(scope='module')
 def models() -> dict:
-    return {'driver': make_model(seed=0, scale=1.0), 'committee': [make_model(seed=seed, scale=1.0) for seed in (1, 2)]}
+    return {'driver': scaled_random_model(seed=0, scale=1.0),
+            'committee': [scaled_random_model(seed=seed, scale=1.0) for seed in (1, 2)]}
 
 
 def _run(models: dict, workdir, **changes) -> tuple:

@@ -14,10 +14,10 @@ from aiida_qrnn.core.md.forcefields import CalculatorForceField, QRNNForceField
 from aiida_qrnn.core.md.integrators import build_integrator, conserved_energy, get_integrator_state
 from aiida_qrnn.core.md.settings import MDSettings
 from aiida_qrnn.core.model.calculator import QRNNCalculator
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
+from aiida_qrnn.testing.models import tiny_md_model
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 from .lennard_jones import ARGON, VectorLennardJones
-from .tiny_qrnn import tiny_qrnn
 
 torch.set_num_threads(1)  # two cores shared by several processes
 
@@ -80,7 +80,7 @@ def test_engine_with_qrnn_reproduces_ase_with_qrnn_calculator(ensemble, cell_flu
     """A tiny QRNN on a 4-molecule ethylene-glycol box: the engine (batched model call, Verlet list with a 1 Å
     skin, stress from the same backward pass) follows ASE driving ``QRNNCalculator`` (exact list every call) over
     40 steps of 0.5 fs. Pairs between the cutoff and cutoff + skin add exact zeros, so only rounding differs."""
-    model = tiny_qrnn()
+    model = tiny_md_model()
     atoms = ethylene_glycol_liquid(4, density_g_cm3=1.0, seed=0)
     atoms.set_momenta(_maxwell_boltzmann(atoms, 300.0, seed=1))
     settings = settings_for(ensemble, cell_fluctuations, timestep_fs=0.5, temperature_K=300.0,

@@ -13,10 +13,10 @@ from ase.build import bulk
 from aiida_qrnn.core.md import MDSettings, MDStatus, read_log, read_trajectory, run_md, run_md_replicas
 from aiida_qrnn.core.md.checkpoint import Checkpoint
 from aiida_qrnn.core.model.calculator import QRNNCalculator
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
+from aiida_qrnn.testing.models import tiny_md_model
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 from .lennard_jones import ARGON, VectorLennardJones
-from .tiny_qrnn import tiny_qrnn
 
 torch.set_num_threads(1)  # two cores shared by several processes
 
@@ -71,7 +71,7 @@ def test_checkpoint_continues_on_the_other_engine(tmp_path, ensemble, cell_fluct
 def test_batched_qrnn_replicas_equal_single_runs(tmp_path):
     """Three ethylene-glycol boxes of different sizes (2, 4, 4 molecules) in one batch, one model call per step,
     NPT with a full cell: each replica's checkpoint, log and frames equal those of the same replica run alone."""
-    model = tiny_qrnn()
+    model = tiny_md_model()
     boxes = [ethylene_glycol_liquid(n, density_g_cm3=0.6, seed=seed) for n, seed in ((2, 0), (4, 0), (4, 2))]
     settings = MDSettings(ensemble='npt', cell_fluctuations='full', n_steps=12, timestep_fs=0.5,
                           temperature_K=300.0, thermostat_tau_fs=20.0, barostat_tau_fs=100.0, pressure_bar=1000.0,

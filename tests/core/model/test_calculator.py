@@ -13,17 +13,16 @@ from ase.md.verlet import VelocityVerlet
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from aiida_qrnn.core.model.calculator import QRNNCalculator, load_model, save_model
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
-
-from .test_qrnn import make_model, run
+from aiida_qrnn.testing.models import evaluate_images, scaled_random_model
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 torch.set_num_threads(1)  # two cores shared by several processes: more threads make this file 5x slower
 
 
 @pytest.fixture(scope='module')
 def model():
-    return make_model(seed=3)
+    return scaled_random_model(seed=3)
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def test_cluster_properties_match_the_module(model):
     molecule = ethylene_glycol_oligomer(2, seed=2)
     molecule.info['total_charge'] = -1
     molecule.calc = QRNNCalculator(model)
-    reference = run(model, [molecule])
+    reference = evaluate_images(model, [molecule])
     assert molecule.get_potential_energy() == pytest.approx(reference['energy'].item(), abs=1e-12)
     np.testing.assert_allclose(molecule.get_forces(), reference['forces'].numpy(), atol=1e-12)
     charges = molecule.get_charges()
@@ -78,7 +77,8 @@ def test_invalid_options_are_refused(model):
 def test_model_file_round_trip_is_bit_identical(model, tmp_path, box):
     path = save_model(model, tmp_path / 'model.safetensors')
     loaded = load_model(path)
-    first, second = run(model, [box], compute_stress=True), run(loaded, [box], compute_stress=True)
+    first = evaluate_images(model, [box], compute_stress=True)
+    second = evaluate_images(loaded, [box], compute_stress=True)
     for name in ('energy', 'forces', 'stress', 'charges'):
         assert torch.equal(first[name], second[name]), name
     (tmp_path / 'bad.safetensors').write_bytes(b'not a model')
@@ -91,7 +91,7 @@ def test_model_data_round_trip_is_bit_identical(aiida_profile, model, tmp_path, 
     from aiida_qrnn.data.model import ModelData
 
     node = ModelData(model.state_dict(), config=model.config.to_dict(), elements=list(model.config.elements)).store()
-    reference = run(model, [box], compute_stress=True)
+    reference = evaluate_images(model, [box], compute_stress=True)
     for source in (node, node.export(tmp_path / 'exported.safetensors')):
         box.calc = QRNNCalculator.from_model(source)
         assert box.get_potential_energy() == reference['energy'].item()
@@ -102,7 +102,7 @@ def test_model_data_round_trip_is_bit_identical(aiida_profile, model, tmp_path, 
 def _md(n_steps: int, integrator: str) -> tuple[np.ndarray, list[float], list[float]]:
     """MD of a 40-atom periodic EG box with a default-initialised random model (forces ~0.05 eV/Å: a numerical,
     not a physical, check; the scaled-up test models would boil the box)."""
-    model = make_model(seed=3, scale=1.0)
+    model = scaled_random_model(seed=3, scale=1.0)
     box = ethylene_glycol_liquid(4, density_g_cm3=1.1, seed=11)
     box.calc = QRNNCalculator(model, neighbor_skin_A=1.0)
     MaxwellBoltzmannDistribution(box, temperature_K=300, rng=np.random.default_rng(0))

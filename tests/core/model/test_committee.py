@@ -8,17 +8,16 @@ import torch
 
 from aiida_qrnn.core.model.committee import Committee
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
-
-from .test_qrnn import flat, make_model, run
+from aiida_qrnn.testing.models import evaluate_images, flat_batch, scaled_random_model
 
 torch.set_num_threads(1)  # two cores shared by several processes: more threads make this file 5x slower
 
 
 def test_committee_mean_variance_and_rho_f():
-    models = [make_model(seed=seed) for seed in range(3)]
+    models = [scaled_random_model(seed=seed) for seed in range(3)]
     images = [ethylene_glycol_oligomer(1, seed=0), ethylene_glycol_oligomer(2, seed=1)]
-    results = Committee(models).evaluate(**flat(images))
-    separate = [run(model, images) for model in models]
+    results = Committee(models).evaluate(**flat_batch(images))
+    separate = [evaluate_images(model, images) for model in models]
     forces = np.stack([result['forces'].numpy() for result in separate])  # (models, atoms, 3)
     np.testing.assert_allclose(results['forces'].numpy(), forces.mean(0), atol=1e-12)
     np.testing.assert_allclose(results['force_variance'].numpy(), forces.var(0), atol=1e-12)
@@ -34,10 +33,10 @@ def test_committee_mean_variance_and_rho_f():
 
 
 def test_identical_models_have_zero_spread_and_mismatched_ones_are_refused():
-    same = Committee([make_model(seed=0), make_model(seed=0)])
-    results = same.evaluate(**flat([ethylene_glycol_oligomer(1)]))
+    same = Committee([scaled_random_model(seed=0), scaled_random_model(seed=0)])
+    results = same.evaluate(**flat_batch([ethylene_glycol_oligomer(1)]))
     assert results['rho_f'].abs().max() == 0.0
     with pytest.raises(ValueError, match='at least two'):
-        Committee([make_model()])
+        Committee([scaled_random_model()])
     with pytest.raises(ValueError, match='other elements'):
-        Committee([make_model(), make_model(elements=('H', 'C', 'O', 'N'))])
+        Committee([scaled_random_model(), scaled_random_model(elements=('H', 'C', 'O', 'N'))])

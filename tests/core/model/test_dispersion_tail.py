@@ -8,8 +8,8 @@ import torch
 from scipy.integrate import quad
 
 from aiida_qrnn.core.model.dispersion import D3Dispersion, tail_integrals
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 
 def _dilute_cell() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

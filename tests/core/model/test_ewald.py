@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from aiida_qrnn.core.model.coulomb import Coulomb
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.neighbors import neighbor_list
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.units import COULOMB_CONSTANT
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 CELL = np.array([[7.0, 0.0, 0.0], [1.0, 6.5, 0.0], [0.5, 0.8, 7.5]])  # Å, triclinic
 

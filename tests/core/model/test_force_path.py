@@ -14,12 +14,11 @@ import torch
 
 from aiida_qrnn.core.model.aev import EXP_FLOOR, AEVComputer
 from aiida_qrnn.core.model.coulomb import Coulomb
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.neighbors import neighbor_list, neighbor_pairs, pair_geometry, sum_over_pairs
 from aiida_qrnn.core.model.qrnn import DEFAULT_COULOMB
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer
-
-from .test_qrnn import flat, make_model
+from aiida_qrnn.testing.models import flat_batch, scaled_random_model
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 torch.set_num_threads(1)
 
@@ -36,7 +35,7 @@ def clusters():
 
 def _coulomb_both_ways(model, images, periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Coulomb energy of the model's own charges: inside the model, and by ``Coulomb.forward`` on the whole list."""
-    inputs = flat(images)
+    inputs = flat_batch(images)
     n_systems = len(images)
     cutoff = model.periodic_cutoff if periodic else model.open_cluster_cutoff
     pairs, cell_shifts = neighbor_pairs(inputs['positions'], inputs['system_index'], inputs['cells'], inputs['pbc'],
@@ -50,7 +49,7 @@ def _coulomb_both_ways(model, images, periodic: bool) -> tuple[torch.Tensor, tor
 
 @pytest.mark.parametrize('short_range_cutoff', [4.6, 5.5])  # inside the radial AEV cutoff (5.1 Å), and beyond
 def test_short_range_removal_over_radial_pairs_equals_whole_list(box, clusters, short_range_cutoff):
-    model = make_model(coulomb={**DEFAULT_COULOMB, 'short_range_cutoff': short_range_cutoff})
+    model = scaled_random_model(coulomb={**DEFAULT_COULOMB, 'short_range_cutoff': short_range_cutoff})
     assert model._short_range_in_radial == (short_range_cutoff <= model.aev.radial_cutoff)
     for images, periodic in (([box], True), (clusters, False)):
         fused, separate = _coulomb_both_ways(model, images, periodic)
@@ -83,7 +82,7 @@ def test_geometry_and_sums_of_a_batch_equal_each_box_alone(box):
     other = ethylene_glycol_liquid(9, density_g_cm3=0.9, seed=4)
     other.set_cell(other.cell.array @ np.array([[1.0, 0.0, 0.0], [0.2, 1.0, 0.0], [0.1, -0.1, 1.0]]),
                    scale_atoms=True)  # a skewed cell
-    inputs = flat([box, other])
+    inputs = flat_batch([box, other])
     cells = inputs['cells'].clone().requires_grad_(True)
     pairs, cell_shifts = neighbor_pairs(inputs['positions'], inputs['system_index'], cells, inputs['pbc'], 6.0)
     shifts, vectors, distances = pair_geometry(inputs['positions'], cells, inputs['system_index'], pairs, cell_shifts)
@@ -97,7 +96,7 @@ def test_geometry_and_sums_of_a_batch_equal_each_box_alone(box):
     batched = sum_over_pairs(values, pairs, inputs['system_index'], 2)
     (batched_cell_gradient,) = torch.autograd.grad(batched.sum(), cells)
     for system, atoms in enumerate((box, other)):
-        alone = flat([atoms])
+        alone = flat_batch([atoms])
         alone_cells = alone['cells'].clone().requires_grad_(True)
         alone_pairs, alone_shifts = neighbor_pairs(alone['positions'], alone['system_index'], alone_cells,
                                                    alone['pbc'], 6.0)
@@ -122,7 +121,7 @@ def test_clamped_gaussian_exponents_change_nothing_measurable():
 def test_coulomb_module_pieces_add_up_to_its_forward(box):
     """long_range_kernel - short_range_kernel and self_energy are exactly what Coulomb.forward sums."""
     coulomb = Coulomb(**DEFAULT_COULOMB).double()
-    inputs = flat([box])
+    inputs = flat_batch([box])
     pairs, cell_shifts = neighbor_pairs(inputs['positions'], inputs['system_index'], inputs['cells'], inputs['pbc'],
                                         12.0)
     _, _, distances = pair_geometry(inputs['positions'], inputs['cells'], inputs['system_index'], pairs, cell_shifts)

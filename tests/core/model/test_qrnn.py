@@ -16,10 +16,11 @@ import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from aiida_qrnn.core.model.liquid import ethylene_glycol_liquid
 from aiida_qrnn.core.model.qrnn import DEFAULT_COULOMB, QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
 from aiida_qrnn.core.units import COULOMB_CONSTANT
+from aiida_qrnn.testing.models import evaluate_images, flat_batch, scaled_random_model
+from aiida_qrnn.testing.structures import ethylene_glycol_liquid
 
 torch.set_num_threads(1)  # two cores shared by several processes: more threads make this file 5x slower
 
@@ -27,45 +28,9 @@ HAS_COULOMB = importlib.util.find_spec('aiida_qrnn.core.model.coulomb') is not N
 HAS_DISPERSION = importlib.util.find_spec('aiida_qrnn.core.model.dispersion') is not None
 
 
-def make_model(
-    seed: int = 0, dtype: torch.dtype = torch.float64, long_range: bool = True, scale: float = 20.0, **overrides,
-) -> QRNN:
-    """Random weights; the output layers are scaled by ``scale`` so that charges and energies are far from zero."""
-    torch.manual_seed(seed)
-    options = {
-        'coulomb': dict(DEFAULT_COULOMB) if long_range and HAS_COULOMB else None,
-        'dispersion': {} if long_range and HAS_DISPERSION else None,
-    }
-    options.update(overrides)
-    model = QRNN(QRNNConfig(**options))
-    with torch.no_grad():
-        for networks in (model.charge_networks, model.energy_networks):
-            for network in networks.networks:
-                network[-1].weight.mul_(scale)
-        atom_energies = {'H': -13.6, 'C': -1029.0, 'N': -1485.0, 'O': -2041.0}  # eV, rough free-atom scale
-        model.self_energies.copy_(torch.tensor([atom_energies[symbol] for symbol in model.config.elements]))
-    return model.to(dtype)
-
-
-def flat(images: list[Atoms], dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
-    return {
-        'positions': torch.tensor(np.concatenate([atoms.positions for atoms in images]), dtype=dtype),
-        'numbers': torch.tensor(np.concatenate([atoms.numbers for atoms in images])),
-        'system_index': torch.cat([torch.full((len(atoms),), index) for index, atoms in enumerate(images)]),
-        'cells': torch.tensor(np.stack([atoms.cell.array for atoms in images]), dtype=dtype),
-        'pbc': torch.tensor(np.stack([atoms.pbc for atoms in images])),
-        'total_charge': torch.tensor([atoms.info.get('total_charge', 0) for atoms in images], dtype=dtype),
-    }
-
-
-def run(model: torch.nn.Module, images: list[Atoms], **kwargs) -> dict[str, torch.Tensor]:
-    batch = flat(images, next(model.parameters()).dtype)
-    return {name: value.detach() for name, value in evaluate(model, **batch, **kwargs).items()}
-
-
 @pytest.fixture(scope='module')
 def model() -> QRNN:
-    return make_model()
+    return scaled_random_model()
 
 
 @pytest.fixture(scope='module')
@@ -75,20 +40,20 @@ def eg_pair() -> Atoms:
 
 
 def test_charges_are_large_enough_to_test(model, eg_pair):
-    results = run(model, [eg_pair])
+    results = evaluate_images(model, [eg_pair])
     assert results['charges'].abs().max() > 0.1
     if HAS_COULOMB:
         assert results['energy_coulomb'].abs().max() > 1e-3
 
 
 def test_translation_rotation_permutation(model, eg_pair):
-    reference = run(model, [eg_pair])
+    reference = evaluate_images(model, [eg_pair])
     moved = eg_pair.copy()
     rotation = Rotation.from_euler('xyz', [0.7, -1.1, 2.3])
     moved.positions = rotation.apply(moved.positions) + np.array([3.0, -7.0, 11.0])
     permutation = np.random.default_rng(1).permutation(len(moved))
     moved = moved[permutation]
-    results = run(model, [moved])
+    results = evaluate_images(model, [moved])
     torch.testing.assert_close(results['energy'], reference['energy'], rtol=0, atol=1e-9)
     torch.testing.assert_close(results['charges'], reference['charges'][permutation], rtol=0, atol=1e-10)
     expected_forces = rotation.apply(reference['forces'].numpy())[permutation]
@@ -100,7 +65,7 @@ def test_forces_are_the_negative_gradient(model, eg_pair, total_charge):
     """Central finite differences along random directions and along single coordinates (float64)."""
     atoms = eg_pair.copy()
     atoms.info['total_charge'] = total_charge
-    batch = flat([atoms])
+    batch = flat_batch([atoms])
     forces = evaluate(model, **batch)['forces'].detach()
     rng = np.random.default_rng(2)
     directions = [torch.nn.functional.normalize(torch.tensor(rng.normal(size=forces.shape)).flatten(), dim=0)
@@ -130,7 +95,7 @@ def small_box() -> Atoms:
 
 
 def test_stress_is_the_strain_derivative(model, small_box):
-    batch = flat([small_box])
+    batch = flat_batch([small_box])
     results = evaluate(model, **batch, compute_stress=True)
     stress = results['stress'].detach()[0]
     volume = abs(np.linalg.det(small_box.cell.array))
@@ -152,13 +117,13 @@ def test_batch_of_different_sizes_and_total_charges(model):
     images = [ethylene_glycol_oligomer(n, seed=n) for n in (1, 3, 2)]
     for atoms, charge in zip(images, (0, 1, -1), strict=True):
         atoms.info['total_charge'] = charge
-    batch = flat(images)
-    results = run(model, images)
+    batch = flat_batch(images)
+    results = evaluate_images(model, images)
     sums = torch.zeros(3, dtype=torch.float64).index_add(0, batch['system_index'], results['charges'])
     torch.testing.assert_close(sums, batch['total_charge'], rtol=0, atol=1e-12)
     start = 0
     for index, atoms in enumerate(images):
-        alone = run(model, [atoms])
+        alone = evaluate_images(model, [atoms])
         stop = start + len(atoms)
         torch.testing.assert_close(results['energy'][index], alone['energy'][0], rtol=0, atol=1e-10)
         torch.testing.assert_close(results['forces'][start:stop], alone['forces'], rtol=0, atol=1e-10)
@@ -184,8 +149,8 @@ def test_two_molecules_30_angstrom_apart_are_the_sum_of_their_parts(model):
     first = ethylene_glycol_oligomer(2, seed=4)
     copy = first.copy()
     copy.positions = Rotation.from_euler('zyx', [1.0, 0.3, -0.4]).apply(copy.positions) + np.array([30.0, 0, 0])
-    together = run(model, [first + copy])
-    alone = run(model, [first])
+    together = evaluate_images(model, [first + copy])
+    alone = evaluate_images(model, [first])
     n_first = len(first)
     torch.testing.assert_close(together['charges'][:n_first], alone['charges'][0:], rtol=0, atol=1e-10)
     expected = 2 * alone['energy'].item() + _interaction(together['charges'], (first + copy).positions, n_first)
@@ -205,7 +170,7 @@ def test_far_apart_molecules_interact_only_through_exact_coulomb(model):
         moved.positions += np.array([distance, 0.0, 0.0])
         pair = first + moved
         pair.info['total_charge'] = 1
-        results = run(model, [pair])
+        results = evaluate_images(model, [pair])
         energies.append(results['energy'].item())
         charges.append(results['charges'])
         positions.append(pair.positions)
@@ -221,20 +186,20 @@ def test_far_apart_molecules_interact_only_through_exact_coulomb(model):
 def test_periodic_box_equals_replicated_cluster_short_range(small_box):
     """Short-range part: with χ ≡ 0 every charge is exactly zero (Coulomb vanishes) and no dispersion; the energy
     per cell and the forces of the central copy of a 5x5x5 open replica then equal the periodic ones."""
-    model = make_model(seed=1, coulomb=dict(DEFAULT_COULOMB) if HAS_COULOMB else None, dispersion=None,
+    model = scaled_random_model(seed=1, coulomb=dict(DEFAULT_COULOMB) if HAS_COULOMB else None, dispersion=None,
                        open_cluster_cutoff=5.1)
     with torch.no_grad():
         for network in model.charge_networks.networks:
             network[-1].weight[0].zero_()
             network[-1].bias[0].zero_()
-    periodic = run(model, [small_box])
+    periodic = evaluate_images(model, [small_box])
     cluster = small_box.repeat((5, 5, 5))
     cluster.positions -= 2 * small_box.cell.array.sum(0)
     cluster.pbc = False
     cluster.cell = np.zeros((3, 3))
     central = 62 * len(small_box) + np.arange(len(small_box))  # image (2, 2, 2) of ase.Atoms.repeat
     np.testing.assert_allclose(cluster.positions[central], small_box.positions, atol=1e-10)
-    replica = run(model, [cluster])
+    replica = evaluate_images(model, [cluster])
     assert periodic['charges'].abs().max() == 0.0
     torch.testing.assert_close(replica['atomic_energies'][central], periodic['atomic_energies'], rtol=0, atol=1e-9)
     torch.testing.assert_close(replica['forces'][central], periodic['forces'], rtol=0, atol=1e-9)
@@ -242,9 +207,9 @@ def test_periodic_box_equals_replicated_cluster_short_range(small_box):
 
 
 def test_float32_agrees_with_float64(eg_pair):
-    double = make_model(seed=2)
-    single = make_model(seed=2, dtype=torch.float32)
-    reference, results = run(double, [eg_pair]), run(single, [eg_pair])
+    double = scaled_random_model(seed=2)
+    single = scaled_random_model(seed=2, dtype=torch.float32)
+    reference, results = evaluate_images(double, [eg_pair]), evaluate_images(single, [eg_pair])
     assert results['energy'].dtype == torch.float32
     np.testing.assert_allclose(results['energy'].double().numpy(), reference['energy'].numpy(), rtol=1e-6, atol=1e-3)
     np.testing.assert_allclose(results['forces'].double().numpy(), reference['forces'].numpy(), atol=2e-3)
@@ -253,9 +218,9 @@ def test_float32_agrees_with_float64(eg_pair):
 
 def test_unknown_element_and_mixed_batch_are_refused(model, eg_pair, small_box):
     with pytest.raises(ValueError, match=r"\['N'\] are not in this model"):
-        run(model, [Atoms('N2', positions=[[0, 0, 0], [1.1, 0, 0]])])
+        evaluate_images(model, [Atoms('N2', positions=[[0, 0, 0], [1.1, 0, 0]])])
     with pytest.raises(ValueError, match='all periodic or all open'):
-        run(model, [eg_pair, small_box])
+        evaluate_images(model, [eg_pair, small_box])
 
 
 def test_config_round_trip():

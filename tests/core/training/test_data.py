@@ -8,7 +8,7 @@ import torch
 
 from aiida_qrnn.core.dataset import ClusterSetError, write_cluster_set
 from aiida_qrnn.core.training import FileClusters, InMemoryClusters, epoch_order, split_indices
-from tests.core.training.helpers import teacher_labelled_clusters
+from aiida_qrnn.testing.models import teacher_labelled_clusters
 
 
 def test_file_and_memory_give_the_same_flat_batch(tmp_path):

@@ -21,7 +21,7 @@ from aiida_qrnn.core.training import (
     split_indices,
     train_committee,
 )
-from tests.core.training.helpers import teacher_labelled_clusters, tiny_model
+from aiida_qrnn.testing.models import teacher_labelled_clusters, tiny_model
 
 SMALL = {'batch_size': 4, 'validation_batch_size': 8, 'weight_decay': 0.0, 'learning_rate': 3e-3}
 

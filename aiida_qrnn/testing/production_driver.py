@@ -1,4 +1,4 @@
-"""Commands the production tests run inside ``verdi -p PROFILE run driver.py -- COMMAND ...``.
+"""Commands the production tests run inside ``verdi -p PROFILE run production_driver.py -- COMMAND ...``.
 
 The tests drive a real profile (PostgreSQL + RabbitMQ) in subprocesses, as a user would, so that the pytest
 process never loads that profile. Every command prints one line ``RESULT <json>``.
@@ -28,7 +28,7 @@ from aiida.engine import submit
 
 from aiida_qrnn.computers import scheduler_options
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from aiida_qrnn.demo import build_ethylene_glycol_clusters
+from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain
 
 

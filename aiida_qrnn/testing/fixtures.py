@@ -1,0 +1,137 @@
+"""The pytest plugin of the shared fixtures; ``tests/conftest.py`` loads it beside ``aiida.tools.pytest_fixtures``:
+
+    pytest_plugins = ['aiida.tools.pytest_fixtures', 'aiida_qrnn.testing.fixtures']
+
+Codes run the real executables on localhost (:mod:`.codes`); ``generate_calc_job_node`` makes a finished job from
+stored outputs of a real run, as aiida-quantumespresso's ``tests/conftest.py`` does.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from ase import Atoms
+
+from aiida_qrnn.core.dataset import ClusterArrays, write_cluster_set
+
+from . import slurm
+from .codes import EXEC, XTB
+from .structures import make_water_clusters
+
+#: The executable each job plugin runs in the tests.
+EXECUTABLES = {'qrnn.xtb': XTB, 'qrnn.pyscf': EXEC, 'qrnn.train': EXEC, 'qrnn.md': EXEC, 'qrnn.classical_md': EXEC,
+               'qrnn.score': EXEC}
+
+
+@pytest.fixture
+def water_clusters() -> list[Atoms]:
+    return make_water_clusters()
+
+
+@pytest.fixture
+def labelled_water_clusters() -> list[Atoms]:
+    return make_water_clusters(labelled=True)
+
+
+@pytest.fixture
+def labelled_file(tmp_path) -> Path:
+    """Four randomly labelled water clusters (1-3 molecules) written as ``set.h5`` at level ``gfn2-xtb``."""
+    return write_cluster_set(tmp_path / 'set.h5', ClusterArrays.from_atoms(make_water_clusters(4, labelled=True)),
+                             level_of_theory='gfn2-xtb')
+
+
+@pytest.fixture
+def installed_code(aiida_code_installed) -> t.Callable[[str], orm.InstalledCode]:
+    """A factory: the localhost code of a job plugin (``'qrnn.xtb'``, ...) running its real executable."""
+
+    def factory(plugin: str) -> orm.InstalledCode:
+        if plugin not in EXECUTABLES:
+            raise ValueError(f'no test executable for plugin {plugin!r}; known: {sorted(EXECUTABLES)}')
+        return aiida_code_installed(default_calc_job_plugin=plugin, filepath_executable=EXECUTABLES[plugin])
+
+    return factory
+
+
+@pytest.fixture
+def xtb_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.xtb')
+
+
+@pytest.fixture
+def pyscf_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.pyscf')
+
+
+@pytest.fixture
+def train_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.train')
+
+
+@pytest.fixture
+def md_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.md')
+
+
+@pytest.fixture
+def classical_md_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.classical_md')
+
+
+@pytest.fixture
+def score_code(installed_code) -> orm.InstalledCode:
+    return installed_code('qrnn.score')
+
+
+@pytest.fixture
+def codes(xtb_code, train_code) -> dict[str, orm.InstalledCode]:
+    """The two codes of the active-learning loop: ``xtb`` labels, ``exec`` trains, scores and runs MD."""
+    return {'xtb': xtb_code, 'exec': train_code}
+
+
+@pytest.fixture
+def calc_job_fixtures(request) -> Path:
+    """The folder of stored job outputs, one sub-folder per plugin and case: ``tests/parsers/fixtures``."""
+    return Path(request.config.rootpath) / 'tests' / 'parsers' / 'fixtures'
+
+
+@pytest.fixture
+def generate_calc_job_node(aiida_localhost, calc_job_fixtures):
+    """A factory: a stored ``CalcJobNode`` of plugin ``qrnn.<plugin>``, as after a real run.
+
+    Its retrieved folder holds the files of ``<calc_job_fixtures>/<plugin>/<case>`` that match ``retrieve`` (all
+    when None, none when empty); ``inputs`` are linked to it (stored first) as its input set.
+    """
+
+    def factory(plugin: str, case: str, *, inputs: dict[str, orm.Data] | None = None,
+                retrieve: t.Sequence[str] | None = None) -> orm.CalcJobNode:
+        folder = calc_job_fixtures / plugin / case
+        if not folder.is_dir():
+            raise FileNotFoundError(f'no stored outputs for {plugin!r} case {case!r}: {folder} is not a folder')
+        node = orm.CalcJobNode(computer=aiida_localhost, process_type=f'aiida.calculations:qrnn.{plugin}')
+        for link_label, data in (inputs or {}).items():
+            node.base.links.add_incoming(data.store(), LinkType.INPUT_CALC, link_label)
+        node.store()
+        retrieved = orm.FolderData()
+        for path in sorted(folder.iterdir()):
+            if retrieve is None or any(fnmatch(path.name, pattern) for pattern in retrieve):
+                retrieved.base.repository.put_object_from_file(path, path.name)
+        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
+        retrieved.store()
+        return node
+
+    return factory
+
+
+@pytest.fixture(scope='session')
+def local_cluster() -> t.Iterator[str]:
+    """The one-node SLURM cluster with SSH for the session (skipped, with the reason, where it cannot start)."""
+    reason = slurm.why_no_cluster()
+    if reason:
+        pytest.skip(reason)
+    with slurm.local_cluster() as host:
+        yield host
