@@ -33,9 +33,9 @@ fi
 # multi-GB CUDA build onto a CPU machine.
 stamp=".venv/.aiida-qrnn-$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo ">> pip install torch (pinned) and aiida-qrnn[tests,pyscf,openmm,bench] into .venv"
+  echo ">> pip install torch (pinned) and aiida-qrnn[tests,pyscf,openmm,amber,bench] into .venv"
   .venv/bin/pip install -q -c requirements/constraints.txt torch
-  .venv/bin/pip install -q -c requirements/constraints.txt -e '.[tests,pyscf,openmm,bench]'
+  .venv/bin/pip install -q -c requirements/constraints.txt -e '.[tests,pyscf,openmm,amber,bench]'
   rm -f .venv/.aiida-qrnn-*
   touch "$stamp"
 fi
