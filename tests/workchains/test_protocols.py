@@ -161,7 +161,7 @@ def test_the_polymer_protocols_the_readme_names_exist():
     """The README named a `tiny` polymer protocol that never existed."""
     for name in ('demo', 'fast', 'paper'):
         load_protocol('polymer', name)
-    with pytest.raises(ValueError, match="unknown polymer protocol 'tiny'; available: \\['demo', 'fast', 'paper'\\]"):
+    with pytest.raises(ValueError, match=r"unknown polymer protocol 'tiny'; available: \['demo', 'fast', 'paper'"):
         load_protocol('polymer', 'tiny')
 
 
