@@ -16,7 +16,6 @@ Results go to ``benchmarks/results/dataset.json`` and are printed.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -27,17 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, write_cluster_set
+from aiida_qrnn.testing.files import CountingReader
 
 RESULTS = Path(__file__).parent / 'results' / 'dataset.json'
-
-
-class CountingReader(io.FileIO):
-    bytes_read = 0
-
-    def readinto(self, buffer):
-        count = super().readinto(buffer)
-        self.bytes_read += count or 0
-        return count
 
 
 def synthetic_set(n_clusters: int, n_atoms: int, seed: int = 0) -> ClusterArrays:

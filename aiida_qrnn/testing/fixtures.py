@@ -57,34 +57,22 @@ def installed_code(aiida_code_installed) -> t.Callable[[str], orm.InstalledCode]
     return factory
 
 
-@pytest.fixture
-def xtb_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.xtb')
+def code_fixture(plugin: str, name: str):
+    """A fixture ``name``: the localhost code of ``plugin`` from :func:`installed_code`."""
+
+    def fixture(installed_code) -> orm.InstalledCode:
+        return installed_code(plugin)
+
+    fixture.__doc__ = f'The localhost code of ``{plugin}`` running {EXECUTABLES[plugin]}.'
+    return pytest.fixture(fixture, name=name)
 
 
-@pytest.fixture
-def pyscf_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.pyscf')
-
-
-@pytest.fixture
-def train_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.train')
-
-
-@pytest.fixture
-def md_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.md')
-
-
-@pytest.fixture
-def classical_md_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.classical_md')
-
-
-@pytest.fixture
-def score_code(installed_code) -> orm.InstalledCode:
-    return installed_code('qrnn.score')
+xtb_code = code_fixture('qrnn.xtb', 'xtb_code')
+pyscf_code = code_fixture('qrnn.pyscf', 'pyscf_code')
+train_code = code_fixture('qrnn.train', 'train_code')
+md_code = code_fixture('qrnn.md', 'md_code')
+classical_md_code = code_fixture('qrnn.classical_md', 'classical_md_code')
+score_code = code_fixture('qrnn.score', 'score_code')
 
 
 @pytest.fixture
