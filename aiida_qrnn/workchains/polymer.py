@@ -14,7 +14,7 @@ same replicas (``SamplingWorkChain``'s ``final_structures``, matched by label ``
 did not relax every cell the property protocol asks for are fresh cells packed, and the report says so.
 
 ``aiida-qrnn report <pk>`` draws the paper's figures and the table from the graph this work chain leaves.
-Protocols (``demo``, ``fast``, ``paper``) are in ``protocols/polymer.yaml``.
+Protocols (``demo``, ``fast``, ``paper``, ``xtb-study``) are in ``protocols/polymer.yaml``.
 """
 
 from __future__ import annotations
@@ -191,7 +191,8 @@ class PolymerForceFieldWorkChain(WorkChain):
         """PropertiesWorkChain inputs of a protocol section ``{protocol, overrides}``, from its own builder."""
         builder = PropertiesWorkChain.get_builder_from_protocol(code, section['protocol'],
                                                                 overrides=section.get('overrides'))
-        return {key: builder[key] for key in ('cells', 'npt', 'nvt', 'analysis')}
+        keys = ('cells', 'npt', 'nvt', 'analysis', 'vdos')
+        return {key: builder[key] for key in keys if builder.get(key) is not None}
 
     def _submit(self, process, link_label: str, /, **inputs):
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}

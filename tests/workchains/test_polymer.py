@@ -14,13 +14,13 @@ import pytest
 from aiida import orm
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, load_protocol, split_clusters
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
+from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, classical_cells, load_protocol, split_clusters
 
 EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 
 
-@pytest.mark.parametrize('protocol', ['demo', 'fast', 'paper'])
+@pytest.mark.parametrize('protocol', ['demo', 'fast', 'paper', 'xtb-study'])
 def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
     code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
     label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
@@ -38,6 +38,10 @@ def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
         assert builder.properties.cells['n_units'] == list(range(1, 11))
         assert builder.active_learning.properties.cells['replicas'] == 3
         assert builder.active_learning.property_stop['property'] == 'density'
+    if protocol == 'xtb-study':
+        assert builder.properties.cells['n_units'] == [1, 4] and builder.properties.vdos['trajectory_interval'] == 2
+        assert builder.sampling.md.parameters['npt_steps'] == 10000
+        assert builder.sampling.clusters['max_molecules_by_units'] == {'1': 4, '2': 3, '3': 2}  # no tetraEG
 
 
 def test_unknown_protocol_and_scan_are_named(aiida_code_installed):
@@ -59,3 +63,14 @@ def test_initial_split_is_seeded_and_complete(aiida_profile):
     np.testing.assert_array_equal(again['initial'].get_arrays().ids, first['initial'].get_arrays().ids)
     with pytest.raises(ValueError, match=r'n_initial must be in 1\.\.9 for 10 sampled clusters, got 10'):
         split_clusters(clusters, orm.Dict({'n_initial': 10}))
+
+
+def test_property_runs_start_from_the_classically_relaxed_cells_of_the_same_replicas():
+    """The property cells (n_units x replicas) are matched by label to the sampling's relaxed cells; the labels the
+    sampling did not relax are named (the work chain then packs fresh cells and reports it)."""
+    relaxed = {label: f'relaxed {label}' for label in ('n001_r00', 'n001_r01', 'n002_r00', 'n004_r00', 'n004_r01')}
+    chosen, missing = classical_cells(relaxed, {'n_units': [1, 4], 'replicas': 2})
+    assert chosen == {label: f'relaxed {label}' for label in ('n001_r00', 'n001_r01', 'n004_r00', 'n004_r01')}
+    assert missing == []
+    chosen, missing = classical_cells(relaxed, {'n_units': [2, 3], 'replicas': 2})
+    assert list(chosen) == ['n002_r00'] and missing == ['n002_r01', 'n003_r00', 'n003_r01']
