@@ -7,7 +7,7 @@ import pytest
 from aiida import orm
 from aiida.common.exceptions import ValidationError
 
-from aiida_qrnn.calculations.merge import merge_cluster_sets
+from aiida_qrnn.calculations.functions.cluster_sets import merge_cluster_sets
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSetError, read_extxyz, write_cluster_set, write_file_digest
 from aiida_qrnn.data.cluster_set import ClusterSetData, _StoredRowCache
 from aiida_qrnn.testing.files import change_dataset, flip_bit_in_dataset, randomly_damaged_copies
