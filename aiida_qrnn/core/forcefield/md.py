@@ -15,7 +15,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
@@ -23,6 +23,9 @@ from ase import Atoms
 from aiida_qrnn.core.forcefield.system import ANGSTROM_PER_NM, DEFAULT_CUTOFF_NM, build_system
 from aiida_qrnn.core.structures import density_g_cm3, find_bonds
 from aiida_qrnn.core.units import ATM_TO_BAR, KJ_PER_MOL_TO_EV
+
+if TYPE_CHECKING:
+    import openmm
 
 __all__ = ('FINAL_STRUCTURE', 'STAGES', 'MdProtocol', 'MdUnstableError', 'cutoff_for_cell', 'run_classical_md')
 
@@ -94,12 +97,17 @@ def cutoff_for_cell(atoms: Atoms, *, preferred_nm: float = DEFAULT_CUTOFF_NM) ->
 
 def run_classical_md(
     atoms: Atoms, protocol: MdProtocol, folder: str | Path, *, bonds: np.ndarray | None = None,
+    system: openmm.System | None = None,
 ) -> dict[str, Any]:
     """Relax ``atoms`` (a periodic cell), then NPT and NVT; write ``npt.traj``, ``nvt.traj``, ``final.extxyz``.
 
     Frames every ``report_interval`` steps carry ``info`` ``stage``, ``step``, ``time_fs``, ``temperature_K``,
     ``density_g_cm3`` and the potential energy (eV) in a single-point calculator. Returns a JSON-able summary:
     densities, mean NPT density over the second half, the final cell and the speed in ns/day.
+
+    ``system`` replaces the OPLS-AA system with a prebuilt one of the same atoms (GAFF2 for any polymer:
+    :func:`~aiida_qrnn.core.forcefield.gaff.build_gaff2_system`), built with ``protocol.cutoff_nm`` or
+    :func:`cutoff_for_cell`.
 
     :raises MdUnstableError: the run produced a non-finite energy or a runaway temperature.
     """
@@ -113,7 +121,8 @@ def run_classical_md(
     folder = Path(folder)
     bonds = find_bonds(atoms) if bonds is None else bonds
     cutoff_nm = protocol.cutoff_nm or cutoff_for_cell(atoms)
-    system, _ = build_system(atoms, bonds, hydroxyl=protocol.hydroxyl, cutoff_nm=cutoff_nm)
+    if system is None:
+        system, _ = build_system(atoms, bonds, hydroxyl=protocol.hydroxyl, cutoff_nm=cutoff_nm)
     integrator = openmm.LangevinMiddleIntegrator(
         protocol.temperature_K, protocol.friction_per_ps, protocol.timestep_fs * 1e-3,
     )
