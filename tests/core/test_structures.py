@@ -75,3 +75,50 @@ def test_chain_longer_than_any_box_diagonal_is_refused():
 def test_molecule_ids_number_components_in_order_of_first_atom():
     bonds = np.array([[3, 4], [0, 2]])
     assert molecule_ids(5, bonds).tolist() == [0, 1, 0, 2, 2]
+
+
+def _non_bonded_closest(atoms) -> float:
+    """Closest minimum-image distance between atoms more than three bonds apart (or in different molecules)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    bonds = find_bonds(atoms)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(len(atoms), len(atoms)))
+    hops = shortest_path(graph, directed=False, unweighted=True)
+    _, distances = get_distances(atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    return float(distances[hops > 3].min())
+
+
+def test_random_walk_grows_a_50mer_in_its_cell_without_overlaps():
+    """A 50-mer (353 atoms) grown in a periodic cell at the paper's builder density: bonds intact (its bond graph
+    is the molecule's own), no two atoms more than three bonds apart closer than min_distance across the
+    boundaries, and the target density."""
+    from aiida_qrnn.core.structures import random_walk_cell
+
+    cell = random_walk_cell(50, 1, density_g_cm3=0.5, seed=2, min_distance=1.7)
+    assert len(cell) == oligomer_atom_count(50)
+    assert density_g_cm3(cell) == pytest.approx(0.5, rel=1e-12)
+    bonds = find_bonds(cell)
+    assert len(bonds) == len(cell) - 1
+    assert set(molecule_ids(len(cell), bonds)) == {0}
+    assert _non_bonded_closest(cell) >= 1.7 - 1e-6
+    # the chain is longer than its box: it crosses the periodic boundaries (a packmol cell could not hold it)
+    assert np.ptp(cell.positions, axis=0).max() > cell.cell.lengths()[0]
+
+
+def test_random_walk_builds_other_families_with_their_bonds():
+    from aiida_qrnn.core.polymer import NYLON_6, PROPYLENE_GLYCOL
+    from aiida_qrnn.core.structures import random_walk_oligomer
+
+    for polymer in (PROPYLENE_GLYCOL, NYLON_6):
+        chain = random_walk_oligomer(8, polymer, seed=1)
+        assert len(chain) == oligomer_atom_count(8, polymer)
+        assert len(find_bonds(chain)) == len(chain) - 1
+        assert _non_bonded_closest(chain) >= 1.7 - 1e-6
+
+
+def test_random_walk_that_cannot_grow_says_so():
+    from aiida_qrnn.core.structures import random_walk_cell
+
+    with pytest.raises(PackingError, match=r'min_distance 3\.0'):
+        random_walk_cell(10, 4, density_g_cm3=1.5, seed=0, min_distance=3.0)
