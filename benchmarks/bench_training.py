@@ -14,6 +14,13 @@ Beside it, in the same process and on the same batches, one network of TorchANI 
 the same kind of step: energy + forces with the graph kept, MSE loss on both, AdamW with gradient clipping. ANI-2x's
 ensemble of 8 is eight such trainings. The two are timed step by step in turn, so machine load hits both alike.
 Results are merged per device into ``benchmarks/results/training.json``.
+
+``--ranks N`` measures data-parallel training instead (``DistributedDataParallel``, gloo on CPU, NCCL on GPUs, one
+GPU per rank): N forked ranks with ``--threads`` threads each take steps on the same global batches (each rank its
+part, read from memory, as :class:`Trainer` does in a job), beside one process with the same threads and one with
+N times the threads (all the cores the ranks use). Result key ``ddp-<device>-...-ranksN``.
+
+    .venv/bin/python benchmarks/bench_training.py --ranks 2 --threads 1 --batch-size 32 --steps 4
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import os
 import pathlib
 import platform
+import socket
 import sys
 import tempfile
 import time
@@ -34,6 +42,7 @@ from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, TrainingConfig
+from aiida_qrnn.core.training.distributed import RankInfo, barrier, init_process_group
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from bench_model import ani2x_architecture, ani_strategy
@@ -111,15 +120,89 @@ class AniTrainingStep:
         self.optimizer.step()
 
 
+def _timed_steps(trainer: Trainer, batches: list[np.ndarray], steps: int) -> float:
+    """Seconds per step of ``trainer._train_step`` (batch assembly included) after one warm-up step per batch."""
+    synchronize = torch.cuda.synchronize if trainer.device.type == 'cuda' else (lambda: None)
+    for batch in batches:
+        trainer._train_step(batch)
+    synchronize()
+    barrier()
+    start = time.perf_counter()
+    for step in range(steps):
+        trainer._train_step(batches[step % len(batches)])
+    synchronize()
+    barrier()
+    return (time.perf_counter() - start) / steps
+
+
+def _data_parallel_trainer(source: InMemoryClusters, args, device: str) -> Trainer:
+    config = TrainingConfig(batch_size=args.batch_size, dtype=args.dtype, max_epochs=1)
+    indices = np.arange(len(source))
+    torch.manual_seed(0)
+    return Trainer(QRNN(QRNNConfig()), source, indices, indices[:2], config, tempfile.mkdtemp(), device=device)
+
+
+def _rank_main(rank: int, world_size: int, port: int, source: InMemoryClusters, args, output: str) -> None:
+    torch.set_num_threads(args.threads)
+    device = f'cuda:{rank}' if args.device.startswith('cuda') else 'cpu'
+    if device != 'cpu':
+        torch.cuda.set_device(device)
+    init_process_group(RankInfo(rank, world_size, rank, '127.0.0.1', port), torch.device(device))
+    trainer = _data_parallel_trainer(source, args, device)
+    batches = [np.arange(args.batch_size), np.arange(args.batch_size, 2 * args.batch_size)]
+    seconds = _timed_steps(trainer, batches, args.steps)
+    if rank == 0:
+        pathlib.Path(output).write_text(json.dumps(seconds))
+    torch.distributed.destroy_process_group()
+
+
+def data_parallel_throughput(args) -> dict:
+    """Clusters/s of N ranks beside one process with the threads of one rank and with those of all ranks."""
+    torch.set_num_threads(args.threads)
+    source = InMemoryClusters(paper_sized_clusters(2 * args.batch_size, seed=0))
+    batches = [np.arange(args.batch_size), np.arange(args.batch_size, 2 * args.batch_size)]
+    single = {}
+    for threads in (args.threads, args.threads * args.ranks):
+        torch.set_num_threads(threads)
+        single[threads] = _timed_steps(_data_parallel_trainer(source, args, args.device), batches, args.steps)
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as directory:
+        output = str(pathlib.Path(directory) / 'seconds.json')
+        torch.multiprocessing.start_processes(_rank_main, args=(args.ranks, port, source, args, output),
+                                              nprocs=args.ranks, join=True, start_method='fork')
+        parallel = json.loads(pathlib.Path(output).read_text())
+    per_s = {'ranks': args.batch_size / parallel, 'one_process_same_threads': args.batch_size / single[args.threads],
+             'one_process_all_threads': args.batch_size / single[args.threads * args.ranks]}
+    return {
+        'device': args.device, 'cpu': _cpu_model(), 'os_cpu_count': os.cpu_count(), 'ranks': args.ranks,
+        'threads_per_rank': args.threads, 'load_average_1_5_15_min': list(os.getloadavg()), 'torch': torch.__version__,
+        'dtype': args.dtype, 'batch_size': args.batch_size, 'steps': args.steps,
+        'clusters_per_s': per_s, 'seconds_per_step': {'ranks': parallel, 'one_process_same_threads': single[
+            args.threads], 'one_process_all_threads': single[args.threads * args.ranks]},
+        'scaling_vs_one_rank': per_s['ranks'] / per_s['one_process_same_threads'],
+        'ratio_vs_one_process_all_threads': per_s['ranks'] / per_s['one_process_all_threads'],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--steps', type=int, default=5)
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default; '
+                        'with --ranks: per rank, default 1)')
+    parser.add_argument('--ranks', type=int, default=1, help='data-parallel ranks (DDP) instead of the TorchANI run')
     args = parser.parse_args()
     os.environ.setdefault('TORCHANI_NO_WARN_EXTENSIONS', '1')
+    if args.ranks > 1:
+        args.threads = args.threads or 1
+        result = data_parallel_throughput(args)
+        print(json.dumps(result, indent=2))
+        _store(f'ddp-{args.device}-{args.dtype}-batch{args.batch_size}-ranks{args.ranks}', result)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     n_clusters = args.batch_size * 2
@@ -134,7 +217,7 @@ def main() -> None:
         ani_step = AniTrainingStep(strategy, trainer.device, trainer.dtype, config.gradient_clip)
         padded = [ani_step.pad(batch) for batch in batches]
         for index, batch in enumerate(batches):  # warm-up
-            trainer._train_step(batch)
+            trainer._step_on_batch(batch)
             ani_step(*padded[index])
         synchronize = torch.cuda.synchronize if trainer.device.type == 'cuda' else (lambda: None)
         synchronize()
@@ -142,7 +225,7 @@ def main() -> None:
         atoms = 0
         for step in range(args.steps):
             start = time.perf_counter()
-            trainer._train_step(batches[step % 2])
+            trainer._step_on_batch(batches[step % 2])
             synchronize()
             elapsed += time.perf_counter() - start
             start = time.perf_counter()
@@ -171,8 +254,13 @@ def main() -> None:
         'ratio_qrnn_to_ani2x_single_step_time': elapsed / ani_elapsed,
     }
     print(json.dumps(result, indent=2))
+    _store(f'{args.device}-{args.dtype}-batch{args.batch_size}', result)
+
+
+def _store(key: str, result: dict) -> None:
+    """Merge ``result`` under ``key`` into the results file."""
     stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    stored[f'{args.device}-{args.dtype}-batch{args.batch_size}'] = result
+    stored[key] = result
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(stored, indent=2) + '\n')
 

@@ -417,10 +417,14 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------------------------
     def _train_step(self, indices: np.ndarray) -> None:
+        """One optimizer step on the clusters ``indices`` (the global batch when data-parallel)."""
         if self._data_parallel is not None:
             self._data_parallel_step(indices)
             return
-        batch = self.source.batch(indices).to(self.device, self.dtype)
+        self._step_on_batch(self.source.batch(indices).to(self.device, self.dtype))
+
+    def _step_on_batch(self, batch: ClusterBatch) -> None:
+        """One single-process step on a batch already on the device."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         output = _evaluate(self.model, batch, forces='forces' in self.config.tasks, create_graph=True)
