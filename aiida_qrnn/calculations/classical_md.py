@@ -1,22 +1,20 @@
 """``ClassicalMdCalculation``: the classical OPLS-AA baseline (relaxation, NPT, NVT with OpenMM) of one periodic cell.
 
-The job runs ``aiida-qrnn-exec classical-md`` (:mod:`aiida_qrnn.cli.exec_sampling`) in its folder, so it runs on
+The job runs ``aiida-qrnn-exec classical-md`` (:mod:`aiida_qrnn.jobs.classical_md`) in its folder, so it runs on
 any computer where aiida-qrnn is installed, and keeps OpenMM out of the AiiDA daemon.
 """
 
 from __future__ import annotations
 
-import io
 import json
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 
-from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.cli.exec_sampling import INPUT_PARAMETERS, INPUT_STRUCTURE, OUTPUT_ERROR, OUTPUT_SUMMARY
-from aiida_qrnn.core.forcefield.md import FINAL_STRUCTURE, STAGES
+from aiida_qrnn.calculations.base import JobCalcJob
+from aiida_qrnn.jobs.classical_md import JOB
 
 __all__ = ('ClassicalMdCalculation', 'validate_parameters', 'validate_structure')
 
@@ -44,12 +42,14 @@ def validate_structure(value: orm.StructureData, _) -> str | None:
     return None
 
 
-class ClassicalMdCalculation(CalcJob):
+class ClassicalMdCalculation(JobCalcJob):
     """Relax, then NPT and NVT of an OPLS-AA HO-(CH2CH2O)n-H cell with OpenMM (paper: classical baseline).
 
     Outputs the NPT and NVT trajectories (ASE ``.traj``, unwrapped positions, frames carrying stage, step, time,
     temperature and density), the final cell and a summary (densities, energies, speed in ns/day).
     """
+
+    JOB = JOB
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
@@ -60,7 +60,6 @@ class ClassicalMdCalculation(CalcJob):
                    help='MdProtocol settings (temperature_K, pressure_bar, timestep_fs, npt_steps, nvt_steps, ...).')
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.classical_md'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         options['environment_variables'].default = {'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
 
         spec.output('structure', valid_type=orm.StructureData, help='The last configuration and cell of the NVT run.')
@@ -71,35 +70,13 @@ class ClassicalMdCalculation(CalcJob):
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='Densities (initial, relaxed, mean NPT, final), energies, temperature, ns/day.')
 
-        # 3xx: the output could not be read, rerunning may help
-        spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
-        spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
-        # 4xx: the job refused its input
-        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='The job refused its input: {message}')
         # 5xx: the physics failed
         spec.exit_code(500, 'ERROR_MD_UNSTABLE', message='The molecular dynamics became unstable: {message}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         """Write the cell as extended XYZ and the protocol as JSON; retrieve trajectories and summary."""
-        atoms = self.inputs.structure.get_ase()
-        buffer = io.StringIO()
-        atoms.write(buffer, format='extxyz')
-        with folder.open(INPUT_STRUCTURE, 'w') as handle:
-            handle.write(buffer.getvalue())
-        parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
-        with folder.open(INPUT_PARAMETERS, 'w') as handle:
-            json.dump(parameters, handle, indent=2)
-
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['classical-md', '--structure', INPUT_STRUCTURE, '--parameters', INPUT_PARAMETERS]
-        codeinfo.stdout_name = 'classical_md.out'
-        codeinfo.stderr_name = 'classical_md.err'
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [
-            OUTPUT_SUMMARY, OUTPUT_ERROR, FINAL_STRUCTURE, *STAGES.values(), codeinfo.stdout_name,
-            codeinfo.stderr_name,
-        ]
-        return calcinfo
+        structure, parameters = JOB.inputs['structure'], JOB.inputs['parameters']
+        self.write_structure(folder, structure, self.inputs.structure)
+        with folder.open(parameters, 'w') as handle:
+            json.dump(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}, handle, indent=2)
+        return self.job_calcinfo(['--structure', structure, '--parameters', parameters])

@@ -1,7 +1,7 @@
 """``MdCalculation`` (``qrnn.md``): one restartable MD run with the QRNN, or with the OPLS-AA baseline; or several
 independent QRNN runs batched in one job (``structures``).
 
-The job runs ``aiida-qrnn-exec md .`` (:mod:`aiida_qrnn.cli.exec_md`) in its folder. With a ``model`` input the
+The job runs ``aiida-qrnn-exec md .`` (:mod:`aiida_qrnn.jobs.md`) in its folder. With a ``model`` input the
 model file is staged and the QRNN is the calculator; without one the classical OPLS-AA force field is, through the
 same driver, so both sets of properties come from identical code. With ``parent_folder`` (the ``remote_folder``
 of an earlier job on the same computer) the checkpoint, trajectory and log are copied and the run continues.
@@ -19,27 +19,18 @@ With ``structures`` (a namespace of labelled cells) instead of ``structure`` the
 
 from __future__ import annotations
 
-import io
 import json
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 
-from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.cli.exec_md import (
-    INPUT_COMMITTEE,
-    INPUT_MODEL,
-    INPUT_PARAMETERS,
-    INPUT_STRUCTURE,
-    OUTPUT_ERROR,
-    OUTPUT_FINAL,
-    REPLICAS_FOLDER,
-)
+from aiida_qrnn.calculations.base import JobCalcJob
 from aiida_qrnn.core.md.committee import COMMITTEE_FILE
-from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE, UNSTABLE_FILE
+from aiida_qrnn.core.md.outputs import CHECKPOINT_FILE, LOG_FILE, TRAJECTORY_FILE
 from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.jobs.md import INPUT_COMMITTEE, INPUT_MODEL, INPUT_PARAMETERS, INPUT_STRUCTURE, JOB, REPLICAS_FOLDER
 
 __all__ = ('COMMITTEE_MONITOR', 'MdCalculation', 'validate_parameters')
 
@@ -48,8 +39,6 @@ COMMITTEE_MONITOR = 'qrnn.committee_disagreement'
 
 #: Files of a parent job that a continued run needs.
 RESTART_FILES = (CHECKPOINT_FILE, TRAJECTORY_FILE, LOG_FILE)
-#: Seconds left to the driver between its own walltime stop and the scheduler's limit (checkpoint, retrieval).
-WALLTIME_MARGIN_S = 60.0
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
@@ -126,8 +115,10 @@ def replica_seeds(labels: list[str], seed: int) -> dict[str, int]:
     return {label: seed + index for index, label in enumerate(sorted(labels))}
 
 
-class MdCalculation(CalcJob):
+class MdCalculation(JobCalcJob):
     """MD of a periodic cell (``MDSettings`` in ``parameters``) with a QRNN ``model`` or the OPLS-AA baseline."""
+
+    JOB = JOB
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
@@ -154,7 +145,6 @@ class MdCalculation(CalcJob):
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.md'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         options['environment_variables'].default = {'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
 
         spec.output('structure', valid_type=orm.StructureData, required=False,
@@ -173,10 +163,7 @@ class MdCalculation(CalcJob):
                               help='Batched replicas: replicas.<label>.{trajectory, log, committee, structure, '
                                    'output_parameters}, as the single-structure outputs of each replica.')
 
-        spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
-        spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
-        spec.exit_code(400, 'ERROR_WALLTIME', message='Stopped at the walltime at step {step}; a checkpoint is left.')
-        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='The job refused its input: {message}')
+        cls.define_walltime_exit_code(spec, 'at step {step}')
         spec.exit_code(510, 'ERROR_UNSTABLE_NOT_FINITE', message='Unstable, non-finite values: {message}')
         spec.exit_code(511, 'ERROR_UNSTABLE_CLOSE_CONTACT', message='Unstable, atoms too close: {message}')
         spec.exit_code(512, 'ERROR_UNSTABLE_TEMPERATURE', message='Unstable, temperature runaway: {message}')
@@ -188,13 +175,12 @@ class MdCalculation(CalcJob):
             folder.get_subfolder(REPLICAS_FOLDER, create=True)
             for label in sorted(replicas):
                 folder.get_subfolder(f'{REPLICAS_FOLDER}/{label}', create=True)
-                _write_structure(folder, f'{REPLICAS_FOLDER}/{label}/{INPUT_STRUCTURE}', replicas[label])
+                self.write_structure(folder, f'{REPLICAS_FOLDER}/{label}/{INPUT_STRUCTURE}', replicas[label])
         else:
-            _write_structure(folder, INPUT_STRUCTURE, self.inputs.structure)
+            self.write_structure(folder, INPUT_STRUCTURE, self.inputs.structure)
         settings = self.inputs.parameters.get_dict()
-        walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
-        if settings.get('walltime_s') is None and walltime:
-            settings['walltime_s'] = max(float(walltime) - WALLTIME_MARGIN_S, 0.5 * float(walltime))
+        if settings.get('walltime_s') is None and self.job_walltime_s() is not None:
+            settings['walltime_s'] = self.job_walltime_s()
         job_input = {'settings': settings, 'seed': self.inputs.seed.value}
         if replicas:
             job_input['replicas'] = replica_seeds(list(replicas), self.inputs.seed.value)
@@ -212,14 +198,7 @@ class MdCalculation(CalcJob):
                     folder.open(f'{INPUT_COMMITTEE}/{label}.safetensors', 'wb') as target:
                 target.write(source.read())
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['md', '.', '--device', self.inputs.device.value]
-        codeinfo.stdout_name = 'md.out'
-        codeinfo.stderr_name = 'md.err'
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
+        calcinfo = self.job_calcinfo(['.', '--device', self.inputs.device.value])
         if 'parent_folder' in self.inputs:
             parent = self.inputs.parent_folder
             if replicas:
@@ -232,20 +211,9 @@ class MdCalculation(CalcJob):
                 calcinfo.remote_copy_list = [
                     (parent.computer.uuid, f'{parent.get_remote_path()}/{name}', name) for name in restart_files
                 ]
-        calcinfo.retrieve_list = [
-            TRAJECTORY_FILE, LOG_FILE, COMMITTEE_FILE, STATUS_FILE, OUTPUT_FINAL, OUTPUT_ERROR, UNSTABLE_FILE,
-            CHECKPOINT_FILE, codeinfo.stdout_name, codeinfo.stderr_name,
-        ]
         if replicas:
             calcinfo.retrieve_list.append(REPLICAS_FOLDER)
         return calcinfo
-
-
-def _write_structure(folder: Folder, path: str, structure: orm.StructureData) -> None:
-    buffer = io.StringIO()
-    structure.get_ase().write(buffer, format='extxyz')
-    with folder.open(path, 'w') as handle:
-        handle.write(buffer.getvalue())
 
 
 def _replica_restart_copies(parent: orm.RemoteData, labels: list[str], with_committee: bool) -> list[tuple]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,19 +13,24 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 from ase.data import chemical_symbols
 
-from aiida_qrnn.calculations.base import CalcJob
+from aiida_qrnn.calculations.labels import (
+    PROPERTIES,
+    LabelCalcJob,
+    level_of_theory,
+    validate_closed_shell_clusters,
+    validate_label_parameters,
+)
 from aiida_qrnn.core.d3bj import split_dispersion
-from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.label_records import RECORD_FORMAT, record_name
-from aiida_qrnn.core.sanity import allows_broken_bonds, check_structure
-from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.jobs.label import D3BJ_JOB
 
+# level_of_theory, PROPERTIES and the validators live in calculations.labels (shared with pyscf and xtb).
 __all__ = (
     'PAPER_OPTIONS',
+    'PROPERTIES',
     'Psi4Calculation',
-    'add_label_exit_codes',
-    'closed_shell_problem',
     'level_of_theory',
+    'psi4_input',
     'validate_closed_shell_clusters',
     'validate_label_parameters',
 )
@@ -34,111 +38,9 @@ __all__ = (
 #: The Psi4 settings of the paper ("Dataset preparation"): DFT basis tolerance, Schwarz screening threshold and
 #: linear dependency cutoff. User ``options`` are applied on top.
 PAPER_OPTIONS = {'dft_basis_tolerance': 1e-10, 'ints_tolerance': 1e-10, 's_tolerance': 1e-6}
-PROPERTIES = ('energy', 'forces', 'dipole')
-#: The file the D3(BJ) step reads: a copy of the input cluster set.
-CLUSTERS_FILENAME = 'clusters.h5'
 
 
-def level_of_theory(parameters: Mapping[str, Any]) -> str:
-    """``'wb97x-d3bj/def2-svp'``: method and basis, lower case."""
-    return f'{parameters["method"]}/{parameters["basis"]}'.lower()
-
-
-def validate_label_parameters(
-    value: orm.Dict, _, known_extra: tuple[str, ...] = ('options', 'num_threads'),
-) -> str | None:
-    """``method`` and ``basis`` are required, ``properties`` a subset of energy/forces/dipole; names the bad key."""
-    parameters = value.get_dict()
-    known = {'method', 'basis', 'properties', *known_extra}
-    unknown = sorted(set(parameters) - known)
-    if unknown:
-        return f'parameters: unknown key(s) {unknown}; the accepted keys are {sorted(known)}.'
-    for key in ('method', 'basis'):
-        if not isinstance(parameters.get(key), str) or not parameters[key].strip():
-            return f'parameters: {key} is required and must be a non-empty string, got {parameters.get(key)!r}.'
-    try:
-        split_dispersion(parameters['method'])
-    except ValueError as exception:
-        return f'parameters: {exception}'
-    properties = parameters.get('properties', list(PROPERTIES))
-    if not isinstance(properties, list) or 'energy' not in properties or set(properties) - set(PROPERTIES):
-        return f'parameters: properties must be a list with energy and any of {list(PROPERTIES)}, got {properties!r}.'
-    if not isinstance(parameters.get('options', {}), dict):
-        return f'parameters: options must be a dictionary of program settings, got {parameters["options"]!r}.'
-    threads = parameters.get('num_threads', 1)
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        return f'parameters: num_threads must be a positive integer, got {threads!r}.'
-    return None
-
-
-def closed_shell_problem(arrays: ClusterArrays) -> str | None:
-    """The first cluster that cannot be labelled as a closed-shell singlet (``core.sanity``), or ``None``.
-
-    Fused atoms, an electron count that is not positive and even, or an atom that left a cluster (decomposed
-    clusters excepted): the program would run and return a label of another state, or of no physical system.
-    """
-    bad = []
-    for index in range(arrays.n_clusters):
-        rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
-        problems = check_structure(
-            arrays.numbers[rows], arrays.positions[rows], total_charge=int(arrays.total_charge[index]),
-            multiplicity=1, allow_broken_bonds=allows_broken_bonds(str(arrays.kind[index])),
-        )
-        if problems:
-            bad.append((index, problems))
-    if not bad:
-        return None
-    index, problems = bad[0]
-    return (
-        f'clusters: cluster {index} (id {arrays.ids[index]}) cannot be labelled as a closed-shell singlet '
-        f'({len(bad)} such cluster(s) in all): {"; ".join(problems)}.'
-    )
-
-
-def validate_closed_shell_clusters(value: ClusterSetData, _) -> str | None:
-    """Refuse periodic clusters and clusters that are not sane closed-shell singlets (see closed_shell_problem)."""
-    arrays = value.get_arrays()
-    periodic = np.flatnonzero(arrays.pbc.any(axis=1))
-    if len(periodic):
-        return f'clusters: cluster {int(periodic[0])} is periodic; molecular DFT labels open clusters only.'
-    return closed_shell_problem(arrays)
-
-
-def add_label_exit_codes(spec: CalcJobProcessSpec) -> None:
-    """Exit codes shared by the DFT labelling jobs; partial results are attached whenever some cluster finished."""
-    # 3xx: the output could not be read, rerunning may help
-    spec.exit_code(302, 'ERROR_NO_OUTPUT', message='No record and no output for any of the {n_clusters} clusters.')
-    # 4xx: the job stopped early or the program failed on some clusters
-    spec.exit_code(
-        400, 'ERROR_OUT_OF_WALLTIME',
-        message='The job ran out of walltime: {n_missing} of {n_clusters} clusters have no record.',
-    )
-    spec.exit_code(
-        401, 'ERROR_INTERRUPTED', message='The job stopped early: {n_missing} of {n_clusters} clusters have no record.',
-    )
-    spec.exit_code(
-        410, 'ERROR_SOME_CLUSTERS_FAILED',
-        message='{n_failed} of {n_clusters} clusters failed ({reasons}); see the failed_clusters output.',
-    )
-    # 5xx: scientific failures
-    spec.exit_code(
-        510, 'ERROR_SCF_NOT_CONVERGED',
-        message='The SCF did not converge for {n_scf} of {n_clusters} clusters ({reasons}).',
-    )
-
-
-def define_label_outputs(spec: CalcJobProcessSpec) -> None:
-    spec.output(
-        'clusters', valid_type=ClusterSetData, required=False,
-        help='The labelled clusters (energy, forces, dipole), in input order, failed ones left out.',
-    )
-    spec.output(
-        'failed_clusters', valid_type=orm.List, required=False,
-        help='One entry per cluster without labels: {index, id, reason, message}; only when there are some.',
-    )
-
-
-class Psi4Calculation(CalcJob):
+class Psi4Calculation(LabelCalcJob):
     """Label every cluster of a ``ClusterSetData`` with Psi4 in one job.
 
     Cluster ``i`` gets its own Psi4 input ``c{i:06d}.in`` and its own ``psi4`` run (one ``CodeInfo`` each, one
@@ -152,17 +54,9 @@ class Psi4Calculation(CalcJob):
     method equal the ones applied.
     """
 
-    @staticmethod
-    def prefix(index: int) -> str:
-        return f'c{index:06d}'
-
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
         super().define(spec)
-        spec.input(
-            'clusters', valid_type=ClusterSetData, validator=validate_closed_shell_clusters,
-            help='The clusters to label: open, closed-shell clusters with their total charges.',
-        )
         spec.input(
             'parameters', valid_type=orm.Dict, validator=validate_label_parameters,
             help=(
@@ -177,10 +71,6 @@ class Psi4Calculation(CalcJob):
         spec.inputs.validator = cls.validate_inputs
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.psi4'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['environment_variables'].default = {'OMP_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
-        define_label_outputs(spec)
-        add_label_exit_codes(spec)
 
     @staticmethod
     def validate_inputs(inputs: dict, _) -> str | None:
@@ -202,12 +92,13 @@ class Psi4Calculation(CalcJob):
 
         codes_info = []
         if d3bj is not None:
-            with clusters.open(mode='rb') as source, folder.open(CLUSTERS_FILENAME, 'wb') as target:
+            clusters_file = D3BJ_JOB.inputs['clusters']
+            with clusters.open(mode='rb') as source, folder.open(clusters_file, 'wb') as target:
                 target.write(source.read())
             codeinfo = CodeInfo()
             codeinfo.code_uuid = self.inputs.d3bj_code.uuid
-            codeinfo.cmdline_params = ['d3bj', CLUSTERS_FILENAME, '--functional', functional]
-            codeinfo.stdout_name, codeinfo.stderr_name = 'd3bj.out', 'd3bj.err'
+            codeinfo.cmdline_params = [D3BJ_JOB.command, clusters_file, '--functional', functional]
+            codeinfo.stdout_name, codeinfo.stderr_name = D3BJ_JOB.stdout_name, D3BJ_JOB.stderr_name
             codes_info.append(codeinfo)
 
         for index in range(arrays.n_clusters):
@@ -229,7 +120,7 @@ class Psi4Calculation(CalcJob):
         calcinfo = CalcInfo()
         calcinfo.codes_info = codes_info
         calcinfo.codes_run_mode = CodeRunMode.SERIAL
-        calcinfo.retrieve_list = ['c*.json', 'c*.out', 'c*.err', 'd3bj.err']
+        calcinfo.retrieve_list = ['c*.json', 'c*.out', 'c*.err', D3BJ_JOB.stderr_name]
         return calcinfo
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 
-from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.cli import exec_selection
+from aiida_qrnn.calculations.base import JobCalcJob
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.jobs.score import JOB, PARAMETERS
 
 __all__ = ('ScoreCalculation',)
 
@@ -31,19 +31,21 @@ def validate_models(value: dict, _) -> str | None:
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
-    unknown = sorted(set(value.get_dict()) - set(exec_selection.PARAMETERS))
+    unknown = sorted(set(value.get_dict()) - set(PARAMETERS))
     if unknown:
-        return f'parameters: unknown keys {unknown}; known: {sorted(exec_selection.PARAMETERS)}.'
+        return f'parameters: unknown keys {unknown}; known: {sorted(PARAMETERS)}.'
     return None
 
 
-class ScoreCalculation(CalcJob):
+class ScoreCalculation(JobCalcJob):
     """Run ``aiida-qrnn-exec score``: ρ^f (paper eq. 2) and the largest per-atom force deviation per cluster.
 
     The candidate set and the committee's weights are copied into the job folder from the repository; the scores
     come back as one ``ArrayData`` with ``rho_f``, ``max_force_deviation``, ``energy_std`` and ``energy`` (eV), one
     value per input cluster, in input order. Large sets are scored in batches of ``max_batch_atoms`` atoms.
     """
+
+    JOB = JOB
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
@@ -55,33 +57,19 @@ class ScoreCalculation(CalcJob):
                    help='max_batch_atoms, dtype (float32/float64) and device (cpu, cuda).')
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.score'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.output('scores', valid_type=orm.ArrayData, help='rho_f, max_force_deviation, energy_std, energy.')
-        # 3xx: output missing or unreadable
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The job wrote no scores file.')
-        spec.exit_code(310, 'ERROR_OUTPUT_UNREADABLE', message='The scores file is unreadable: {error}')
+        # 3xx: output incomplete (300 and 310 come from JobCalcJob)
         spec.exit_code(311, 'ERROR_OUTPUT_INCOMPLETE',
                        message='The scores cover {found} clusters, but the input has {expected}.')
-        # 4xx: the program refused its input
-        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='aiida-qrnn-exec score refused its input: {message}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         parameters = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
-        with folder.open(exec_selection.INPUT_PARAMETERS, 'w') as handle:
+        with folder.open(JOB.inputs['parameters'], 'w') as handle:
             json.dump(parameters, handle)
-        folder.get_subfolder(exec_selection.INPUT_MODELS, create=True)
+        folder.get_subfolder(JOB.inputs['models'], create=True)
         clusters = self.inputs.clusters
-        local_copy_list = [(clusters.uuid, clusters.filename, exec_selection.INPUT_CLUSTERS)]
+        local_copy_list = [(clusters.uuid, clusters.filename, JOB.inputs['clusters'])]
         for index, (_, model) in enumerate(sorted(self.inputs.models.items())):
-            target = f'{exec_selection.INPUT_MODELS}/member_{index:03d}.safetensors'
+            target = f'{JOB.inputs["models"]}/member_{index:03d}.safetensors'
             local_copy_list.append((model.uuid, ModelData.WEIGHTS_FILENAME, target))
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['score']
-        codeinfo.stdout_name = 'score.out'
-        codeinfo.stderr_name = 'score.err'
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = local_copy_list
-        calcinfo.retrieve_list = [exec_selection.OUTPUT_SCORES, exec_selection.OUTPUT_ERROR, 'score.err']
-        return calcinfo
+        return self.job_calcinfo([], local_copy_list=local_copy_list)

@@ -16,8 +16,7 @@ from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 from ase.data import atomic_numbers, chemical_symbols
 
-from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.calculations.psi4 import closed_shell_problem
+from aiida_qrnn.calculations.labels import LabelCalcJob, closed_shell_problem
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
 __all__ = ('XtbCalculation', 'level_of_theory', 'validate_clusters', 'validate_parameters')
@@ -82,7 +81,7 @@ def validate_clusters(value: ClusterSetData, _) -> str | None:
     return closed_shell_problem(arrays)
 
 
-class XtbCalculation(CalcJob):
+class XtbCalculation(LabelCalcJob):
     """Label every cluster of a ``ClusterSetData`` with GFN-xTB in one job.
 
     Cluster ``i`` is written as ``c{i:06d}.xyz`` (sent in ``inputs.tar``) and gets its own xtb run (one line
@@ -104,18 +103,11 @@ class XtbCalculation(CalcJob):
     OUTPUT_ARCHIVE = 'outputs.tar'
     INPUT_ARCHIVE = 'inputs.tar'
 
-    @staticmethod
-    def prefix(index: int) -> str:
-        """File name stem (and xtb namespace) of cluster ``index``."""
-        return f'c{index:06d}'
+    validate_clusters = staticmethod(validate_clusters)
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
         super().define(spec)
-        spec.input(
-            'clusters', valid_type=ClusterSetData, validator=validate_clusters,
-            help='The clusters to label; open (non-periodic) clusters with their total charges.',
-        )
         spec.input(
             'parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
             help=(
@@ -125,33 +117,8 @@ class XtbCalculation(CalcJob):
         )
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.xtb'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         # xtb runs one small cluster at a time, where OpenMP threads cost more than they save.
         options['environment_variables'].default = {'OMP_NUM_THREADS': '1'}
-
-        spec.output(
-            'clusters', valid_type=ClusterSetData,
-            help='The clusters xtb labelled (energy, forces, charges, dipole), in input order, failed ones left out.',
-        )
-        spec.output(
-            'failed_clusters', valid_type=orm.List, required=False,
-            help='One entry per cluster without labels: {index, id, reason, message}; only when there are some.',
-        )
-
-        # 3xx: the output could not be read, rerunning may help
-        spec.exit_code(
-            302, 'ERROR_OUTPUT_FILES_MISSING',
-            message='No xtb output was retrieved for any of the {n_clusters} clusters: xtb never ran.',
-        )
-        # 4xx: xtb failed on some or all clusters; the labelled ones are still attached
-        spec.exit_code(
-            410, 'ERROR_SOME_CLUSTERS_FAILED',
-            message='{n_failed} of {n_clusters} clusters failed ({reasons}); see the failed_clusters output.',
-        )
-        spec.exit_code(
-            420, 'ERROR_ALL_CLUSTERS_FAILED',
-            message='All {n_clusters} clusters failed ({reasons}); no labels were produced.',
-        )
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
         """Write one xyz file and one xtb command line (in ``run_clusters.sh``) per cluster."""

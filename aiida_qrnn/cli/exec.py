@@ -1,64 +1,43 @@
 """``aiida-qrnn-exec``: the package's executable that CalcJobs run on a computer (local or remote).
 
-It reads a job folder, runs :mod:`aiida_qrnn.core`, writes outputs and returns a documented exit status:
-0 success, 1 bad input (message on stderr). Later issues add ``train``, ``md`` and ``score``.
+It only registers the job commands of :mod:`aiida_qrnn.jobs` (and the training job, which is not there yet); each
+command reads its job folder, runs :mod:`aiida_qrnn.core`, writes outputs and returns the exit status its job
+declares (0 success, 1 bad input with the message on stderr). A command's module is imported only when the command
+runs, so that ``inspect`` does not pay for torch.
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
-import sys
+import importlib
 
 import click
 
-EXIT_BAD_INPUT = 1
+#: Sub-command -> ``module:attribute`` of its click command.
+COMMANDS = {
+    'inspect': 'aiida_qrnn.jobs.inspect:inspect',
+    'd3bj': 'aiida_qrnn.jobs.label:d3bj',
+    'pyscf': 'aiida_qrnn.jobs.label:pyscf',
+    'classical-md': 'aiida_qrnn.jobs.classical_md:classical_md',
+    'md': 'aiida_qrnn.jobs.md:md',
+    'score': 'aiida_qrnn.jobs.score:score',
+    'train': 'aiida_qrnn.cli.exec_training:train',
+}
 
 
-@click.group('aiida-qrnn-exec', context_settings={'help_option_names': ['-h', '--help']})
+class JobCommands(click.Group):
+    """A group whose commands are imported on first use, from ``COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(':')
+        return getattr(importlib.import_module(module), attribute)
+
+
+@click.group('aiida-qrnn-exec', cls=JobCommands, context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(package_name='aiida-qrnn')
 def cli() -> None:
     """Run aiida-qrnn work inside a job folder (no AiiDA needed)."""
-
-
-@cli.command('inspect')
-@click.argument('path', type=click.Path(dir_okay=False, path_type=pathlib.Path))
-@click.option(
-    '--verify', is_flag=True,
-    help='Also read every array and check it: values, checksums, content ids and the recorded summary.',
-)
-def inspect(path: pathlib.Path, verify: bool) -> None:
-    """Print the summary of a cluster-set file as JSON; exit 1 (one line naming the file) if it is not a valid set."""
-    from aiida_qrnn.core.dataset import ClusterSet, ClusterSetError
-
-    try:
-        with ClusterSet(path) as clusters:
-            if verify:
-                clusters.verify()
-            summary = clusters.summary()
-    except ClusterSetError as exception:
-        click.echo(str(exception), err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    click.echo(json.dumps(summary, indent=2))
-
-
-from aiida_qrnn.cli.exec_labelling import d3bj, pyscf  # noqa: E402  (sub-commands of the labelling jobs)
-
-cli.add_command(d3bj)
-cli.add_command(pyscf)
-
-from aiida_qrnn.cli.exec_sampling import classical_md  # noqa: E402  (sub-command of the classical-MD job)
-
-cli.add_command(classical_md)
-
-from aiida_qrnn.cli.exec_md import md  # noqa: E402  (sub-command of the MD job)
-
-cli.add_command(md)
-
-from aiida_qrnn.cli.exec_selection import score  # noqa: E402  (sub-command of the committee-scoring job)
-
-cli.add_command(score)
-
-from aiida_qrnn.cli.exec_training import train  # noqa: E402  (sub-command of the training job)
-
-cli.add_command(train)

@@ -7,44 +7,43 @@ import json
 
 from aiida import orm
 from aiida.engine import ExitCode
-from aiida.parsers import Parser
 
-from aiida_qrnn.cli.exec_sampling import EXIT_BAD_INPUT, EXIT_UNSTABLE, OUTPUT_ERROR, OUTPUT_SUMMARY
-from aiida_qrnn.core.forcefield.md import FINAL_STRUCTURE, STAGES
+from aiida_qrnn.jobs.classical_md import EXIT_UNSTABLE, JOB
+from aiida_qrnn.jobs.folder import EXIT_BAD_INPUT
+from aiida_qrnn.parsers.base import JobParser
 
 __all__ = ('ClassicalMdParser',)
 
 
-class ClassicalMdParser(Parser):
+class ClassicalMdParser(JobParser):
     """Map ``error.json`` onto 410 (bad input) or 500 (unstable); otherwise attach every output.
 
     A stage run for zero steps leaves no trajectory, so the trajectory outputs are attached when present.
     """
 
+    STATUS_EXIT_CODES = {EXIT_BAD_INPUT: 'ERROR_INVALID_INPUT', EXIT_UNSTABLE: 'ERROR_MD_UNSTABLE'}
+
     def parse(self, **kwargs) -> ExitCode | None:
         import ase.io
 
-        names = set(self.retrieved.base.repository.list_object_names())
-        if OUTPUT_ERROR in names:
-            error = json.loads(self.retrieved.base.repository.get_object_content(OUTPUT_ERROR))
-            if error.get('status') == EXIT_UNSTABLE:
-                return self.exit_codes.ERROR_MD_UNSTABLE.format(message=error['message'])
-            if error.get('status') == EXIT_BAD_INPUT:
-                return self.exit_codes.ERROR_INVALID_INPUT.format(message=error['message'])
-        for required in (OUTPUT_SUMMARY, FINAL_STRUCTURE):
+        failure = self.job_failure()
+        if failure is not None:
+            return failure
+        names = self.retrieved_names
+        summary_file, final_file = JOB.outputs['summary'], JOB.outputs['final']
+        for required in (summary_file, final_file):
             if required not in names:
-                return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(filename=required)
+                return self.output_missing(required)
         try:
-            summary = json.loads(self.retrieved.base.repository.get_object_content(OUTPUT_SUMMARY))
-            text = self.retrieved.base.repository.get_object_content(FINAL_STRUCTURE)
+            summary = json.loads(self.retrieved.base.repository.get_object_content(summary_file))
+            text = self.retrieved.base.repository.get_object_content(final_file)
             final = ase.io.read(io.StringIO(text), format='extxyz')
         except Exception as exception:  # json and ASE raise many types for malformed text
-            return self.exit_codes.ERROR_READING_OUTPUT.format(filename=f'{OUTPUT_SUMMARY}/{FINAL_STRUCTURE}',
-                                                               exception=exception)
+            return self.output_unreadable(f'{summary_file}/{final_file}', exception)
         self.out('output_parameters', orm.Dict(summary))
         self.out('structure', orm.StructureData(ase=final))
-        for link, stage in (('npt_trajectory', 'npt'), ('trajectory', 'nvt')):
-            filename = STAGES[stage]
+        for link, role in (('npt_trajectory', 'npt_trajectory'), ('trajectory', 'nvt_trajectory')):
+            filename = JOB.outputs[role]
             if filename in names:
                 with self.retrieved.base.repository.open(filename, 'rb') as handle:
                     self.out(link, orm.SinglefileData(handle, filename=filename))

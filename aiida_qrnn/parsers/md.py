@@ -10,12 +10,12 @@ import numpy as np
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ExitCode
-from aiida.parsers import Parser
 
 from aiida_qrnn.calculations.md import COMMITTEE_MONITOR
-from aiida_qrnn.cli.exec_md import EXIT_BAD_INPUT, OUTPUT_ERROR, OUTPUT_FINAL, REPLICAS_FOLDER
 from aiida_qrnn.core.md import COMMITTEE_FILE, MDStatus
-from aiida_qrnn.core.md.runner import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE
+from aiida_qrnn.core.md.outputs import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE
+from aiida_qrnn.jobs.md import OUTPUT_FINAL, REPLICAS_FOLDER, batch_status
+from aiida_qrnn.parsers.base import JobParser
 
 __all__ = ('UNSTABLE_EXIT_CODES', 'MdParser')
 
@@ -27,7 +27,7 @@ UNSTABLE_EXIT_CODES = {
 }
 
 
-class MdParser(Parser):
+class MdParser(JobParser):
     """Attach whatever the run wrote, then map ``status.json`` onto 0, 400 (walltime) or 510-512 (unstable).
 
     ``output_parameters`` are the run's ``status.json`` with ``status`` the outcome's lower-case name
@@ -47,7 +47,7 @@ class MdParser(Parser):
 
     Batched replicas (``structures`` input, folders ``replicas/<label>/``): each replica gets the outputs above in
     ``replicas.<label>`` (its own ``output_parameters`` with its own status), and the job's exit status follows
-    one rule (:func:`aiida_qrnn.cli.exec_md.batch_status`):
+    one rule (:func:`aiida_qrnn.jobs.md.batch_status`):
 
     1. a replica stopped at the walltime (or killed after a checkpoint): 400, so that a restart continues the batch;
     2. else at least one replica finished (or stopped for committee disagreement): 0, the finished replicas are
@@ -63,18 +63,17 @@ class MdParser(Parser):
     def parse(self, **kwargs) -> ExitCode | None:
         from aiida_qrnn.core.md import read_trajectory
 
+        failure = self.job_failure()
+        if failure is not None:
+            return failure
         repository = self.retrieved.base.repository
-        names = set(repository.list_object_names())
-        if OUTPUT_ERROR in names:
-            error = json.loads(repository.get_object_content(OUTPUT_ERROR))
-            if error.get('status') == EXIT_BAD_INPUT:
-                return self.exit_codes.ERROR_INVALID_INPUT.format(message=error['message'])
+        names = self.retrieved_names
         if REPLICAS_FOLDER in names:
             return self._parse_replicas(repository)
         try:
             outputs, status, checkpoint, committee = _read_run(repository, '')
         except Exception as exception:  # h5py, csv, json and ASE raise many types for malformed files
-            return self.exit_codes.ERROR_READING_OUTPUT.format(filename=', '.join(sorted(names)), exception=exception)
+            return self.output_unreadable(', '.join(sorted(names)), exception)
         for name, node in outputs.items():
             self.out(name, node)
         checkpoint_step = None if checkpoint is None else checkpoint.step
@@ -97,14 +96,14 @@ class MdParser(Parser):
                     'time_fs': checkpoint.time_fs, 'checkpoint_step': checkpoint_step,
                     'message': 'killed before it wrote status.json (scheduler walltime?)',
                 }))
-                return self.exit_codes.ERROR_WALLTIME.format(step=checkpoint_step)
-            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(filename=STATUS_FILE)
+                return self.exit_codes.ERROR_OUT_OF_WALLTIME.format(step=checkpoint_step)
+            return self.output_missing(STATUS_FILE)
         code = MDStatus(status['status'])
         extra = {'stopped_by': 'driver'} if code == MDStatus.COMMITTEE_DISAGREEMENT else {}
         self.out('output_parameters', orm.Dict({**status, **_status_fields(code), **extra,
                                                 'checkpoint_step': checkpoint_step}))
         if code == MDStatus.STOPPED_WALLTIME:
-            return self.exit_codes.ERROR_WALLTIME.format(step=status['step'])
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME.format(step=status['step'])
         if code.is_unstable:
             return getattr(self.exit_codes, UNSTABLE_EXIT_CODES[code]).format(message=status['message'])
         return None
@@ -119,7 +118,7 @@ class MdParser(Parser):
             try:
                 outputs, status, checkpoint, _ = _read_run(repository, prefix)
             except Exception as exception:  # h5py, csv, json and ASE raise many types for malformed files
-                return self.exit_codes.ERROR_READING_OUTPUT.format(filename=prefix, exception=exception)
+                return self.output_unreadable(prefix, exception)
             checkpoint_step = None if checkpoint is None else checkpoint.step
             if status is None and checkpoint is not None:  # killed by the scheduler after a checkpoint
                 status = {'status': int(MDStatus.STOPPED_WALLTIME), 'step': checkpoint_step,
@@ -136,10 +135,7 @@ class MdParser(Parser):
                 self.out(f'{REPLICAS_FOLDER}.{label}.{name}', node)
         missing = [label for label in labels if label not in outcomes]
         if missing:
-            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(
-                filename=f'{STATUS_FILE} or {CHECKPOINT_FILE} of replicas {missing}')
-        from aiida_qrnn.cli.exec_md import batch_status
-
+            return self.output_missing(f'{STATUS_FILE} or {CHECKPOINT_FILE} of replicas {missing}')
         outcome = batch_status([outcomes[label] for label in labels])
         by_outcome = {name: [label for label in labels if outcomes[label].name.lower() == name]
                       for name in sorted({status.name.lower() for status in outcomes.values()})}
@@ -156,7 +152,7 @@ class MdParser(Parser):
         self.out('output_parameters', orm.Dict(summary))
         if outcome == MDStatus.STOPPED_WALLTIME:
             walltime = [checkpoints[label] for label in labels if outcomes[label] == MDStatus.STOPPED_WALLTIME]
-            return self.exit_codes.ERROR_WALLTIME.format(step=min(walltime))
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME.format(step=min(walltime))
         if outcome.is_unstable:
             return getattr(self.exit_codes, UNSTABLE_EXIT_CODES[outcome]).format(message=summary['message'])
         if unstable:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiida_qrnn.calculations.psi4 import Psi4Calculation, level_of_theory
+from aiida_qrnn.calculations.labels import level_of_theory
+from aiida_qrnn.calculations.psi4 import Psi4Calculation
 from aiida_qrnn.core.d3bj import split_dispersion
 from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.label_records import record_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiida_qrnn.calculations.psi4 import level_of_theory
+from aiida_qrnn.calculations.labels import level_of_theory
 from aiida_qrnn.core.dataset import ClusterArrays
 from aiida_qrnn.core.label_records import record_name
 from aiida_qrnn.parsers.parse_raw.pyscf import parse_cluster

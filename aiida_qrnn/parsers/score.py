@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import numpy as np
 from aiida import orm
-from aiida.parsers import Parser
+from aiida.engine import ExitCode
 
-from aiida_qrnn.cli import exec_selection
 from aiida_qrnn.core.selection import SCORE_NAMES
+from aiida_qrnn.jobs.score import JOB
+from aiida_qrnn.parsers.base import JobParser
+
+__all__ = ('ScoreParser',)
 
 
-class ScoreParser(Parser):
+class ScoreParser(JobParser):
     """Checks that every cluster got every score, then stores them."""
 
-    def parse(self, **kwargs):
-        retrieved = self.retrieved
-        names = retrieved.base.repository.list_object_names()
-        if exec_selection.OUTPUT_ERROR in names:
-            error = json.loads(retrieved.base.repository.get_object_content(exec_selection.OUTPUT_ERROR))
-            return self.exit_codes.ERROR_INVALID_INPUT.format(message=error.get('message', ''))
-        if exec_selection.OUTPUT_SCORES not in names:
-            return self.exit_codes.ERROR_OUTPUT_MISSING
+    def parse(self, **kwargs) -> ExitCode | None:
+        failure = self.job_failure()
+        if failure is not None:
+            return failure
+        scores_file = JOB.outputs['scores']
+        if scores_file not in self.retrieved_names:
+            return self.output_missing(scores_file)
         try:
-            repository = retrieved.base.repository
-            with repository.open(exec_selection.OUTPUT_SCORES, 'rb') as handle, np.load(handle) as stored:
+            with self.retrieved.base.repository.open(scores_file, 'rb') as handle, np.load(handle) as stored:
                 scores = {name: np.asarray(stored[name], dtype=float) for name in SCORE_NAMES}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exception:
-            return self.exit_codes.ERROR_OUTPUT_UNREADABLE.format(error=str(exception))
+            return self.output_unreadable(scores_file, exception)
         expected = self.node.inputs.clusters.n_clusters
         for values in scores.values():
             if values.shape != (expected,) or not np.all(np.isfinite(values)):

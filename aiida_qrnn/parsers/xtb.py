@@ -32,7 +32,7 @@ class XtbParser(Parser):
         prefixes = [XtbCalculation.prefix(index) for index in range(arrays.n_clusters)]
         stdout_suffix = XtbCalculation.OUTPUT_SUFFIXES['stdout']
         if not any(prefix + stdout_suffix in retrieved for prefix in prefixes):
-            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(n_clusters=arrays.n_clusters)
+            return self.exit_codes.ERROR_NO_OUTPUT.format(n_clusters=arrays.n_clusters)
 
         labels: dict[str, list[np.ndarray]] = defaultdict(list)
         failures: dict[FailureReason, list[tuple[int, str]]] = defaultdict(list)

@@ -102,7 +102,7 @@ class MdBaseWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self.report(f'{node.process_label}<{node.pk}> failed with exit status {node.exit_status}: '
                     f'{node.exit_message}; {action}')
 
-    @process_handler(priority=600, exit_codes=[MdCalculation.exit_codes.ERROR_WALLTIME])
+    @process_handler(priority=600, exit_codes=[MdCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
     def handle_walltime(self, node) -> ProcessHandlerReport:
         """Continue from the checkpoint the job left, with the same settings."""
         self.ctx.inputs.parent_folder = node.outputs.remote_folder

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from aiida_qrnn.cli.exec import inspect
+from aiida_qrnn.jobs.inspect import inspect
 from aiida_qrnn.core.dataset import ClusterArrays, write_cluster_set
 from tests.conftest import make_water_clusters
 from tests.core.test_dataset import change_dataset

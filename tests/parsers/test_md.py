@@ -176,7 +176,7 @@ def test_run_unstable_at_step_zero_reaches_the_user_as_its_status(aiida_localhos
 
 def test_batch_status_rule():
     """Walltime first (the batch must be continued), then any usable replica, else the first instability."""
-    from aiida_qrnn.cli.exec_md import batch_status
+    from aiida_qrnn.jobs.md import batch_status
 
     finished, walltime, committee = MDStatus.FINISHED, MDStatus.STOPPED_WALLTIME, MDStatus.COMMITTEE_DISAGREEMENT
     contact, hot = MDStatus.UNSTABLE_CLOSE_CONTACT, MDStatus.UNSTABLE_TEMPERATURE

@@ -39,35 +39,50 @@ import typing as t
 
 import click
 
-EXIT_BAD_INPUT = 1
+from aiida_qrnn.core.md.committee import COMMITTEE_FILE
+from aiida_qrnn.core.md.outputs import CHECKPOINT_FILE, LOG_FILE, STATUS_FILE, TRAJECTORY_FILE, UNSTABLE_FILE
+from aiida_qrnn.core.md.status import MDStatus
+from aiida_qrnn.jobs.folder import Job, fail
+
+__all__ = ('JOB', 'batch_status', 'exit_status', 'md')
+
 EXIT_WALLTIME = 2
 EXIT_COMMITTEE_DISAGREEMENT = 3
-#: File names inside the job folder.
-INPUT_STRUCTURE = 'structure.extxyz'
-INPUT_PARAMETERS = 'md_input.json'
-INPUT_MODEL = 'model.safetensors'
-INPUT_COMMITTEE = 'committee'
-REPLICAS_FOLDER = 'replicas'
-OUTPUT_FINAL = 'final.extxyz'
-OUTPUT_ERROR = 'error.json'
+#: The job: file names inside the job folder and exit statuses (the unstable ones are the ``MDStatus`` values).
+JOB = Job(
+    command='md',
+    inputs={'structure': 'structure.extxyz', 'parameters': 'md_input.json', 'model': 'model.safetensors',
+            'committee': 'committee', 'replicas': 'replicas'},
+    outputs={'trajectory': TRAJECTORY_FILE, 'log': LOG_FILE, 'committee': COMMITTEE_FILE, 'status': STATUS_FILE,
+             'final': 'final.extxyz', 'unstable': UNSTABLE_FILE, 'checkpoint': CHECKPOINT_FILE,
+             'replicas': 'replicas'},
+    exit_statuses={
+        EXIT_WALLTIME: MDStatus.STOPPED_WALLTIME.name,
+        EXIT_COMMITTEE_DISAGREEMENT: MDStatus.COMMITTEE_DISAGREEMENT.name,
+        **{int(status): status.name for status in MDStatus if status.is_unstable},
+    },
+    retrieved=('trajectory', 'log', 'committee', 'status', 'final', 'unstable', 'checkpoint'),
+)
+INPUT_STRUCTURE = JOB.inputs['structure']
+INPUT_PARAMETERS = JOB.inputs['parameters']
+INPUT_MODEL = JOB.inputs['model']
+INPUT_COMMITTEE = JOB.inputs['committee']
+REPLICAS_FOLDER = JOB.inputs['replicas']
+OUTPUT_FINAL = JOB.outputs['final']
 #: Strain step of the numerical stress of the classical calculator (OpenMM gives no virial).
 CLASSICAL_STRESS_STRAIN = 1e-5
 
 
 def exit_status(status: int) -> int:
     """The process exit status of an ``MDStatus`` (clean stops move up by one, since 1 means bad input)."""
-    from aiida_qrnn.core.md import MDStatus
-
     moved = {MDStatus.STOPPED_WALLTIME: EXIT_WALLTIME, MDStatus.COMMITTEE_DISAGREEMENT: EXIT_COMMITTEE_DISAGREEMENT}
     return moved.get(status, int(status))
 
 
-def batch_status(statuses: list[int]):
+def batch_status(statuses: list[int]) -> MDStatus:
     """The outcome of a batch of replicas (``MDStatus`` values in label order), by the rule of the module docstring:
     a replica to continue (walltime) first, then any usable one (finished or committee stop), else the first
     instability."""
-    from aiida_qrnn.core.md import MDStatus
-
     outcomes = [MDStatus(status) for status in statuses]
     if MDStatus.STOPPED_WALLTIME in outcomes:
         return MDStatus.STOPPED_WALLTIME
@@ -122,13 +137,13 @@ def md(job_folder: pathlib.Path, device: str) -> None:
         seed = int(parameters.get('seed', 0))
         replica_seeds = {str(label): int(value) for label, value in parameters.get('replicas', {}).items()}
     except (OSError, ValueError, TypeError, AttributeError) as exception:
-        _fail(f"'{job_folder / INPUT_PARAMETERS}': {exception}")
+        fail(f"'{job_folder / INPUT_PARAMETERS}': {exception}")
     if replica_seeds:
         _run_replicas(job_folder, settings, replica_seeds, device)
     try:
         atoms = ase.io.read(INPUT_STRUCTURE, format='extxyz')
     except (OSError, ValueError, TypeError) as exception:
-        _fail(f"'{job_folder / INPUT_STRUCTURE}': {exception}")
+        fail(f"'{job_folder / INPUT_STRUCTURE}': {exception}")
     bonds = find_bonds(atoms)
     if 'molecule' not in atoms.arrays:
         atoms.arrays['molecule'] = molecule_ids(len(atoms), bonds)
@@ -155,7 +170,7 @@ def md(job_folder: pathlib.Path, device: str) -> None:
             raise ValueError(f"committee_interval={settings.committee_interval} needs a committee in "
                              f"'{INPUT_COMMITTEE}/' and a committee needs committee_interval > 0.")
     except (UnsupportedChemistryError, ValueError) as exception:
-        _fail(f"'{job_folder}': {exception}")
+        fail(f"'{job_folder}': {exception}")
     result = run_md(settings, atoms, calculator, pathlib.Path.cwd(), rng=np.random.default_rng(seed),
                     committee=committee)
     _write_final_structure(atoms)
@@ -178,7 +193,7 @@ def _run_replicas(job_folder: pathlib.Path, settings, seeds: dict[str, int], dev
         try:
             atoms = ase.io.read(folder / INPUT_STRUCTURE, format='extxyz')
         except (OSError, ValueError, TypeError) as exception:
-            _fail(f"'{job_folder / folder / INPUT_STRUCTURE}': {exception}")
+            fail(f"'{job_folder / folder / INPUT_STRUCTURE}': {exception}")
         if 'molecule' not in atoms.arrays:
             atoms.arrays['molecule'] = molecule_ids(len(atoms), find_bonds(atoms))
         atoms_list.append(atoms)
@@ -197,7 +212,7 @@ def _run_replicas(job_folder: pathlib.Path, settings, seeds: dict[str, int], dev
         results = run_md_replicas(settings, atoms_list, calculator, [pathlib.Path.cwd() / f for f in folders],
                                   rngs=rngs, committee=committee)
     except ValueError as exception:
-        _fail(f"'{job_folder}': {exception}")
+        fail(f"'{job_folder}': {exception}")
     for label, folder, atoms, result in zip(labels, folders, atoms_list, results, strict=True):
         _write_final_structure(atoms, folder)
         click.echo(f'{label}: {result.message}')
@@ -207,7 +222,6 @@ def _run_replicas(job_folder: pathlib.Path, settings, seeds: dict[str, int], dev
 def _write_final_structure(atoms, folder: pathlib.Path = pathlib.Path()) -> None:
     """The checkpoint's configuration in ``folder`` as extended XYZ (momenta included), if there is a checkpoint."""
     from aiida_qrnn.core.md.checkpoint import Checkpoint
-    from aiida_qrnn.core.md.runner import CHECKPOINT_FILE
 
     if not (folder / CHECKPOINT_FILE).is_file():
         return
@@ -220,9 +234,3 @@ def _write_final_structure(atoms, folder: pathlib.Path = pathlib.Path()) -> None
     final.set_momenta(state['momenta'])
     final.write(folder / OUTPUT_FINAL, format='extxyz')
 
-
-def _fail(message: str) -> t.NoReturn:
-    message = message.replace('\n', ' ')
-    pathlib.Path(OUTPUT_ERROR).write_text(json.dumps({'status': EXIT_BAD_INPUT, 'message': message}))
-    click.echo(message, err=True)
-    sys.exit(EXIT_BAD_INPUT)

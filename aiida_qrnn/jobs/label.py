@@ -1,21 +1,29 @@
 """``aiida-qrnn-exec d3bj`` and ``aiida-qrnn-exec pyscf``: the labelling steps that run inside a job folder.
 
 Both write one record per cluster (see :mod:`aiida_qrnn.core.label_records`) as soon as it is done. Exit status:
-0 when the step ran (per-cluster failures are in the records), 1 for bad input (message on stderr).
+0 when the step ran (per-cluster failures are in the records), 1 for bad input (message on stderr; the parsers
+read the records, so no ``error.json`` is written).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 import click
 
-EXIT_BAD_INPUT = 1
+from aiida_qrnn.jobs.folder import Job, fail
+
+__all__ = ('D3BJ_JOB', 'PYSCF_JOB', 'd3bj', 'pyscf')
+
+#: The D3(BJ) step that runs before Psi4 in a ``Psi4Calculation`` with a ``-d3bj`` method.
+D3BJ_JOB = Job(command='d3bj', inputs={'clusters': 'clusters.h5'}, outputs={'records': 'c*.json'})
+#: The whole ``PyscfCalculation``.
+PYSCF_JOB = Job(command='pyscf', inputs={'clusters': 'clusters.h5', 'parameters': 'parameters.json'},
+                outputs={'records': 'c*.json'})
 
 
-@click.command('d3bj')
+@click.command(D3BJ_JOB.command)
 @click.argument('path', type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option('--functional', required=True, help='Functional whose D3(BJ) parameters to use, e.g. wb97x.')
 def d3bj(path: pathlib.Path, functional: str) -> None:
@@ -30,8 +38,7 @@ def d3bj(path: pathlib.Path, functional: str) -> None:
         with ClusterSet(path) as clusters:
             arrays = clusters.read_arrays()
     except (ClusterSetError, ValueError, OSError) as exception:
-        click.echo(f'aiida-qrnn-exec d3bj: {exception}', err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        fail(f'aiida-qrnn-exec d3bj: {exception}', folder=None)
     for index in range(arrays.n_clusters):
         rows = slice(arrays.offsets[index], arrays.offsets[index + 1])
         energy, gradient = d3bj_energy_gradient(
@@ -43,7 +50,7 @@ def d3bj(path: pathlib.Path, functional: str) -> None:
         })
 
 
-@click.command('pyscf')
+@click.command(PYSCF_JOB.command)
 @click.argument('path', type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.argument('parameters_file', type=click.Path(dir_okay=False, path_type=pathlib.Path))
 def pyscf(path: pathlib.Path, parameters_file: pathlib.Path) -> None:
@@ -58,5 +65,4 @@ def pyscf(path: pathlib.Path, parameters_file: pathlib.Path) -> None:
             options=parameters.get('options', {}), forces='forces' in parameters.get('properties', ['forces']),
         )
     except (ClusterSetError, OSError, ValueError, KeyError) as exception:
-        click.echo(f'aiida-qrnn-exec pyscf: {type(exception).__name__}: {exception}', err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        fail(f'aiida-qrnn-exec pyscf: {type(exception).__name__}: {exception}', folder=None)
