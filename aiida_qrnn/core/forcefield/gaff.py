@@ -146,6 +146,8 @@ def _conformer(molecule: Chem.Mol, seed: int) -> np.ndarray:
     parameters.randomSeed = int(seed)
     parameters.useRandomCoords = embedded.GetNumAtoms() > 100
     if AllChem.EmbedMolecule(embedded, parameters) != 0:
+        parameters.useRandomCoords = True  # the robust start when ETKDG's eigenvalue embedding fails
+    if embedded.GetNumConformers() == 0 and AllChem.EmbedMolecule(embedded, parameters) != 0:
         raise RuntimeError(f'RDKit could not embed the {embedded.GetNumAtoms()}-atom molecule with seed {seed}.')
     AllChem.MMFFOptimizeMolecule(embedded, maxIters=2000)
     return embedded.GetConformer().GetPositions()
@@ -179,7 +181,7 @@ def _write_mol2(
     for index, (symbol, (x, y, z), kind, charge, residue) in enumerate(
         zip(symbols, positions, types, charges, residues, strict=True)
     ):
-        name = f'{symbol}{index + 1}'  # unique, which antechamber needs; tleap keeps 4 characters of it
+        name = f'{symbol}{index + 1}'  # unique, which antechamber needs; a label only in the prmtop (4 characters)
         lines.append(f'{index + 1} {name} {x:.6f} {y:.6f} {z:.6f} {kind} {residue + 1} M{residue % 1000:03d} '
                      f'{charge:.10f}')
     lines.append('@<TRIPOS>BOND')
