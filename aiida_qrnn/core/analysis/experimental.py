@@ -1,8 +1,11 @@
-"""Experimental density and heat capacity of EG..tetraEG (``experimental.yaml``) and the property-vs-chain plot.
+"""Experimental density and heat capacity of oligomer families (``experimental.yaml``) and the property-vs-chain plot.
 
-The data are DIPPR correlations (ChemSep 8.32, Perry's, Zábranský) at 298.15 and 303.15 K; :func:`experimental`
-interpolates linearly to the simulation temperature (300 K in the paper), which moves the values by less than
-0.2 %. Heat capacities come per mole in the file and are returned per gram, the unit of the MD analysis.
+Families are named as the polymers of :mod:`aiida_qrnn.core.polymer`: ethylene glycol (EG..tetraEG, the default),
+propylene glycol (PG, DPG, TPG) and glyme (mono- to tetraglyme). The data are DIPPR correlations and critically
+evaluated tables (ChemSep 8.32, Perry's, Zábranský, CRC) at 298.15 and 303.15 K, each record with its source;
+:func:`experimental` interpolates linearly to the simulation temperature (300 K in the paper), which moves the
+values by less than 0.2 %. Records whose source gives no temperature are kept in the file but never used. Heat
+capacities come per mole in the file and are returned per gram, the unit of the MD analysis.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import yaml
 from ._plot import new_axes, save
 
 DATA_FILE = Path(__file__).with_name('experimental.yaml')
+DEFAULT_FAMILY = 'ethylene glycol'
 #: Property name (as in the properties work chain) → (key in the data file, axis label).
 PROPERTIES = {
     'density': ('density_g_cm3', 'density (g cm$^{-3}$)'),
@@ -39,19 +43,28 @@ def load_experimental_data(path: Path | str = DATA_FILE) -> dict:
         return yaml.safe_load(handle)
 
 
-def experimental(name: str, temperature_K: float = 300.0, *, source: str = 'chemsep') -> ExperimentalSeries:
-    """``name`` ('density' or 'heat_capacity') of every oligomer ``source`` covers, interpolated to ``temperature_K``.
+def experimental(
+    name: str, temperature_K: float = 300.0, *, source: str = 'chemsep', family: str = DEFAULT_FAMILY,
+) -> ExperimentalSeries:
+    """``name`` ('density' or 'heat_capacity') of every oligomer of ``family`` that ``source`` covers, interpolated
+    to ``temperature_K``.
 
-    Raises ``ValueError`` naming the property, source or temperature when the file has no such data (no
+    Raises ``ValueError`` naming the property, family, source or temperature when the file has no such data (no
     extrapolation beyond the tabulated 298.15-303.15 K by more than 5 K).
     """
     if name not in PROPERTIES:
         raise ValueError(f'experimental property must be one of {sorted(PROPERTIES)}, got {name!r}.')
     data = load_experimental_data()
-    molar_mass = {entry['n_units']: entry['molar_mass_g_mol'] for entry in data['oligomers']}
-    records = [record for record in data[PROPERTIES[name][0]] if record['source'] == source]
+    families = sorted({entry['family'] for entry in data['oligomers']})
+    if family not in families:
+        raise ValueError(f'no experimental data for the family {family!r}; known: {families}.')
+    molar_mass = {entry['n_units']: entry['molar_mass_g_mol'] for entry in data['oligomers']
+                  if entry['family'] == family}
+    records = [record for record in data[PROPERTIES[name][0]] if record['source'] == source
+               and record['family'] == family and record['temperature_K'] is not None]
     if not records:
-        raise ValueError(f"no experimental {name} from source {source!r} in '{DATA_FILE}'.")
+        raise ValueError(f"no experimental {name} of {family} from source {source!r} at a stated temperature in "
+                         f"'{DATA_FILE}'.")
     n_units = sorted({record['n_units'] for record in records})
     values = []
     for n in n_units:
@@ -73,7 +86,7 @@ def plot_property_vs_chain_length(
     """Simulated ``name`` per chain length (``series``: label → (n_units, values, std over replicas)) beside
     experiment, as the paper's Figs. 2-4 and 6-8."""
     figure, axes = new_axes('repeat units n in HO-(CH$_2$CH$_2$O)$_n$-H', PROPERTIES[name][1])
-    reference = experimental(name, temperature_K)
+    reference = experimental(name, temperature_K, family=DEFAULT_FAMILY)
     axes.plot(reference.n_units, reference.values, 'ks--', label=f'experiment ({reference.source})')
     for label, (n_units, values, errors) in series.items():
         axes.errorbar(n_units, values, yerr=errors, marker='o', capsize=3, label=label)
