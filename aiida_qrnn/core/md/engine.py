@@ -46,6 +46,7 @@ class ForceResult:
     energy: torch.Tensor  # (replicas,) eV
     forces: torch.Tensor  # (atoms, 3) eV/Å
     stress: torch.Tensor | None  # (replicas, 3, 3) eV/Å³, ASE sign, without the ideal-gas (kinetic) term
+    charges: torch.Tensor | None = None  # (atoms,) e, models with charges only (logged per molecule)
 
 
 class ForceField(t.Protocol):
@@ -275,7 +276,8 @@ class MDEngine:
         self.system_index = renumber[self.system_index[atoms]]
         self.n_atoms, self.cells, self.cell_volumes = self.n_atoms[keep], self.cells[keep], self.cell_volumes[keep]
         stress = None if self.result.stress is None else self.result.stress[keep]
-        self.result = ForceResult(self.result.energy[keep], self.result.forces[atoms], stress)
+        charges = None if self.result.charges is None else self.result.charges[atoms]
+        self.result = ForceResult(self.result.energy[keep], self.result.forces[atoms], stress, charges)
         if self.thermostat is not None:
             self.thermostat = self.thermostat.select(keep)
         if self.barostat is not None:

@@ -114,8 +114,9 @@ class QRNNForceField:
             pairs=self.neighbors.get(model_positions, model_cells),
         )
         stress = results['stress'].detach().to(torch.float64) if compute_stress else None
+        charges = results['charges'].detach().to(torch.float64) if 'charges' in results else None
         return ForceResult(results['energy'].detach().to(torch.float64),
-                           results['forces'].detach().to(torch.float64), stress)
+                           results['forces'].detach().to(torch.float64), stress, charges)
 
     def select(self, replicas: list[int]) -> QRNNForceField:
         keep = torch.as_tensor(replicas, dtype=torch.long, device=self.numbers.device)

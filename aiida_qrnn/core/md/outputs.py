@@ -7,8 +7,10 @@ write exactly these files, so the parser, the restart logic and the analyses do 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 from ase import Atoms
@@ -18,15 +20,18 @@ from .settings import MDSettings
 from .status import MDStatus
 
 __all__ = ('CHECKPOINT_FILE', 'LOG_COLUMNS', 'LOG_FILE', 'STATUS_FILE', 'TRAJECTORY_FILE', 'UNSTABLE_FILE', 'CsvLog',
-           'MDResult', 'check_compatible', 'read_log', 'write_status', 'write_unstable')
+           'MDResult', 'check_compatible', 'molecular_charge_statistics', 'read_log', 'write_status', 'write_unstable')
 
 CHECKPOINT_FILE = 'checkpoint.npz'
 TRAJECTORY_FILE = 'trajectory.h5'
 LOG_FILE = 'md_log.csv'
 STATUS_FILE = 'status.json'
 UNSTABLE_FILE = 'unstable.extxyz'
+#: The last two: root mean square and largest absolute net charge of the molecules (e), from the model's charges
+#: (charge equilibration is global, so charge can move between molecules); NaN without charges or molecule ids.
 LOG_COLUMNS = ('step', 'time_fs', 'potential_energy_eV', 'kinetic_energy_eV', 'total_energy_eV',
-               'conserved_energy_eV', 'enthalpy_eV', 'temperature_K', 'pressure_bar', 'volume_A3', 'density_g_cm3')
+               'conserved_energy_eV', 'enthalpy_eV', 'temperature_K', 'pressure_bar', 'volume_A3', 'density_g_cm3',
+               'molecular_charge_rms_e', 'molecular_charge_max_abs_e')
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,26 @@ class CsvLog:
         self._handle.close()
 
 
-def read_log(path: Path | str) -> dict[str, np.ndarray]:
-    """The MD log as columns (``LOG_COLUMNS``), for the analyses."""
+def read_log(source: Path | str | TextIO) -> dict[str, np.ndarray]:
+    """The MD log (a path or an open text stream) as columns (``LOG_COLUMNS``), for the analyses; columns a log
+    written before they existed lacks (the molecular charges) are NaN."""
+    name = getattr(source, 'name', source)
     try:
-        table = np.loadtxt(path, delimiter=',', skiprows=1, ndmin=2)
+        lines = (source.read() if hasattr(source, 'read') else Path(source).read_text()).splitlines()
+        header = lines[0].strip().split(',') if lines else []
+        table = np.loadtxt(lines[1:], delimiter=',', ndmin=2) if len(lines) > 1 else np.zeros((0, len(header)))
     except (OSError, ValueError) as exception:
-        raise ValueError(f'{path} is not an MD log: {exception}') from exception
-    return {name: table[:, column] for column, name in enumerate(LOG_COLUMNS)}
+        raise ValueError(f'{name} is not an MD log: {exception}') from exception
+    if not header or header != list(LOG_COLUMNS[:len(header)]) or table.shape[1] != len(header):
+        raise ValueError(f'{name} is not an MD log: its columns {header} are not {list(LOG_COLUMNS)}.')
+    return {column_name: table[:, column] if column < len(header) else np.full(len(table), np.nan)
+            for column, column_name in enumerate(LOG_COLUMNS)}
+
+
+def molecular_charge_statistics(charges: np.ndarray | None, molecule_ids: np.ndarray | None) -> tuple[float, float]:
+    """RMS and largest absolute net charge over the molecules, NaN without charges or molecule ids."""
+    if charges is None or molecule_ids is None:
+        return math.nan, math.nan
+    _, index = np.unique(molecule_ids, return_inverse=True)
+    net = np.bincount(index, weights=np.asarray(charges, dtype=np.float64))
+    return float(np.sqrt(np.mean(net**2))), float(np.abs(net).max())

@@ -42,6 +42,7 @@ from .outputs import (
     CsvLog,
     MDResult,
     check_compatible,
+    molecular_charge_statistics,
     write_status,
     write_unstable,
 )
@@ -312,14 +313,18 @@ class _Loop:
         else:
             columns += [nan, nan]
         values = torch.stack(columns).cpu().numpy()  # (6, replicas)
+        charges = engine.result.charges.cpu().numpy() if engine.result.charges is not None else None
+        offsets = np.cumsum([0] + [len(replica.atoms) for replica in self.active])
         rows = []
         for index, replica in enumerate(self.active):
             potential, kinetic_i, conserved, temperature, pressure, volume = values[:, index]
             density = replica.atoms.get_masses().sum() / volume * AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
             enthalpy = potential + kinetic_i + settings.pressure_bar * units.bar * volume if self.periodic \
                 else math.nan
+            own = None if charges is None else charges[offsets[index]:offsets[index + 1]]
             rows.append((replica.step, replica.time_fs, potential, kinetic_i, potential + kinetic_i, conserved,
-                         enthalpy, temperature, pressure, volume, density))
+                         enthalpy, temperature, pressure, volume, density,
+                         *molecular_charge_statistics(own, replica.atoms.arrays.get('molecule'))))
         return rows
 
     def _drop(self, stopped: list[int]) -> None:

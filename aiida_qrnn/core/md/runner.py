@@ -48,6 +48,7 @@ from .outputs import (
     CsvLog,
     MDResult,
     check_compatible,
+    molecular_charge_statistics,
     read_log,
     write_status,
     write_unstable,
@@ -220,7 +221,9 @@ def _observables(integrator, settings: MDSettings, step: int, time_fs: float) ->
         pressure = -np.trace(stress) / 3 / units.bar
     density = atoms.get_masses().sum() / volume * AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
     enthalpy = potential + kinetic + settings.pressure_bar * units.bar * volume if periodic else math.nan
+    charges = atoms.calc.results.get('charges') if atoms.calc is not None else None
     return (step, time_fs, potential, kinetic, potential + kinetic, conserved_energy(integrator), enthalpy,
-            atoms.get_temperature(), pressure, volume, density)
+            atoms.get_temperature(), pressure, volume, density,
+            *molecular_charge_statistics(charges, atoms.arrays.get('molecule')))
 
 
