@@ -70,6 +70,10 @@ def test_small_qrnn_one_replica(md_code):
     _check_properties(node, n_replicas=1)
     jobs = [call for call in node.called_descendants if call.process_type == 'aiida.calculations:qrnn.md']
     assert len(jobs) == 2 and all('model' in job.inputs for job in jobs)
+    # The QRNN's charges move between molecules; the NPT log's per-molecule statistics reach the replica's scalars.
+    scalars = next(call for call in node.called_descendants if call.process_label == 'analyse_replica').outputs
+    values = scalars.scalars.get_dict()
+    assert 0 < values['npt_molecular_charge_rms_e'] <= values['npt_molecular_charge_max_abs_e'] < 1.0
 
 
 def test_small_qrnn_batched_replicas(md_code):

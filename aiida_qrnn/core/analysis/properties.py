@@ -109,6 +109,7 @@ def replica_properties(
         'radius_of_gyration': float(rg.mean()),
         **_yeh_hummer(diffusion.diffusivity_cm2_per_s, trajectory, temperature_K, n_units, viscosity_Pa_s),
         **_quantum_heat_capacity(heat_capacity.cp_J_per_gK, vdos_trajectory or trajectory, temperature_K),
+        **_molecular_charges(log),
     }
     distributions = {
         'occo_torsion': {'angle_deg': torsion_centres, 'probability_density_per_deg': torsion_density},
@@ -154,6 +155,16 @@ def _quantum_heat_capacity(classical: float, trajectory: TrajectoryArrays, tempe
     return {'heat_capacity_quantum': classical + correction, 'heat_capacity_quantum_correction': correction,
             'heat_capacity_quantum_note': f'Berens et al. 1983 harmonic correction from {len(trajectory.times_fs)} '
                                           f'velocity frames every {interval[0]:g} fs'}
+
+
+def _molecular_charges(log: Mapping[str, np.ndarray]) -> dict[str, float | None]:
+    """Mean RMS and largest per-molecule net charge logged during the NPT run (None for a model without charges)."""
+    rms, largest = (np.asarray(log.get(name, [np.nan]), dtype=np.float64)
+                    for name in ('molecular_charge_rms_e', 'molecular_charge_max_abs_e'))
+    if not np.isfinite(rms).any():
+        return {'npt_molecular_charge_rms_e': None, 'npt_molecular_charge_max_abs_e': None}
+    return {'npt_molecular_charge_rms_e': float(np.nanmean(rms)),
+            'npt_molecular_charge_max_abs_e': float(np.nanmax(largest))}
 
 
 def combine_replicas(scalars: Sequence[Mapping[str, float | bool | None]]) -> dict[str, dict]:
