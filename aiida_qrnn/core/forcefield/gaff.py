@@ -297,6 +297,9 @@ def parameterise_molecule(
     """
     from rdkit import Chem
 
+    if isinstance(sqm_max_cycles, bool) or not isinstance(sqm_max_cycles, int) or sqm_max_cycles < 0:
+        raise ValueError(f'sqm_max_cycles must be a non-negative integer (0: AM1 at the MMFF geometry), got '
+                         f'{sqm_max_cycles!r}.')
     if isinstance(molecule, str):
         parsed = Chem.MolFromSmiles(molecule)
         if parsed is None:
@@ -402,6 +405,8 @@ def parameterise_chain(
     """
     from rdkit import Chem
 
+    if isinstance(n_units, bool) or not isinstance(n_units, int) or n_units < 1:
+        raise ValueError(f'n_units must be a positive integer, got {n_units!r}.')
     molecule = _with_hydrogens(chain(n_units))
     if n_units <= fit_units and templates is None:
         return parameterise_molecule(molecule, seed=seed, sqm_max_cycles=sqm_max_cycles, folder=folder)

@@ -170,8 +170,30 @@ def test_a_cell_whose_atoms_are_not_in_the_order_of_the_molecule_is_refused(dipr
         build_gaff2_system(atoms[order], kind, folder=tmp_path, cutoff_nm=0.6)
 
 
+def test_a_nylon6_cell_from_its_polymer_definition_gets_a_gaff2_system(tmp_path):
+    import openmm
+
+    from aiida_qrnn.core import polymer
+    from aiida_qrnn.core.structures import pack_cell
+
+    assert polymer.PIECE_PROPERTY == PIECE_PROPERTY
+    templates = fit_chain_charges(polymer.NYLON_6.molecule, folder=tmp_path / 'fit')
+    chain = parameterise_chain(polymer.NYLON_6.molecule, 4, templates=templates, folder=tmp_path / 'chain')
+    assert {'n8', 'ns', 'c', 'o'} <= set(chain.types)  # amine head, amide N, carbonyl C and O
+    assert chain.charges.sum() == pytest.approx(0.0, abs=1e-10)
+    cell = pack_cell(4, 4, density_g_cm3=0.3, seed=1, polymer=polymer.NYLON_6)
+    system = build_gaff2_system(cell, chain, folder=tmp_path / 'cell', cutoff_nm=cutoff_for_cell(cell))
+    assert system.getNumParticles() == len(cell) == 4 * len(chain.charges)
+    context = openmm.Context(system, openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName('Reference'))
+    context.setPositions(cell.positions / 10)
+    energy = context.getState(getEnergy=True).getPotentialEnergy()
+    assert np.isfinite(energy.value_in_unit(openmm.unit.kilojoule_per_mole))
+
+
 def test_a_chain_without_pieces_and_a_missing_program_are_named():
     with pytest.raises(ValueError, match=PIECE_PROPERTY):
         fit_chain_charges(lambda n: Chem.MolFromSmiles('O' + 'CC(C)O' * n))
     with pytest.raises(AmberToolsError, match=r"pip install 'aiida-qrnn\[amber\]'"):
         amber_program('no-such-amber-program')
+    with pytest.raises(ValueError, match='n_units must be a positive integer'):
+        parameterise_chain(propylene_glycol, 0)
