@@ -71,6 +71,7 @@ __all__ = [
     'content_hash',
     'merge_cluster_sets',
     'order_as',
+    'read_cluster_sets',
     'read_extxyz',
     'rows_without_ids',
     'with_atom_label',
@@ -1002,6 +1003,24 @@ def merge_cluster_sets(
     merged = concatenate([arrays for _, arrays in parts], label_names=list(labels.pop()), deduplicate=deduplicate,
                          origin=path)
     return write_cluster_set(path, merged, level_of_theory=levels.pop())
+
+
+def read_cluster_sets(paths: Sequence[str | os.PathLike]) -> ClusterArrays:
+    """The cluster-set files ``paths`` read and concatenated in order (:func:`concatenate`, duplicates kept); all
+    must carry the same labels. The error names the first file whose labels differ."""
+    if not paths:
+        raise ClusterSetError('read_cluster_sets: no cluster-set files were given.')
+    parts = []
+    for path in paths:
+        with ClusterSet(path) as clusters:
+            parts.append((path, clusters.read_arrays()))
+    label_names = sorted(parts[0][1].labels)
+    for path, arrays in parts:
+        if sorted(arrays.labels) != label_names:
+            raise ClusterSetError(f"'{path}': labels {sorted(arrays.labels)} differ from those of '{parts[0][0]}' "
+                                  f'({label_names}); the sets must carry the same labels.')
+    return concatenate([arrays for _, arrays in parts], label_names=label_names, deduplicate=False,
+                       origin=paths[0] if len(paths) == 1 else 'datasets')
 
 
 def concatenate(

@@ -12,6 +12,7 @@ import typing as t
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 from aiida.common.exceptions import ValidationError
 from aiida.orm import SinglefileData, load_node
 
@@ -147,6 +148,12 @@ class ClusterSetData(SinglefileData):
             return clusters.write_extxyz(path)
 
     @property
+    def ids(self) -> np.ndarray:
+        """The content id of every cluster (str), read from the file's id column alone: cheap for large sets."""
+        with self.open_cluster_set() as clusters:
+            return clusters.ids.astype(str)
+
+    @property
     def n_clusters(self) -> int:
         return self.base.attributes.get('n_clusters')
 
@@ -189,8 +196,7 @@ class _StoredRowCache:
         if uuid in self.rows:
             self.rows.move_to_end(uuid)
             return self.rows[uuid]
-        with load_node(uuid).open_cluster_set() as clusters:
-            ids = [str(cluster_id) for cluster_id in clusters.ids]
+        ids = load_node(uuid).ids.tolist()
         rows = {cluster_id: row for row, cluster_id in reversed(list(enumerate(ids)))}
         self.rows[uuid] = rows
         self.held += len(rows)

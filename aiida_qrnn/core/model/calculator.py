@@ -1,12 +1,11 @@
 """ASE calculator for a :class:`.qrnn.QRNN`, and loading/saving models without AiiDA.
 
-A model file is the safetensors file that ``ModelData.export`` writes: weights plus ``config`` and ``elements`` in
-its metadata. Loading never executes code (safetensors holds plain tensors only).
+A model file is the safetensors file of :mod:`.file_format` (weights plus ``config`` and ``elements`` in its
+metadata), which ``ModelData.export`` writes too. Loading never executes code (safetensors holds plain tensors only).
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 import typing as t
 
@@ -15,11 +14,11 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
-from .file_format import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from .file_format import read_model_file, write_model_file
 from .neighbors import neighbor_pairs
 from .qrnn import QRNN, QRNNConfig, evaluate
 
-__all__ = ('ModelSource', 'QRNNCalculator', 'load_model', 'save_model')
+__all__ = ('ModelSource', 'QRNNCalculator', 'load_model', 'read_model_file', 'save_model')
 
 class ModelSource(t.Protocol):
     """Anything with weights, a config and elements: ``ModelData`` is one."""
@@ -46,25 +45,6 @@ def _build(config: dict, elements: list[str], state_dict: dict[str, torch.Tensor
     return model.eval()
 
 
-def read_model_file(path: str | pathlib.Path) -> tuple[dict[str, torch.Tensor], dict, list[str]]:
-    """``(state_dict, config, elements)`` of a model file (safetensors: plain tensors, no code runs on loading)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = pathlib.Path(path)
-    try:
-        with safe_open(str(path), framework='pt') as handle:
-            metadata = handle.metadata() or {}
-        state_dict = load_file(str(path))
-    except Exception as exception:
-        raise ValueError(f"'{path}': not a readable safetensors file ({exception}).") from None
-    if metadata.get('format') != MODEL_FORMAT:
-        raise ValueError(f"'{path}': not an aiida-qrnn model file (metadata 'format' is missing).")
-    if metadata.get('format_version') != str(MODEL_FORMAT_VERSION):
-        raise ValueError(f"'{path}': model format version {metadata.get('format_version')} is not supported.")
-    return state_dict, json.loads(metadata['config']), json.loads(metadata['elements'])
-
-
 def load_model(source: ModelSource | str | pathlib.Path) -> QRNN:
     """A :class:`QRNN` from a ``ModelData``-like object or a model file, in the dtype its weights were saved in."""
     if isinstance(source, str | pathlib.Path):
@@ -75,16 +55,8 @@ def load_model(source: ModelSource | str | pathlib.Path) -> QRNN:
 
 def save_model(model: QRNN, path: str | pathlib.Path) -> pathlib.Path:
     """Write ``model`` as a model file that :func:`load_model` and ``ModelData.from_file`` read."""
-    from safetensors.torch import save_file
-
-    path = pathlib.Path(path)
-    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
     config = model.config.to_dict()
-    save_file(tensors, str(path), metadata={
-        'format': MODEL_FORMAT, 'format_version': str(MODEL_FORMAT_VERSION),
-        'config': json.dumps(config, sort_keys=True), 'elements': json.dumps(config['elements']),
-    })
-    return path
+    return write_model_file(path, model.state_dict(), config, config['elements'])
 
 
 class QRNNCalculator(Calculator):
