@@ -123,3 +123,24 @@ def test_models_train_a_step_on_xtb_labelled_amides(amide_clusters, tmp_path):
     transfer = Trainer(child, source, train, validation, config, tmp_path / 'transfer', transfer=True)
     assert transfer.fit().epochs == 1
     assert torch.isfinite(_evaluate(transfer.trained_model(), amide_clusters[0])['energy']).all()
+
+
+def test_d3_c6_of_all_supported_elements_equal_tad_dftd3():
+    """The model's dispersion tables cover ANI-2x's H, C, N, O, F, S, Cl: CN and C6 equal tad-dftd3's."""
+    from aiida_qrnn.core.model.dispersion import D3Dispersion
+    from aiida_qrnn.core.polymer import SUPPORTED_ELEMENTS
+
+    from .test_dispersion import all_pairs, pair_distances, tad_dftd3_c6
+
+    halogenated = Polymer({'A': '[*]NC(=O)C(F)C(Cl)S[*]'}, head='C', tail='C')
+    atoms = oligomer(1, halogenated, seed=0)
+    assert sorted(set(atoms.get_chemical_symbols())) == sorted(SUPPORTED_ELEMENTS)
+    model = QRNN(QRNNConfig(elements=SUPPORTED_ELEMENTS, **TINY)).double()
+    assert isinstance(model.dispersion, D3Dispersion)
+    expected_cn, expected_c6 = tad_dftd3_c6(atoms)
+    pairs = all_pairs(len(atoms))
+    cn, c6 = model.dispersion.coordination_and_c6(
+        torch.tensor(atoms.numbers), pairs, pair_distances(torch.tensor(atoms.positions), pairs))
+    np.testing.assert_allclose(cn.numpy(), expected_cn, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(c6.numpy(), expected_c6[pairs[0], pairs[1]], rtol=1e-6)
+    assert torch.isfinite(_evaluate(model, atoms)['energy']).all()
