@@ -211,10 +211,12 @@ def train(job_folder: pathlib.Path, device: str, processes: int, launcher: str) 
 
 
 def _exit(status: int) -> t.NoReturn:
-    """Leave the process group (if any), then exit with ``status``."""
+    """Exit with ``status``; in a data-parallel run only once rank 0 has written its files (a launcher stops every
+    rank as soon as one exits with a non-zero status)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
     sys.exit(status)
 
