@@ -74,10 +74,11 @@ def assert_same_state(actual: dict, expected: dict, tolerance: float = 1e-10) ->
         torch.testing.assert_close(actual[name], value, rtol=tolerance, atol=tolerance, msg=name)
 
 
-def test_one_step_on_two_ranks_equals_one_step_in_one_process(tmp_path):
-    """One global batch of 6 clusters split 3 + 3 over two ranks has the gradients of one process and moves the
-    weights and σ's as one process does; the step's change is far above the tolerance."""
-    one_step = dict(SETTINGS, samples_per_epoch=6, max_epochs=1)
+@pytest.mark.parametrize('batch_size', [6, 1])
+def test_one_step_on_two_ranks_equals_one_step_in_one_process(tmp_path, batch_size):
+    """One global batch split over two ranks (3 + 3 clusters, or 1 + none) has the gradients of one process and
+    moves the weights and σ's as one process does; the step's change is far above the tolerance."""
+    one_step = dict(SETTINGS, batch_size=batch_size, samples_per_epoch=batch_size, max_epochs=1)
     single = train_on_ranks(1, tmp_path / 'single', one_step)[0]
     ranks = train_on_ranks(2, tmp_path / 'ddp', one_step)
     assert_same_state(ranks[0], single)
