@@ -141,3 +141,18 @@ def test_two_tasks_through_srun_on_the_local_slurm_cluster(local_cluster, datase
     assert node.get_job_id().isdigit()  # a real SLURM job
     assert results['output_parameters']['processes'] == 2
     _assert_metrics_match(results['model'].metrics, _single_process_metrics(TINY_TRAINING))
+
+
+def test_processes_from_the_resources_reach_the_command_line(train_code, datasets, tmp_path, monkeypatch):
+    """A dry run: 2 MPI processes on a direct-scheduler computer start the job with torchrun, 1 with nothing."""
+    monkeypatch.chdir(tmp_path)  # the dry run writes submit_test/ here
+    parameters = orm.Dict({'model': TINY_CONFIG.to_dict(), 'training': TINY_TRAINING})
+    scripts = {}
+    for processes in (1, 2):
+        options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': processes}}
+        run_get_node(TrainCalculation, code=train_code, datasets=datasets, parameters=parameters,
+                     metadata={'options': options, 'dry_run': True, 'store_provenance': False})
+        (folder,) = set((tmp_path / 'submit_test').iterdir()) - set(scripts.values())
+        scripts[processes] = folder
+    assert "'--processes' '2' '--launcher' 'torchrun'" in (scripts[2] / '_aiidasubmit.sh').read_text()
+    assert '--processes' not in (scripts[1] / '_aiidasubmit.sh').read_text()
