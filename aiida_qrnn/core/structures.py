@@ -491,9 +491,10 @@ def _grow_chain(
     rotatable = template.rotatable
     n_atoms = len(template.numbers)
     every = np.arange(n_atoms)
-    # atoms placed for good once bond i has its dihedral: all not moved by bond i + 1
-    moved = [bond[4] for bond in rotatable] + [np.zeros(0, dtype=np.int64)]
-    first = np.setdiff1d(every, moved[0])
+    # atoms that bond i still moves (its side without the axis atom c); those placed for good once bond i has
+    # its dihedral are the ones bond i + 1 does not move (c of bond i + 1 included: it sits on that bond's axis)
+    pending = [np.setdiff1d(bond[4], [bond[2]]) for bond in rotatable] + [np.zeros(0, dtype=np.int64)]
+    first = np.setdiff1d(every, pending[0])
     reach = min_distance + CROWDING_REACH
     for _ in range(ATTEMPTS_PER_BOND):
         positions = template.positions @ _random_rotation(rng).T
@@ -509,8 +510,8 @@ def _grow_chain(
     index, dead_ends, moves = 0, 0, 0
     while index < len(rotatable):
         a, b, c, d, moving = rotatable[index]
-        new = np.setdiff1d(moving, moved[index + 1], assume_unique=True)
-        settled = np.setdiff1d(every, moving, assume_unique=True)
+        new = np.setdiff1d(pending[index], pending[index + 1], assume_unique=True)
+        settled = np.setdiff1d(every, pending[index], assume_unique=True)
         targets = states + rng.normal(scale=np.radians(DIHEDRAL_SPREAD_DEG), size=len(states))  # (K,)
         turns = targets - _dihedral(positions, a, b, c, d)
         candidates = _rotated(positions, b, c, new, turns)  # (K, new, 3)

@@ -89,21 +89,31 @@ def _non_bonded_closest(atoms) -> float:
     return float(distances[hops > 3].min())
 
 
-def test_random_walk_grows_a_50mer_in_its_cell_without_overlaps():
-    """A 50-mer (353 atoms) grown in a periodic cell at the paper's builder density: bonds intact (its bond graph
-    is the molecule's own), no two atoms more than three bonds apart closer than min_distance across the
-    boundaries, and the target density."""
+def test_random_walk_grows_a_50mer_at_liquid_density_without_overlaps():
+    """One 50-mer (353 atoms) grown in its periodic cell at the liquid density of PEG (1.12 g/cm^3): bonds intact
+    (its bond graph is the molecule's own), no two atoms more than three bonds apart closer than min_distance
+    across the boundaries, and the target density."""
     from aiida_qrnn.core.structures import random_walk_cell
 
-    cell = random_walk_cell(50, 1, density_g_cm3=0.5, seed=2, min_distance=1.7)
+    cell = random_walk_cell(50, 1, density_g_cm3=1.12, seed=2, min_distance=1.5)
     assert len(cell) == oligomer_atom_count(50)
-    assert density_g_cm3(cell) == pytest.approx(0.5, rel=1e-12)
+    assert density_g_cm3(cell) == pytest.approx(1.12, rel=1e-12)
     bonds = find_bonds(cell)
     assert len(bonds) == len(cell) - 1
     assert set(molecule_ids(len(cell), bonds)) == {0}
-    assert _non_bonded_closest(cell) >= 1.7 - 1e-6
+    assert _non_bonded_closest(cell) >= 1.5 - 1e-6
     # the chain is longer than its box: it crosses the periodic boundaries (a packmol cell could not hold it)
     assert np.ptp(cell.positions, axis=0).max() > cell.cell.lengths()[0]
+
+
+def test_random_walk_packs_several_chains_at_the_builder_density():
+    """Three 10-mers at the paper's builder density: chains keep min_distance from each other across the cell."""
+    from aiida_qrnn.core.structures import random_walk_cell
+
+    cell = random_walk_cell(10, 3, density_g_cm3=0.5, seed=0)
+    bonds = find_bonds(cell)
+    assert np.array_equal(molecule_ids(len(cell), bonds), cell.arrays['molecule'])
+    assert _non_bonded_closest(cell) >= 1.7 - 1e-6
 
 
 def test_random_walk_builds_other_families_with_their_bonds():
