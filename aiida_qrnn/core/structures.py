@@ -233,7 +233,7 @@ CANDIDATES_PER_STATE = 4
 CROWDING_REACH = 1.0
 CROWDING_SCALE = 0.5
 #: Random starts tried for a chain; dead ends (no free candidate) allowed per chain before giving up.
-ATTEMPTS_PER_BOND = 30
+START_ATTEMPTS = 30
 MAX_DEAD_ENDS = 500
 
 
@@ -260,8 +260,8 @@ def random_walk_cell(
     Each chain starts from a random point and orientation and is grown from head to tail: every rotatable backbone
     bond gets a dihedral drawn from trans/gauche± (:data:`DIHEDRAL_STATES_DEG`, ± :data:`DIHEDRAL_SPREAD_DEG`),
     kept only when the atoms it places are at least ``min_distance`` Å (minimum image) from every atom placed
-    before that is more than three bonds away, in this chain or another; after :data:`ATTEMPTS_PER_BOND` failures
-    the walk steps back two bonds. Bond lengths, angles and the other dihedrals come from an RDKit conformer of a
+    before that is more than three bonds away, in this chain or another (:func:`_grow_chain`); at a dead end the
+    walk steps back a few bonds. Bond lengths, angles and the other dihedrals come from an RDKit conformer of a
     short oligomer (ETKDG + MMFF), copied unit by unit, so a 100-mer costs seconds, not the minutes of embedding it
     whole. Chains may cross the periodic boundaries: positions are unwrapped (molecules whole), and
     ``arrays['molecule']`` numbers the chains 0, 1, ...
@@ -496,7 +496,7 @@ def _grow_chain(
     pending = [np.setdiff1d(bond[4], [bond[2]]) for bond in rotatable] + [np.zeros(0, dtype=np.int64)]
     first = np.setdiff1d(every, pending[0])
     reach = min_distance + CROWDING_REACH
-    for _ in range(ATTEMPTS_PER_BOND):
+    for _ in range(START_ATTEMPTS):
         positions = template.positions @ _random_rotation(rng).T
         positions += (rng.uniform(0, length, 3) if length is not None else 0.0) - positions[first].mean(0)
         closest, _ = _contacts(positions[first][None], first, np.zeros(0, dtype=np.int64), positions, others,
