@@ -48,7 +48,7 @@ from bench_accuracy import SMALL_WIDTHS, AniTrainer, Variant, machine, training_
 
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, write_cluster_set
 from aiida_qrnn.core.model.aev import AEVConfig
-from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
+from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.structures import molecular_cluster
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, predict
 from aiida_qrnn.core.training.trainer import error_metrics
@@ -220,9 +220,9 @@ def train_model(variant: Variant, arrays: ClusterArrays, args: argparse.Namespac
         run = trainer.fit()
         validation_errors = error_metrics(trainer.predict(validation))
 
-        def energies(scan: ClusterArrays) -> np.ndarray:
+        def energies(scan: ClusterArrays) -> dict[str, np.ndarray]:
             trainer.source = InMemoryClusters(scan)
-            return trainer.predict(np.arange(scan.n_clusters))['energy'][0]
+            return {'energy': trainer.predict(np.arange(scan.n_clusters))['energy'][0]}
     else:
         widths = SMALL_WIDTHS if variant.model == 'qrnn-small' else {}
         torch.manual_seed(seed)
@@ -234,8 +234,16 @@ def train_model(variant: Variant, arrays: ClusterArrays, args: argparse.Namespac
         model = trainer.trained_model()
         validation_errors = error_metrics(predict(model, source, validation, batch_size=256))
 
-        def energies(scan: ClusterArrays) -> np.ndarray:
-            return predict(model, InMemoryClusters(scan), np.arange(scan.n_clusters), batch_size=256)['energy'][0]
+        def energies(scan: ClusterArrays) -> dict[str, np.ndarray]:
+            """Energy and its Coulomb and dispersion terms (eV), and the charge on fragment A (e)."""
+            batch = InMemoryClusters(scan).batch(np.arange(scan.n_clusters)).to('cpu', next(model.parameters()).dtype)
+            output = evaluate(model, batch.positions, batch.numbers, batch.system_index, batch.cells, batch.pbc,
+                              batch.total_charge, compute_forces=False)
+            charges = output['charges'].detach().numpy()
+            return {'energy': output['energy'].detach().numpy(),
+                    'coulomb': output['energy_coulomb'].detach().numpy(),
+                    'dispersion': output['energy_dispersion'].detach().numpy(),
+                    'fragment_a_charge': fragment_a_charge(scan, charges)}
     info = {'training_s': time.perf_counter() - start, 'n_train': len(train), 'n_validation': n_validation, **run,
             'validation': {'forces_mae': validation_errors['forces_mae'],
                            'energy_per_atom_mae_meV': 1e3 * validation_errors['energy_per_atom_mae']}}
@@ -333,10 +341,9 @@ def main(argv: list[str] | None = None) -> dict:
     for scan, (scan_arrays, separations, gaps) in scans.items():
         reference = scan_arrays.labels['energy']
         beyond = gaps > AEV_CUTOFF
-        energies = {'xtb': reference, **{name: values[scan] for name, values in predicted.items()}}
+        energies = {'xtb': reference, **{name: values[scan]['energy'] for name, values in predicted.items()}}
         binding = {name: values - values[-1] for name, values in energies.items()}
         coulomb = coulomb_limit(scan, separations)
-        first_charge = arrays_fragment_charge(scan_arrays)
         report_scans[scan] = {
             'fragments': list(SCANS[scan]), 'total_charge': int(scan_arrays.total_charge[0]),
             'separation': separations.tolist(), 'closest_gap': gaps.tolist(),
@@ -344,7 +351,10 @@ def main(argv: list[str] | None = None) -> dict:
             'energy': {name: values.tolist() for name, values in energies.items()},
             'binding': {name: values.tolist() for name, values in binding.items()},
             'coulomb_binding': (coulomb - coulomb[-1]).tolist() if coulomb.any() else None,
-            'xtb_fragment_a_charge': first_charge.tolist(),
+            'xtb_fragment_a_charge': fragment_a_charge(scan_arrays, scan_arrays.labels['charges']).tolist(),
+            'qrnn_terms': {name: {term: (values[scan][term] - values[scan][term][-1] if term != 'fragment_a_charge'
+                                         else values[scan][term]).tolist() for term in values[scan] if term != 'energy'}
+                           for name, values in predicted.items() if len(values[scan]) > 1},
             'errors': {name: curve_errors(values, binding['xtb'], beyond) for name, values in binding.items()
                        if name != 'xtb'},
         }
@@ -365,10 +375,10 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def arrays_fragment_charge(scan_arrays: ClusterArrays) -> np.ndarray:
-    """xTB charge on fragment A (molecule 0) at every scan point: shows whether the charges stay on their ions."""
+def fragment_a_charge(scan_arrays: ClusterArrays, charges: np.ndarray) -> np.ndarray:
+    """Charge on fragment A (molecule 0) at every scan point: shows whether the charges stay on their ions."""
     first = scan_arrays.molecule == 0
-    return np.add.reduceat(np.where(first, scan_arrays.labels['charges'], 0.0), scan_arrays.offsets[:-1])
+    return np.add.reduceat(np.where(first, charges, 0.0), scan_arrays.offsets[:-1])
 
 
 def summary_table(report: dict) -> str:
