@@ -144,3 +144,22 @@ def test_d3_c6_of_all_supported_elements_equal_tad_dftd3():
     np.testing.assert_allclose(cn.numpy(), expected_cn, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(c6.numpy(), expected_c6[pairs[0], pairs[1]], rtol=1e-6)
     assert torch.isfinite(_evaluate(model, atoms)['energy']).all()
+
+
+def test_committee_selection_scores_nitrogen_clusters(amide_clusters):
+    """ρ^f of a committee of H, C, N, O models on the amide set: finite, positive, one per cluster; the top-K pick
+    takes the clusters the committee disagrees on most."""
+    from aiida_qrnn.core.model.committee import Committee
+    from aiida_qrnn.core.selection import committee_scores, select_top_k_plus_random
+
+    arrays = ClusterArrays.from_atoms(amide_clusters).validate()
+    members = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        members.append(QRNN(QRNNConfig(elements=('H', 'C', 'N', 'O'), **TINY)))
+    scores = committee_scores(Committee(members), arrays)
+    rho = scores['rho_f']
+    assert rho.shape == (4,) and np.all(np.isfinite(rho)) and np.all(rho > 0)
+    picked = select_top_k_plus_random(rho, 1, 1, seed=0)
+    assert picked['top'].tolist() == [int(np.argmax(rho))]
+    assert len(picked['random']) == 1 and picked['random'][0] != picked['top'][0]
