@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import numbers
 import typing as t
 
 __all__ = (
-    'DIGLYME',
     'ETHYLENE_GLYCOL',
     'GLYME',
     'MAX_UNITS',
@@ -149,6 +149,10 @@ class Polymer:
             raise PolymerDefinitionError(f"label {self.label!r} must contain '{{n}}' for the chain length.")
         self.smiles(1)  # valences across the junctions: RDKit checks the assembled monomer
 
+    def __hash__(self) -> int:
+        """Definitions are values: equal definitions hash equal (usable as cache keys)."""
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
     @staticmethod
     def _check_attachment_bonds(molecule, parameter: str, smiles: str) -> None:
         for index in _attachments(molecule):
@@ -269,8 +273,6 @@ PROPYLENE_GLYCOL = Polymer({'PO': '[*]CC(C)O[*]'}, head='O', tail='[H]', name='p
                            label='HO-(CH2CH(CH3)O){n}-H')
 #: CH3O-(CH2CH2O)n-CH3: n = 1 monoglyme (DME), 2 diglyme, 3 triglyme, 4 tetraglyme.
 GLYME = Polymer({'EO': '[*]CCO[*]'}, head='CO[*]', tail='C', name='glyme', label='CH3O-(CH2CH2O){n}-CH3')
-#: Same as :data:`GLYME`; the name says which oligomer the paper-style tables call n = 2.
-DIGLYME = GLYME
 #: H-[NH-(CH2)5-CO]n-OH: n = 1 is 6-aminohexanoic acid; a polyamide with nitrogen.
 NYLON_6 = Polymer({'CL': '[*]NCCCCCC(=O)[*]'}, head='[H]', tail='O', name='nylon-6', label='H-[NH(CH2)5CO]{n}-OH')
 #: Built-in definitions by name.

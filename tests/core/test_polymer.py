@@ -112,3 +112,7 @@ def test_bad_definition_files_and_lengths_are_refused():
         GLYME.smiles(0)
     with pytest.raises(ValueError, match='n_units'):
         GLYME.smiles(101)
+
+
+def test_equal_definitions_hash_equal():
+    assert len({GLYME, ETHYLENE_GLYCOL, Polymer.from_dict(GLYME.to_dict())}) == 2
