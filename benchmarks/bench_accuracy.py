@@ -42,7 +42,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from aiida_qrnn.core.clusters import ClusterSampling, extract_cluster, sample_clusters
-from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, write_cluster_set
+from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, concatenate, write_cluster_set
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
 from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds, molecular_cluster, molecule_ids
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, TrainingConfig, predict
@@ -215,20 +215,6 @@ def build_data(sizes: Sizes, seed: int, data_dir: pathlib.Path) -> tuple[dict[st
             sets[key], info[name] = cached_set(name, lambda u=units, m=n_molecules: held_out_clusters(
                 u, m, sizes.held_out_per_set, sizes, seed * 100 + 50 + u), data_dir)
     return sets, info
-
-
-def concatenate(parts: list[ClusterArrays]) -> ClusterArrays:
-    """One ClusterArrays of several (the training pool)."""
-    images = []
-    for arrays in parts:
-        source = InMemoryClusters(arrays)
-        for index in range(len(source)):
-            cluster = source.cluster(index)
-            atoms = Atoms(numbers=cluster['numbers'], positions=cluster['positions'])
-            atoms.calc = SinglePointCalculator(atoms, energy=float(cluster['energy']), forces=cluster['forces'],
-                                               charges=cluster['charges'])
-            images.append(atoms)
-    return ClusterArrays.from_atoms(images)
 
 
 # -- variants -------------------------------------------------------------------------------------------------------
