@@ -24,7 +24,7 @@ from aiida.engine import run_get_node, submit
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
 from aiida_qrnn.workchains.label import LabelWorkChain
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.structures import make_water_clusters
 
 xtb, exec_code = orm.load_code('xtb@localhost'), orm.load_code('aiida-qrnn-exec@localhost')
 labelled, node = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=81)),
@@ -68,15 +68,24 @@ def wait_for(condition, aiida_path, folder, pk: int, timeout: float) -> tuple[st
         time.sleep(2)
 
 
+def active_process_pks(aiida_path: Path) -> set[int]:
+    """Pks of the processes the database holds as created, waiting or running."""
+    output = run([BIN / 'verdi', 'process', 'list', '--raw', '-P', 'pk'], aiida_path).stdout
+    return {int(line) for line in output.split() if line.isdigit()}
+
+
 def drop_a_child_task(aiida_path: Path, loop_pk: int) -> int | None:
-    """Delete the embedded broker's task of one child of the loop; its pid (None when no child has one: then a
-    child's launch task was already lost in the stop, the case this simulates)."""
-    for task_file in sorted((aiida_path / '.aiida' / 'broker').glob('*/storage/tasks/*/*.json')):
-        pid = json.loads(task_file.read_text())['body']['args']['pid']
-        if pid != loop_pk:
+    """Delete the embedded broker's task of one active child of the loop; its pid (None when no active child has
+    one: then a child's launch task was already lost in the stop, the case this simulates). A task left behind by
+    a child that has already terminated is not a candidate: deleting it would leave nothing to repair."""
+    active = active_process_pks(aiida_path) - {loop_pk}
+    tasks = [(json.loads(task_file.read_text())['body']['args']['pid'], task_file)
+             for task_file in sorted((aiida_path / '.aiida' / 'broker').glob('*/storage/tasks/*/*.json'))]
+    dropped = next((pid for pid, _ in tasks if pid in active), None)
+    for pid, task_file in tasks:
+        if pid == dropped:  # every copy, pending or in processing, so the child has none left
             task_file.unlink()
-            return pid
-    return None
+    return dropped
 
 
 def stop_daemon(aiida_path, check: bool = True) -> None:
