@@ -147,7 +147,8 @@ class Polymer:
             object.__setattr__(self, 'sequence', sequence)
         if self.label is not None and '{n}' not in self.label:
             raise PolymerDefinitionError(f"label {self.label!r} must contain '{{n}}' for the chain length.")
-        self.smiles(1)  # valences across the junctions: RDKit checks the assembled monomer
+        period = len(self.sequence) if self.sequence is not None else 1
+        self.molecule(min(period, MAX_UNITS))  # valences across every junction: RDKit checks one whole period
 
     def __hash__(self) -> int:
         """Definitions are values: equal definitions hash equal (usable as cache keys)."""

@@ -116,3 +116,4 @@ def test_bad_definition_files_and_lengths_are_refused():
 
 def test_equal_definitions_hash_equal():
     assert len({GLYME, ETHYLENE_GLYCOL, Polymer.from_dict(GLYME.to_dict())}) == 2
+
