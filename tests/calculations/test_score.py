@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -20,8 +17,6 @@ from aiida_qrnn.core.selection import committee_scores
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.testing.structures import make_water_clusters
-
-EXEC = Path(sys.executable).parent / 'aiida-qrnn-exec'
 
 
 @pytest.fixture
@@ -39,12 +34,11 @@ def model_nodes(models, folder) -> dict[str, ModelData]:
             for index, model in enumerate(models)}
 
 
-def test_scores_match_the_committee_in_process(aiida_profile, aiida_code_installed, committee_models, tmp_path):
-    code = aiida_code_installed(default_calc_job_plugin='qrnn.score', filepath_executable=str(EXEC))
+def test_scores_match_the_committee_in_process(aiida_profile, score_code, committee_models, tmp_path):
     images = make_water_clusters(8, seed=31)
     candidates = ClusterSetData.from_atoms(images)
     results, node = run_get_node(
-        ScoreCalculation, code=code, clusters=candidates, models=model_nodes(committee_models, tmp_path),
+        ScoreCalculation, code=score_code, clusters=candidates, models=model_nodes(committee_models, tmp_path),
         parameters=orm.Dict({'dtype': 'float64', 'max_batch_atoms': 12}),
     )
     assert node.is_finished_ok, node.exit_message
@@ -54,13 +48,12 @@ def test_scores_match_the_committee_in_process(aiida_profile, aiida_code_install
     assert np.all(results['scores'].get_array('rho_f') > 0)
 
 
-def test_one_model_is_not_a_committee(aiida_profile, aiida_code_installed, committee_models, tmp_path):
-    code = aiida_code_installed(default_calc_job_plugin='qrnn.score', filepath_executable=str(EXEC))
+def test_one_model_is_not_a_committee(aiida_profile, score_code, committee_models, tmp_path):
     with pytest.raises(ValueError, match='a committee needs at least two models'):
-        run_get_node(ScoreCalculation, code=code, clusters=ClusterSetData.from_atoms(make_water_clusters(2)),
+        run_get_node(ScoreCalculation, code=score_code, clusters=ClusterSetData.from_atoms(make_water_clusters(2)),
                      models=dict(list(model_nodes(committee_models, tmp_path).items())[:1]))
     with pytest.raises(ValueError, match=r"unknown keys \['batch'\]"):
-        run_get_node(ScoreCalculation, code=code, clusters=ClusterSetData.from_atoms(make_water_clusters(2)),
+        run_get_node(ScoreCalculation, code=score_code, clusters=ClusterSetData.from_atoms(make_water_clusters(2)),
                      models=model_nodes(committee_models, tmp_path), parameters=orm.Dict({'batch': 3}))
 
 

@@ -9,14 +9,12 @@ from tblite.interface import Calculator
 from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 from aiida_qrnn.data.cluster_set import ClusterSetData
-from aiida_qrnn.testing.codes import XTB
 from aiida_qrnn.testing.structures import ethylene_glycol, hydronium, make_water_clusters
 
 
-def test_xtb_and_tblite_charges_agree(aiida_code_installed):
-    code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=XTB)
+def test_xtb_and_tblite_charges_agree(xtb_code):
     images = [make_water_clusters(2)[1], ethylene_glycol(), hydronium()]
-    results, node = run_get_node(XtbCalculation, code=code, clusters=ClusterSetData.from_atoms(images))
+    results, node = run_get_node(XtbCalculation, code=xtb_code, clusters=ClusterSetData.from_atoms(images))
     assert node.exit_status == 0, node.exit_message
     arrays = results['clusters'].get_arrays()
     for index, atoms in enumerate(images):

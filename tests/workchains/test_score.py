@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.score import ScoreWorkChain
 
-EXEC = Path(sys.executable).parent / 'aiida-qrnn-exec'
-
 
 def committee(folder: Path) -> dict[str, ModelData]:
     config = QRNNConfig(elements=('H', 'O'), charge_hidden=(8,), energy_hidden=(8,))
@@ -29,10 +26,9 @@ def committee(folder: Path) -> dict[str, ModelData]:
     return members
 
 
-def test_shards_give_the_scores_of_one_job(aiida_profile, aiida_code_installed, tmp_path):
-    code = aiida_code_installed(default_calc_job_plugin='qrnn.score', filepath_executable=str(EXEC))
+def test_shards_give_the_scores_of_one_job(aiida_profile, score_code, tmp_path):
     candidates = ClusterSetData.from_atoms(make_water_clusters(7, seed=5))
-    score = {'code': code, 'models': committee(tmp_path), 'parameters': orm.Dict({'dtype': 'float64'})}
+    score = {'code': score_code, 'models': committee(tmp_path), 'parameters': orm.Dict({'dtype': 'float64'})}
 
     whole, whole_node = run_get_node(ScoreWorkChain, clusters=candidates, score=score)
     sharded, sharded_node = run_get_node(ScoreWorkChain, clusters=candidates, score=score, shard_size=orm.Int(3))
