@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import h5py
@@ -23,7 +21,8 @@ from aiida_qrnn.core.dataset import (
     write_cluster_set,
     write_file_digest,
 )
-from tests.conftest import make_water_clusters
+from aiida_qrnn.testing.files import CountingReader, change_dataset, reseal
+from aiida_qrnn.testing.structures import make_water_clusters
 
 
 def write_atoms(path, images, **kwargs):
@@ -62,17 +61,6 @@ def test_periodic_cluster_keeps_cell_and_pbc(tmp_path):
     for result in (stored, reread):
         assert np.array_equal(result.cell.array, atoms.cell.array)
         assert list(result.pbc) == [True, True, True]
-
-
-class CountingReader(io.FileIO):
-    """A file that counts the bytes read through it."""
-
-    bytes_read = 0
-
-    def readinto(self, buffer):
-        count = super().readinto(buffer)
-        self.bytes_read += count or 0
-        return count
 
 
 def test_random_access_reads_a_small_part_of_the_file(tmp_path):
@@ -247,40 +235,6 @@ def test_index_out_of_range(tmp_path, water_clusters):
 
 
 # -- integrity: what a file records must be its content ------------------------------------------------------------
-def reseal(path):
-    """Recompute a changed file's dataset checksums and file digest, as a crafted or buggy writer would, so that
-    only the content checks (values, ids, summary) stand between the file and a reader."""
-    from aiida_qrnn.core.dataset import HEADER_CHECKSUM_KEY, _header_checksum, array_checksum
-
-    with h5py.File(path, 'a') as handle:
-        attrs = handle.attrs
-        checksums = {HEADER_CHECKSUM_KEY: _header_checksum(
-            int(attrs['format_version']), attrs['units'], attrs['level_of_theory'], attrs['label_names'])}
-        for group in ('atoms', 'clusters'):
-            for name, dataset in handle[group].items():
-                checksums[f'{group}/{name}'] = array_checksum(
-                    dataset.asstr()[...] if h5py.check_string_dtype(dataset.dtype) else dataset[...])
-        checksums['offsets'] = array_checksum(handle['offsets'][...])
-        attrs['checksums'] = json.dumps(checksums)
-    write_file_digest(path)
-
-
-def change_dataset(path, name, change, *, sealed):
-    with h5py.File(path, 'a') as handle:
-        values = handle[name][...]
-        change(values)
-        handle[name][...] = values
-    if sealed:
-        reseal(path)
-    else:
-        write_file_digest(path)  # only the per-dataset checksum can catch it
-
-
-@pytest.fixture
-def labelled_file(tmp_path):
-    return write_atoms(tmp_path / 'set.h5', make_water_clusters(4, labelled=True), level_of_theory='gfn2-xtb')
-
-
 def test_intact_file_verifies_to_what_was_written(labelled_file):
     original = ClusterArrays.from_atoms(make_water_clusters(4, labelled=True))
     with ClusterSet(labelled_file) as clusters:
