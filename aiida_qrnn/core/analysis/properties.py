@@ -170,20 +170,20 @@ def _molecular_charges(log: Mapping[str, np.ndarray]) -> dict[str, float | None]
 def combine_replicas(scalars: Sequence[Mapping[str, float | bool | None]]) -> dict[str, dict]:
     """Per property: mean over replicas, ``uncertainty`` the standard deviation (0 for a single replica), unit,
     ``too_short_replicas`` (indices of replicas whose run was flagged) and ``flagged`` (any of them). A property
-    missing (None) in any replica has value and uncertainty None."""
+    missing (None) in any replica is left out: every value shown is a mean over all replicas (the replicas'
+    ``<name>_note`` says why it is missing)."""
     combined = {}
     for name, unit in SCALAR_UNITS.items():
         raw = [replica.get(name) for replica in scalars]
-        flags = [bool(replica.get(f'{FLAG_SOURCE.get(name, name)}_too_short', False)) for replica in scalars]
-        entry = {'unit': unit, 'n_replicas': len(raw), 'replicas': raw,
-                 'too_short_replicas': [index for index, flag in enumerate(flags) if flag], 'flagged': any(flags)}
         if any(value is None for value in raw):
-            entry.update(value=None, uncertainty=None)
-        else:
-            values = np.array(raw, dtype=np.float64)
-            entry.update(value=float(values.mean()),
-                         uncertainty=float(values.std(ddof=1)) if len(values) > 1 else 0.0)
-        combined[name] = entry
+            continue
+        flags = [bool(replica.get(f'{FLAG_SOURCE.get(name, name)}_too_short', False)) for replica in scalars]
+        values = np.array(raw, dtype=np.float64)
+        combined[name] = {
+            'value': float(values.mean()), 'uncertainty': float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            'unit': unit, 'n_replicas': len(values), 'replicas': values.tolist(),
+            'too_short_replicas': [index for index, flag in enumerate(flags) if flag], 'flagged': any(flags),
+        }
     return combined
 
 
