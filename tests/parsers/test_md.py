@@ -70,7 +70,7 @@ def committee_run(tmp_path_factory) -> Path:
     from aiida_qrnn.core.model.calculator import QRNNCalculator
     from aiida_qrnn.core.model.committee import Committee
     from aiida_qrnn.core.structures import ethylene_glycol_oligomer
-    from tests.core.model.test_qrnn import make_model
+    from aiida_qrnn.testing.models import scaled_random_model
 
     torch.set_num_threads(1)
     molecule = ethylene_glycol_oligomer(1, seed=0)
@@ -79,9 +79,8 @@ def committee_run(tmp_path_factory) -> Path:
     settings = MDSettings(n_steps=20, timestep_fs=0.25, trajectory_interval=5, log_interval=5, checkpoint_interval=5,
                           committee_interval=5, max_temperature_K=1e6)
     folder = tmp_path_factory.mktemp('committee_run')
-    committee = Committee([make_model(seed=1, scale=1.0, long_range=False), make_model(seed=2, scale=1.0,
-                                                                                          long_range=False)])
-    result = run_md(settings, box, QRNNCalculator(make_model(seed=0, scale=1.0, long_range=False)), folder,
+    committee = Committee([scaled_random_model(seed=seed, scale=1.0, long_range=False) for seed in (1, 2)])
+    result = run_md(settings, box, QRNNCalculator(scaled_random_model(seed=0, scale=1.0, long_range=False)), folder,
                     rng=np.random.default_rng(0), committee=committee)
     assert result.status == MDStatus.FINISHED
     return folder

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
 from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
 from aiida import orm
-from aiida.common.links import LinkType
 
 from aiida_qrnn.calculations.xtb import XtbCalculation
 from aiida_qrnn.core.dataset import ClusterArrays
@@ -43,28 +41,20 @@ def read_files(case: str, index: int) -> dict[str, str | None]:
 
 
 @pytest.fixture
-def generate_calc_job_node(aiida_localhost):
-    """A stored ``CalcJobNode`` whose input set and retrieved folder are a fixture folder, as after a real run."""
+def generate_calc_job_node(generate_calc_job_node):
+    """The shared factory with xtb's input set: the case's clusters with the charges of :data:`TOTAL_CHARGES` and
+    ``parameters``; ``retrieve=False`` retrieves nothing."""
 
     def factory(case: str, *, parameters: dict | None = None, retrieve: bool = True) -> orm.CalcJobNode:
-        folder = FIXTURES / case
         images = []
-        for path, charge in zip(sorted(folder.glob('c*.xyz')), TOTAL_CHARGES[case], strict=True):
+        for path, charge in zip(sorted((FIXTURES / case).glob('c*.xyz')), TOTAL_CHARGES[case], strict=True):
             atoms = ase.io.read(path, format='xyz')
             atoms.info['total_charge'] = charge
             images.append(atoms)
-        node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:qrnn.xtb')
-        node.base.links.add_incoming(ClusterSetData.from_atoms(images).store(), LinkType.INPUT_CALC, 'clusters')
+        inputs = {'clusters': ClusterSetData.from_atoms(images)}
         if parameters is not None:
-            node.base.links.add_incoming(orm.Dict(parameters).store(), LinkType.INPUT_CALC, 'parameters')
-        node.store()
-        retrieved = orm.FolderData()
-        for path in sorted(folder.iterdir()):
-            if retrieve and any(fnmatch(path.name, pattern) for pattern in RETRIEVE_PATTERNS):
-                retrieved.base.repository.put_object_from_file(path, path.name)
-        retrieved.base.links.add_incoming(node, LinkType.CREATE, 'retrieved')
-        retrieved.store()
-        return node
+            inputs['parameters'] = orm.Dict(parameters)
+        return generate_calc_job_node('xtb', case, inputs=inputs, retrieve=RETRIEVE_PATTERNS if retrieve else [])
 
     return factory
 
