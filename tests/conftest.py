@@ -5,8 +5,4 @@ Test modules import helpers from :mod:`aiida_qrnn.testing`, never from each othe
 
 from __future__ import annotations
 
-# Transitional, until the last two modules that import it from here (test_exec_inspect, test_active_learning_daemon)
-# are committed with their new import; then removed.
-from aiida_qrnn.testing.structures import make_water_clusters  # noqa: F401
-
 pytest_plugins = ['aiida.tools.pytest_fixtures', 'aiida_qrnn.testing.fixtures']
