@@ -1,7 +1,7 @@
 """Where a local model must fail and the charge-aware QRNN should not (issue 20, item 3): energy against separation
 of charged and strongly polar fragments, beyond the AEV cutoff, against GFN2-xTB.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_range.py            # default: ~20 min of one core
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_range.py            # default: ~12 min of one loaded core
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_range.py --quick    # under a minute: the CI smoke run
 
 Training data (GFN2-xTB through tblite with the cluster's total charge, cached in ``benchmarks/data/long_range/``):
@@ -71,6 +71,7 @@ SCANS = {
 }
 CONFORMERS = 5  # RDKit conformers per fragment in the training clusters; the scans use conformer 0
 MIN_GAP = 1.8  # Å, closest approach of atoms of different fragments, in training and scans
+ENERGY_TERMS = ('coulomb', 'dispersion')  # QRNN terms reported relative to r_max, like the binding curves
 AEV_CUTOFF = AEVConfig().radial_cutoff  # Å, the same 5.1 Å as ANI-2x's radial cutoff
 
 
@@ -243,7 +244,8 @@ def train_model(variant: Variant, arrays: ClusterArrays, args: argparse.Namespac
             return {'energy': output['energy'].detach().numpy(),
                     'coulomb': output['energy_coulomb'].detach().numpy(),
                     'dispersion': output['energy_dispersion'].detach().numpy(),
-                    'fragment_a_charge': fragment_a_charge(scan, charges)}
+                    'fragment_a_charge': fragment_a_charge(scan, charges),
+                    'charge_dipole': charge_dipole(scan, charges)}
     info = {'training_s': time.perf_counter() - start, 'n_train': len(train), 'n_validation': n_validation, **run,
             'validation': {'forces_mae': validation_errors['forces_mae'],
                            'energy_per_atom_mae_meV': 1e3 * validation_errors['energy_per_atom_mae']}}
@@ -352,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict:
             'binding': {name: values.tolist() for name, values in binding.items()},
             'coulomb_binding': (coulomb - coulomb[-1]).tolist() if coulomb.any() else None,
             'xtb_fragment_a_charge': fragment_a_charge(scan_arrays, scan_arrays.labels['charges']).tolist(),
-            'qrnn_terms': {name: {term: (values[scan][term] - values[scan][term][-1] if term != 'fragment_a_charge'
+            'xtb_charge_dipole': charge_dipole(scan_arrays, scan_arrays.labels['charges']).tolist(),
+            'qrnn_terms': {name: {term: (values[scan][term] - values[scan][term][-1] if term in ENERGY_TERMS
                                          else values[scan][term]).tolist() for term in values[scan] if term != 'energy'}
                            for name, values in predicted.items() if len(values[scan]) > 1},
             'errors': {name: curve_errors(values, binding['xtb'], beyond) for name, values in binding.items()
@@ -379,6 +382,15 @@ def fragment_a_charge(scan_arrays: ClusterArrays, charges: np.ndarray) -> np.nda
     """Charge on fragment A (molecule 0) at every scan point: shows whether the charges stay on their ions."""
     first = scan_arrays.molecule == 0
     return np.add.reduceat(np.where(first, charges, 0.0), scan_arrays.offsets[:-1])
+
+
+def charge_dipole(scan_arrays: ClusterArrays, charges: np.ndarray) -> np.ndarray:
+    """|Σ q_i (r_i − r̄)| about the geometric centre of every scan point (e·Å): the strength of the charges' field."""
+    dipoles = []
+    for start, stop in zip(scan_arrays.offsets[:-1], scan_arrays.offsets[1:], strict=True):
+        positions = scan_arrays.positions[start:stop]
+        dipoles.append(np.linalg.norm(charges[start:stop] @ (positions - positions.mean(axis=0))))
+    return np.array(dipoles)
 
 
 def summary_table(report: dict) -> str:
