@@ -9,15 +9,6 @@ import pathlib
 import aiida_qrnn
 
 PACKAGE = pathlib.Path(aiida_qrnn.__file__).parent
-#: Edges (importing package, imported package, module) allowed for now. The training job still lives in
-#: cli/exec_training.py, which calculations/train.py and parsers/train.py import; it joins jobs/ as jobs/train.py
-#: (a ``Job`` declaration and the command), after which these go.
-KNOWN_EDGES = {
-    ('calculations', 'cli', 'aiida_qrnn/calculations/train.py'),
-    ('parsers', 'cli', 'aiida_qrnn/parsers/train.py'),
-}
-
-
 def imported_modules(path: pathlib.Path) -> set[str]:
     """Dotted names of every module ``path`` imports, anywhere in it (relative imports resolved)."""
     parts = list(path.relative_to(PACKAGE.parent).with_suffix('').parts)
@@ -42,26 +33,21 @@ def subpackage(dotted: str) -> str | None:
     return parts[1] if parts[0] == 'aiida_qrnn' and len(parts) > 1 else None
 
 
-def package_graph() -> tuple[dict[str, set[str]], set[tuple[str, str, str]]]:
-    """Edges between sub-packages (top-level modules count as their own), and the known ones that were skipped."""
+def package_graph() -> dict[str, set[str]]:
+    """Edges between sub-packages (top-level modules count as their own)."""
     packages = {path.name.removesuffix('.py') for path in PACKAGE.iterdir() if path.name != '__init__.py'}
     graph: dict[str, set[str]] = {}
-    skipped = set()
     for path in sorted(PACKAGE.rglob('*.py')):
         if path.parent == PACKAGE and path.name == '__init__.py':
             continue
         source = path.relative_to(PACKAGE).parts[0].removesuffix('.py')
         graph.setdefault(source, set())
-        where = path.relative_to(PACKAGE.parent).as_posix()
         for name in imported_modules(path):
             target = subpackage(name)
             if target is None or target == source or target not in packages:
                 continue
-            if (source, target, where) in KNOWN_EDGES:
-                skipped.add((source, target, where))
-                continue
             graph[source].add(target)
-    return graph, skipped
+    return graph
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -97,14 +83,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_package_cycle():
-    graph, skipped = package_graph()
+    graph = package_graph()
     assert {'core', 'jobs', 'data', 'calculations', 'parsers', 'workchains', 'cli'} <= set(graph)
     assert cycles(graph) == [], {package: sorted(targets) for package, targets in graph.items()}
-    assert skipped <= KNOWN_EDGES
 
 
 def test_layers_point_down():
-    graph, _ = package_graph()
+    graph = package_graph()
     assert graph['core'] == set()
     assert graph['jobs'] == {'core'}
     assert 'cli' not in graph['calculations'] | graph['parsers'] | graph['workchains']

@@ -18,31 +18,20 @@ import json
 import re
 
 from aiida import orm
-from aiida.common.datastructures import CalcInfo, CodeInfo
+from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
 from ase.data import atomic_numbers
 
-from aiida_qrnn.calculations.base import CalcJob
-from aiida_qrnn.cli.exec_training import (
-    ERROR_FILE,
-    INPUT_FILE,
-    MODEL_FILE,
-    PARENT_MODEL_FILE,
-    PLOT_FILES,
-    RESULTS_FILE,
-    SPLIT_FILE,
-)
-from aiida_qrnn.core.training.trainer import CHECKPOINT_FILE, METRICS_FILE
+from aiida_qrnn.calculations.base import JobCalcJob
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
+from aiida_qrnn.jobs.train import JOB
 
 __all__ = ('TrainCalculation', 'validate_datasets', 'validate_parameters')
 
 #: Launcher of the ranks per scheduler plugin (any other scheduler: one machine, torchrun).
 LAUNCHERS = {'core.slurm': 'srun'}
-#: Seconds left between the trainer's own stop and the scheduler's walltime (checkpoint, plots, retrieval).
-WALLTIME_MARGIN_S = 120.0
 DATASET_KEY = re.compile(r'^[A-Za-z0-9_]+$')
 
 
@@ -82,8 +71,12 @@ def validate_datasets(value: dict, _) -> str | None:
     return None
 
 
-class TrainCalculation(CalcJob):
+class TrainCalculation(JobCalcJob):
     """Train (or continue training, or transfer-learn) one QRNN on the ``datasets`` cluster sets."""
+
+    JOB = JOB
+    #: Seconds left between the trainer's own stop and the scheduler's walltime (checkpoint, plots, retrieval).
+    WALLTIME_MARGIN_S = 120.0
 
     @classmethod
     def define(cls, spec: CalcJobProcessSpec) -> None:
@@ -99,7 +92,6 @@ class TrainCalculation(CalcJob):
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('cpu'), help='Torch device (cpu, cuda).')
         options = spec.inputs['metadata']['options']
         options['parser_name'].default = 'qrnn.train'
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
 
         spec.output('model', valid_type=ModelData, required=False,
                     help='The best weights; attribute metrics = validation MAE/RMSE of this model.')
@@ -112,10 +104,7 @@ class TrainCalculation(CalcJob):
         spec.output_namespace('plots', valid_type=orm.SinglefileData, dynamic=True,
                               help='learning_curves and parity PNGs.')
 
-        spec.exit_code(300, 'ERROR_OUTPUT_FILES_MISSING', message='The job wrote no {filename}: it did not finish.')
-        spec.exit_code(310, 'ERROR_READING_OUTPUT', message='Could not read {filename}: {exception}')
-        spec.exit_code(400, 'ERROR_WALLTIME', message='Stopped at the walltime in epoch {epoch}; a checkpoint is left.')
-        spec.exit_code(410, 'ERROR_INVALID_INPUT', message='The job refused its input: {message}')
+        cls.define_walltime_exit_code(spec, 'in epoch {epoch}')
         spec.exit_code(510, 'ERROR_DIVERGED', message='Training diverged: {message}')
 
     def prepare_for_submission(self, folder: Folder) -> CalcInfo:
@@ -127,43 +116,31 @@ class TrainCalculation(CalcJob):
                            for key in keys]
         parameters = self.inputs.parameters.get_dict()
         training = dict(parameters.get('training', {}))
-        walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
-        if training.get('max_time_s') is None and walltime:
-            training['max_time_s'] = max(float(walltime) - WALLTIME_MARGIN_S, 0.5 * float(walltime))
+        if training.get('max_time_s') is None and self.job_walltime_s() is not None:
+            training['max_time_s'] = self.job_walltime_s()
         model = dict(parameters.get('model', {}))
         if 'elements' not in model:
             model['elements'] = sorted({symbol for key in keys for symbol in self.inputs.datasets[key].elements},
                                        key=atomic_numbers.__getitem__)
         request = {'datasets': [f'datasets/{key}.h5' for key in keys], 'model': model, 'training': training}
-        with folder.open(INPUT_FILE, 'w') as handle:
+        with folder.open(JOB.inputs['request'], 'w') as handle:
             json.dump(request, handle, indent=2)
         if 'parent_model' in self.inputs:
             repository = self.inputs.parent_model.base.repository
             with repository.open(ModelData.WEIGHTS_FILENAME, 'rb') as source, \
-                    folder.open(PARENT_MODEL_FILE, 'wb') as target:
+                    folder.open(JOB.inputs['parent_model'], 'wb') as target:
                 target.write(source.read())
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['train', '.', '--device', self.inputs.device.value, *self._launch_parameters()]
-        codeinfo.stdout_name = 'train.out'
-        codeinfo.stderr_name = 'train.err'
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
+        checkpoint = JOB.inputs['checkpoint']
+        remote_copy_list = []
         if 'parent_folder' in self.inputs:
             parent = self.inputs.parent_folder
             if isinstance(parent, orm.RemoteData):
-                calcinfo.remote_copy_list = [
-                    (parent.computer.uuid, f'{parent.get_remote_path()}/{CHECKPOINT_FILE}', CHECKPOINT_FILE)]
+                remote_copy_list.append((parent.computer.uuid, f'{parent.get_remote_path()}/{checkpoint}', checkpoint))
             else:
-                local_copy_list.append((parent.uuid, CHECKPOINT_FILE, CHECKPOINT_FILE))
-        calcinfo.local_copy_list = local_copy_list
-        calcinfo.retrieve_list = [
-            MODEL_FILE, METRICS_FILE, RESULTS_FILE, ERROR_FILE, SPLIT_FILE, CHECKPOINT_FILE, *PLOT_FILES.values(),
-            codeinfo.stdout_name, codeinfo.stderr_name,
-        ]
-        return calcinfo
+                local_copy_list.append((parent.uuid, checkpoint, checkpoint))
+        return self.job_calcinfo(['.', '--device', self.inputs.device.value, *self._launch_parameters()],
+                                 local_copy_list=local_copy_list, remote_copy_list=remote_copy_list)
 
     def _launch_parameters(self) -> list[str]:
         """``--processes N --launcher L`` for a job of N > 1 processes (its resources), nothing for one."""

@@ -20,7 +20,7 @@ COMMANDS = {
     'classical-md': 'aiida_qrnn.jobs.classical_md:classical_md',
     'md': 'aiida_qrnn.jobs.md:md',
     'score': 'aiida_qrnn.jobs.score:score',
-    'train': 'aiida_qrnn.cli.exec_training:train',
+    'train': 'aiida_qrnn.jobs.train:train',
 }
 
 

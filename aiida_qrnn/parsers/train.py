@@ -8,19 +8,9 @@ import json
 import numpy as np
 from aiida import orm
 from aiida.engine import ExitCode
-from aiida.parsers import Parser
 
-from aiida_qrnn.cli.exec_training import (
-    ERROR_FILE,
-    EXIT_BAD_INPUT,
-    EXIT_DIVERGED,
-    EXIT_WALLTIME,
-    MODEL_FILE,
-    PLOT_FILES,
-    RESULTS_FILE,
-    SPLIT_FILE,
-)
-from aiida_qrnn.core.training.trainer import CHECKPOINT_FILE, METRICS_FILE
+from aiida_qrnn.jobs.train import EXIT_DIVERGED, EXIT_WALLTIME, JOB, PLOTS
+from aiida_qrnn.parsers.base import JobParser
 
 __all__ = ('TrainParser', 'read_metrics')
 
@@ -31,7 +21,7 @@ def read_metrics(text: str) -> dict[str, np.ndarray]:
     return {name: np.asarray(rows[name]) for name in rows.dtype.names}
 
 
-class TrainParser(Parser):
+class TrainParser(JobParser):
     """Attach what the job wrote, then map ``results.json`` onto 0, 400 (walltime), 410 or 510 (diverged).
 
     The ``model`` node carries the validation MAE/RMSE of exactly its own weights as ``metrics``. A job killed
@@ -42,48 +32,50 @@ class TrainParser(Parser):
     def parse(self, **kwargs) -> ExitCode | None:
         from aiida_qrnn.data.model import ModelData
 
+        failure = self.job_failure()
+        if failure is not None:
+            return failure
         repository = self.retrieved.base.repository
-        names = set(repository.list_object_names())
-        if ERROR_FILE in names:
-            error = json.loads(repository.get_object_content(ERROR_FILE))
-            if error.get('status') == EXIT_BAD_INPUT:
-                return self.exit_codes.ERROR_INVALID_INPUT.format(message=error['message'])
+        names = self.retrieved_names
+        outputs = JOB.outputs
+        results_file = outputs['results']
         try:
-            results = json.loads(repository.get_object_content(RESULTS_FILE)) if RESULTS_FILE in names else None
-            if METRICS_FILE in names:
+            results = json.loads(repository.get_object_content(results_file)) if results_file in names else None
+            if outputs['metrics'] in names:
                 metrics = orm.ArrayData()
-                for name, values in read_metrics(repository.get_object_content(METRICS_FILE)).items():
+                for name, values in read_metrics(repository.get_object_content(outputs['metrics'])).items():
                     metrics.set_array(name, values)
                 self.out('metrics', metrics)
-            if SPLIT_FILE in names:
-                with repository.open(SPLIT_FILE, 'rb') as handle, np.load(handle) as split:
+            if outputs['split'] in names:
+                with repository.open(outputs['split'], 'rb') as handle, np.load(handle) as split:
                     arrays = orm.ArrayData()
                     for name in ('train', 'validation'):
                         arrays.set_array(name, split[name])
                 self.out('split', arrays)
-            for label, filename in PLOT_FILES.items():
+            for label in PLOTS:
+                filename = outputs[label]
                 if filename in names:
                     with repository.open(filename, 'rb') as handle:
                         self.out(f'plots.{label}', orm.SinglefileData(handle, filename=filename))
         except Exception as exception:  # numpy, json and zip raise many types for malformed files
-            return self.exit_codes.ERROR_READING_OUTPUT.format(filename=', '.join(sorted(names)), exception=exception)
+            return self.output_unreadable(', '.join(sorted(names)), exception)
 
         if results is None:
-            if CHECKPOINT_FILE in names:
-                return self.exit_codes.ERROR_WALLTIME.format(epoch='unknown (killed before results.json)')
-            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(filename=RESULTS_FILE)
+            if outputs['checkpoint'] in names:
+                return self.exit_codes.ERROR_OUT_OF_WALLTIME.format(epoch='unknown (killed before results.json)')
+            return self.output_missing(results_file)
         self.out('output_parameters', orm.Dict(results))
         if results['status'] == EXIT_WALLTIME:
-            return self.exit_codes.ERROR_WALLTIME.format(epoch=results['epochs'])
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME.format(epoch=results['epochs'])
         if results['status'] == EXIT_DIVERGED:
             return self.exit_codes.ERROR_DIVERGED.format(message=results['message'])
-        if MODEL_FILE not in names:
-            return self.exit_codes.ERROR_OUTPUT_FILES_MISSING.format(filename=MODEL_FILE)
+        model_file = outputs['model']
+        if model_file not in names:
+            return self.output_missing(model_file)
         try:
-            with repository.as_path(MODEL_FILE) as path:
-                model = ModelData.from_file(path)
-            model.set_model(model.get_state_dict(), model.config, model.elements, results['validation'])
+            with repository.as_path(model_file) as path:
+                model = ModelData.from_file(path, metrics=results['validation'])
         except Exception as exception:
-            return self.exit_codes.ERROR_READING_OUTPUT.format(filename=MODEL_FILE, exception=exception)
+            return self.output_unreadable(model_file, exception)
         self.out('model', model)
         return None

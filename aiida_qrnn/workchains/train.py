@@ -110,7 +110,7 @@ class TrainWorkChain(ProtocolMixin, WorkChain):
             if node.is_finished_ok:
                 self.ctx.finished[str(member)] = node
                 continue
-            if node.exit_status == TrainCalculation.exit_codes.ERROR_WALLTIME.status:
+            if node.exit_status == TrainCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status:
                 restarts = self.ctx.restarts[str(member)] + 1
                 if restarts > self.inputs.max_restarts.value:
                     return self.exit_codes.ERROR_MAX_RESTARTS.format(member=member, restarts=restarts - 1)
