@@ -1,9 +1,9 @@
 """``aiida-qrnn-exec``: the package's executable that CalcJobs run on a computer (local or remote).
 
-It only registers the job commands of :mod:`aiida_qrnn.jobs` (and the training job, which is not there yet); each
-command reads its job folder, runs :mod:`aiida_qrnn.core`, writes outputs and returns the exit status its job
-declares (0 success, 1 bad input with the message on stderr). A command's module is imported only when the command
-runs, so that ``inspect`` does not pay for torch.
+It only registers the job commands of :mod:`aiida_qrnn.jobs`; each command reads its job folder, runs
+:mod:`aiida_qrnn.core`, writes outputs and returns the exit status its job declares (0 success, 1 bad input with the
+message on stderr). A command's module is imported only when the command runs, so that ``inspect`` does not pay for
+torch.
 """
 
 from __future__ import annotations
