@@ -16,10 +16,12 @@ Variants are ``MODEL:LOSS[:OPTION...]``: MODEL ``qrnn`` (paper-sized QRNN), ``qr
 96-64-48, the size of ``train_eg_xtb``) or ``ani`` (ANI-2x architecture for H, C, O from ``torchani.arch.Assembler``,
 random weights); LOSS ``sigma`` (the paper's eq. 1, learned σ, energy per cluster) or ``wX`` (fixed: energy per atom
 MSE + X · force-component MSE, charges weight 1 for the QRNN); OPTIONS ``total`` (energy per cluster instead of per
-atom), ``noq`` (QRNN without the charge label), ``f32`` (float32). Every variant trains with the same optimiser and
-budget: AdamW lr 1e-3, weight decay 1e-4, batch 32, gradient clip 10, ReduceLROnPlateau on the validation score,
-best-validation weights; self-energies fitted by least squares on the training clusters. Writes
-``benchmarks/results/accuracy.json`` (or ``--output``) with the machine.
+atom), ``noq`` (QRNN without the charge label), ``f32`` (float32), ``nodisp`` (QRNN without its D3 term),
+``local`` (QRNN without Coulomb and D3: its networks alone, still charge-aware through the charge AEV). Every
+variant trains with the same optimiser and budget: AdamW lr 1e-3, weight decay 1e-4, batch 32, gradient clip 10,
+ReduceLROnPlateau on the validation score, best-validation weights; self-energies fitted by least squares on the
+training clusters. Writes ``benchmarks/results/accuracy.json`` (or ``--output``) with the machine; each set's errors
+include the mean signed energy-per-atom error, where an offset shows.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ QUICK = Sizes(random_per_oligomer=8, sampled_frames=1, sampled_clusters_per_fram
               md_steps_between_frames=20, md_relax_steps=100, epochs=2, batch_size=8)
 DEFAULT_VARIANTS = ('qrnn:sigma', 'qrnn:w10', 'ani:w10')
 QUICK_VARIANTS = ('qrnn-small:w10', 'ani:w10')
+#: Variant options: the loss's energy per cluster, no charge label, float32, no D3, neither Coulomb nor D3.
+OPTIONS = ('total', 'noq', 'f32', 'nodisp', 'local')
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
@@ -228,25 +232,30 @@ class Variant:
     energy_per_atom: bool
     charges: bool
     dtype: str
+    model_terms: tuple[tuple[str, None], ...] = ()  # QRNNConfig terms left out (nodisp, local)
 
     @classmethod
     def parse(cls, name: str) -> Variant:
         model, loss, *options = name.split(':')
         if model not in ('qrnn', 'qrnn-small', 'ani'):
             raise ValueError(f'variant {name!r}: model must be qrnn, qrnn-small or ani, got {model!r}.')
-        unknown = sorted(set(options) - {'total', 'noq', 'f32'})
+        unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
-            raise ValueError(f'variant {name!r}: unknown options {unknown} (known: total, noq, f32).')
+            raise ValueError(f'variant {name!r}: unknown options {unknown} (known: {", ".join(OPTIONS)}).')
         if loss == 'sigma':
             force_weight = None
         elif loss.startswith('w'):
             force_weight = float(loss[1:])
         else:
             raise ValueError(f"variant {name!r}: loss must be 'sigma' or 'w<force weight>', got {loss!r}.")
-        if model == 'ani' and (force_weight is None or 'noq' in options):
-            raise ValueError(f'variant {name!r}: TorchANI trains with fixed weights and has no charge label.')
+        if model == 'ani' and (force_weight is None or {'noq', 'nodisp', 'local'} & set(options)):
+            raise ValueError(f'variant {name!r}: TorchANI trains with fixed weights and has no charge label, '
+                             'Coulomb or D3 term.')
+        left_out = ('dispersion',) if 'nodisp' in options else ()
+        left_out = ('coulomb', 'dispersion') if 'local' in options else left_out
         return cls(name, model, force_weight, energy_per_atom=force_weight is not None and 'total' not in options,
-                   charges=model != 'ani' and 'noq' not in options, dtype='float32' if 'f32' in options else 'float64')
+                   charges=model != 'ani' and 'noq' not in options, dtype='float32' if 'f32' in options else 'float64',
+                   model_terms=tuple((term, None) for term in left_out))
 
 
 def training_config(variant: Variant, args: argparse.Namespace, seed: int) -> TrainingConfig:
@@ -362,6 +371,13 @@ class AniTrainer:
         return {'epochs': config.max_epochs, 'best_epoch': best_epoch}
 
 
+def set_errors(prediction: dict[str, np.ndarray]) -> dict[str, float]:
+    """The trainer's error metrics plus the mean signed energy-per-atom error (eV/atom): an offset shows there."""
+    predicted, labels = prediction['energy']
+    offset = float(np.mean((predicted - labels) / prediction['n_atoms']))
+    return {**error_metrics(prediction), 'energy_per_atom_mean_signed': offset}
+
+
 def train_variant(variant: Variant, sets: dict[str, ClusterArrays], split: dict[str, np.ndarray],
                   args: argparse.Namespace, seed: int) -> dict:
     """Train one variant on the training split; MAEs on validation and every held-out set."""
@@ -378,8 +394,8 @@ def train_variant(variant: Variant, sets: dict[str, ClusterArrays], split: dict[
         widths = SMALL_WIDTHS if variant.model == 'qrnn-small' else {}
         torch.manual_seed(seed)
         with tempfile.TemporaryDirectory() as directory:
-            trainer = Trainer(QRNN(QRNNConfig(elements=ELEMENTS, **widths)), source, split['train'],
-                              split['validation'], config, directory)
+            model = QRNN(QRNNConfig(elements=ELEMENTS, **widths, **dict(variant.model_terms)))
+            trainer = Trainer(model, source, split['train'], split['validation'], config, directory)
             result = trainer.fit()
         run = {'epochs': result.epochs, 'best_epoch': result.best_epoch, 'final_weights': trainer.loss.weights()}
         model = trainer.trained_model()
@@ -388,17 +404,17 @@ def train_variant(variant: Variant, sets: dict[str, ClusterArrays], split: dict[
         def model_predict(indices, data=source):
             return predict(model, data, indices, batch_size=256)
     training_s = time.perf_counter() - start
-    errors = {'validation': error_metrics(model_predict(split['validation']))}
+    errors = {'validation': set_errors(model_predict(split['validation']))}
     for key, arrays in sets.items():
         if key != 'train':
             held_out = InMemoryClusters(arrays)
             indices = np.arange(len(held_out))
             if variant.model == 'ani':
                 trainer.source = held_out
-                errors[key] = error_metrics(trainer.predict(indices))
+                errors[key] = set_errors(trainer.predict(indices))
                 trainer.source = source
             else:
-                errors[key] = error_metrics(model_predict(indices, held_out))
+                errors[key] = set_errors(model_predict(indices, held_out))
     return {'training_s': training_s, 'n_parameters': n_parameters, **run, 'errors': errors}
 
 
@@ -412,9 +428,11 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str,
         for key in sets:
             forces = [run['errors'][key]['forces_mae'] for run in by_seed.values()]
             energies = [1e3 * run['errors'][key]['energy_per_atom_mae'] for run in by_seed.values()]
+            offsets = [1e3 * run['errors'][key].get('energy_per_atom_mean_signed', np.nan) for run in by_seed.values()]
             summary[name][key] = {'forces_mae': float(np.mean(forces)), 'forces_mae_std': float(np.std(forces)),
                                   'energy_per_atom_mae_meV': float(np.mean(energies)),
-                                  'energy_per_atom_mae_meV_std': float(np.std(energies))}
+                                  'energy_per_atom_mae_meV_std': float(np.std(energies)),
+                                  'energy_per_atom_mean_signed_meV': float(np.mean(offsets))}
         held_out = [values['forces_mae'] for key, values in summary[name].items() if key.startswith('md_')]
         summary[name]['extensivity'] = {'worst_held_out_over_validation_forces':
                                         max(held_out) / summary[name]['validation']['forces_mae']}

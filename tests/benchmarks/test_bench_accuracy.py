@@ -42,6 +42,8 @@ def test_quick_mode_trains_both_models_merges_and_caches_its_data(bench_accuracy
         for key in ('validation', *held_out):
             for metric in ('forces_mae', 'energy_per_atom_mae_meV'):
                 assert math.isfinite(sets[key][metric]) and sets[key][metric] > 0, (variant, key, metric)
+            # a mean signed error is bounded by the mean absolute one
+            assert abs(sets[key]['energy_per_atom_mean_signed_meV']) <= sets[key]['energy_per_atom_mae_meV'] + 1e-9
     assert report['machine']['cores'] >= 1 and report['compare'] == ['qrnn-small:w10', 'ani:w10']
     assert not any(info['cached'] for info in report['data'].values())
     merged = bench_accuracy.main(['--merge', str(output), '--output', str(tmp_path / 'merged.json')])
@@ -56,6 +58,10 @@ def test_variant_names_are_parsed_and_bad_ones_named(bench_accuracy):
     fixed = bench_accuracy.Variant.parse('qrnn-small:w10:noq:f32')
     assert fixed.force_weight == 10.0 and fixed.energy_per_atom and not fixed.charges and fixed.dtype == 'float32'
     assert not bench_accuracy.Variant.parse('ani:w0.01:total').energy_per_atom
+    assert bench_accuracy.Variant.parse('qrnn:w10:local').model_terms == (('coulomb', None), ('dispersion', None))
+    assert bench_accuracy.Variant.parse('qrnn:w10:nodisp').model_terms == (('dispersion', None),)
+    with pytest.raises(ValueError, match="'ani:w10:local'"):
+        bench_accuracy.Variant.parse('ani:w10:local')
     with pytest.raises(ValueError, match="'ani:sigma'"):
         bench_accuracy.Variant.parse('ani:sigma')
     with pytest.raises(ValueError, match=r"unknown options \['fast'\]"):
