@@ -22,21 +22,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain
 
+from aiida_qrnn.calculations.functions.cluster_sets import split_clusters
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin, nest_builder, recursive_merge
 from aiida_qrnn.workchains.sampling import SamplingWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain, TorsionScanWorkChain
 
-__all__ = ('PolymerForceFieldWorkChain', 'classical_cells', 'load_protocol', 'split_clusters')
+__all__ = ('PolymerForceFieldWorkChain', 'classical_cells', 'load_protocol')
 
 SCAN_KINDS = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
 
@@ -44,22 +45,6 @@ SCAN_KINDS = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
 def load_protocol(name: str | None = None) -> dict[str, Any]:
     """The settings of protocol ``name`` (the default when ``None``) from ``protocols/polymer.yaml``."""
     return protocols.load_protocol('polymer', name)
-
-
-@calcfunction
-def split_clusters(clusters: ClusterSetData, parameters: orm.Dict) -> dict[str, ClusterSetData]:
-    """A seeded random ``n_initial`` clusters to label first (``initial``) and the rest (``candidates``)."""
-    values = parameters.get_dict()
-    n_clusters = clusters.n_clusters
-    n_initial = int(values['n_initial'])
-    if not 0 < n_initial < n_clusters:
-        raise ValueError(f'split_clusters: n_initial must be in 1..{n_clusters - 1} for {n_clusters} sampled '
-                         f'clusters, got {n_initial}.')
-    chosen = np.zeros(n_clusters, bool)
-    chosen[np.random.default_rng(int(values.get('seed', 0))).choice(n_clusters, size=n_initial, replace=False)] = True
-    arrays = clusters.get_arrays()
-    return {'initial': ClusterSetData.from_arrays(arrays.select(np.flatnonzero(chosen))),
-            'candidates': ClusterSetData.from_arrays(arrays.select(np.flatnonzero(~chosen)))}
 
 
 def classical_cells(final_structures: Mapping[str, orm.StructureData], cells: Mapping[str, Any],
@@ -79,8 +64,10 @@ def validate_scans(value: orm.Dict, _) -> str | None:
     return None
 
 
-class PolymerForceFieldWorkChain(WorkChain):
+class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
     """Oligomer lengths → sampled clusters → labels → active learning → final QRNN → properties and scans."""
+
+    _protocol_kind = 'polymer'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -133,66 +120,63 @@ class PolymerForceFieldWorkChain(WorkChain):
         d3bj_code: orm.AbstractCode | None = None, charges_code: orm.AbstractCode | None = None,
         overrides: dict[str, Any] | None = None,
     ):
-        """A builder from ``protocols/polymer.yaml``: ``code`` is aiida-qrnn-exec, ``label_code`` xtb or psi4.
+        """A builder from ``protocols/polymer.yaml`` composed of its children's builders: ``code`` is
+        aiida-qrnn-exec, ``label_code`` xtb or psi4 (``d3bj_code``, ``charges_code`` for a DFT engine).
 
-        ``overrides`` replace whole top-level sections of the protocol, e.g. ``{'max_rounds': 3}`` or
-        ``{'selection': {'rule': 'trust_levels', 'lower': 0.05, 'upper': 1.0}}``.
+        Each child (``sampling``, ``label``, ``active_learning``, ``properties`` and the paper's round properties
+        ``active_learning.properties``) is built from its protocol of the same name unless the protocol's
+        ``children`` section names another one (with overrides); ``overrides`` are shaped like the inputs, and those
+        under a child's namespace go to that child, e.g. ``{'active_learning': {'max_rounds': 3}}``.
         """
-        values = {**load_protocol(protocol), **(overrides or {})}
-        builder = cls.get_builder()
-        builder.code = code
-        sampling = SamplingWorkChain.get_builder_from_protocol(code, values['sampling']['protocol'],
-                                                               overrides=values['sampling'].get('overrides'))
-        builder.sampling.cells = sampling.cells
-        builder.sampling.md.code = code
-        builder.sampling.md.parameters = sampling.md.parameters
-        builder.sampling.clusters = sampling.clusters
-        builder.initial_clusters = orm.Int(values['initial_clusters'])
-        label = values['label']
-        builder.label.engine = orm.Str(label['engine'])
-        builder.label.code = label_code
-        builder.label.batch_size = orm.Int(label['batch_size'])
-        builder.label.max_concurrent = orm.Int(label.get('max_concurrent', 4))
-        if 'parameters' in label:
-            builder.label.parameters = orm.Dict(label['parameters'])
-        if label['engine'] != 'xtb':
-            if d3bj_code is not None:
-                builder.label.d3bj_code = d3bj_code
-            if charges_code is not None:
-                builder.label.charges_code = charges_code
-        active = builder.active_learning
-        active.training = orm.Dict(values['training'])
-        active.transfer = orm.Dict(values.get('transfer', {}))
-        active.committee_size = orm.Int(values['committee_size'])
-        active.committee_transfer = orm.Bool(values.get('committee_transfer', False))
-        active.selection = orm.Dict(values['selection'])
-        active.max_rounds = orm.Int(values['max_rounds'])
-        if 'stop_rule' in values:
-            active.stop_rule = orm.Dict(values['stop_rule'])
-        if 'md' in values:
-            active.md.parameters = orm.Dict(values['md']['parameters'])
-            active.md.clusters = orm.Dict(values['md'].get('clusters', {}))
-            if 'monitor' in values['md']:
-                active.md.monitor = orm.Dict(values['md']['monitor'])
-        for key, value in cls._properties_inputs(code, values['properties']).items():
-            builder.properties[key] = value
-        if 'round_properties' in values:
-            for key, value in cls._properties_inputs(code, values['round_properties']).items():
-                active.properties[key] = value
-            if 'property_stop' in values:
-                active.property_stop = orm.Dict(values['property_stop'])
-        builder.baseline = orm.Bool(values.get('baseline', True))
-        if values.get('scans'):
-            builder.scans = orm.Dict(values['scans'])
+        name = protocol or cls.get_default_protocol()
+        own, child = cls._split_overrides(overrides, 'sampling', 'label', 'active_learning', 'properties')
+        children = cls._child_protocols(name, child)
+        builder = cls._builder_from_protocol(name, own, {'code': code})
+        nest_builder(builder.sampling, SamplingWorkChain.get_builder_from_protocol(code, *children['sampling']))
+        label_protocol, label_overrides = children['label']
+        dft = LabelWorkChain.get_protocol_inputs(label_protocol, label_overrides)['engine'] != 'xtb'
+        nest_builder(builder.label, LabelWorkChain.get_builder_from_protocol(
+            label_code, label_protocol, d3bj_code=d3bj_code if dft else None,
+            charges_code=charges_code if dft else None, overrides=label_overrides), exclude=('clusters',))
+        round_properties = children.pop('round_properties', None)
+        active_protocol, active_overrides = children['active_learning']
+        nest_builder(builder.active_learning, ActiveLearningWorkChain.get_builder_from_protocol(
+            code, label_code, active_protocol, overrides=active_overrides),
+            exclude=('clusters', 'code', 'label', 'candidates', 'model', 'options'))
+        excluded = ('code', 'model', 'structures', 'options')
+        properties_protocol, properties_overrides = children['properties']
+        nest_builder(builder.properties, PropertiesWorkChain.get_builder_from_protocol(
+            code, properties_protocol, overrides=properties_overrides), exclude=excluded)
+        if round_properties is not None:
+            round_protocol, round_overrides = round_properties
+            nest_builder(builder.active_learning.properties, PropertiesWorkChain.get_builder_from_protocol(
+                code, round_protocol, overrides=round_overrides), exclude=excluded)
         return builder
 
-    @staticmethod
-    def _properties_inputs(code: orm.AbstractCode, section: dict[str, Any]) -> dict[str, orm.Dict]:
-        """PropertiesWorkChain inputs of a protocol section ``{protocol, overrides}``, from its own builder."""
-        builder = PropertiesWorkChain.get_builder_from_protocol(code, section['protocol'],
-                                                                overrides=section.get('overrides'))
-        keys = ('cells', 'npt', 'nvt', 'analysis', 'vdos')
-        return {key: builder[key] for key in keys if builder.get(key) is not None}
+    @classmethod
+    def get_protocol_inputs(cls, protocol: str | None = None,
+                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The protocol's values of this work chain's own ports (its ``children`` section is not an input)."""
+        inputs = super().get_protocol_inputs(protocol, overrides)
+        inputs.pop('children', None)
+        return inputs
+
+    @classmethod
+    def _child_protocols(cls, name: str, overrides: Mapping[str, Mapping[str, Any]],
+                         ) -> dict[str, tuple[str, dict[str, Any]]]:
+        """``{child: (protocol, overrides)}``: the protocol's ``children`` section (default: a child's protocol of
+        the same name) with the caller's ``overrides`` of that child merged in; ``round_properties`` only where the
+        protocol names it (the caller's go under ``active_learning.properties``)."""
+        named = load_protocol(name).get('children') or {}
+        callers = {key: dict(value) for key, value in overrides.items()}
+        if 'round_properties' in named:
+            callers['round_properties'] = callers['active_learning'].pop('properties', None) or {}
+        children = {}
+        for child, caller in callers.items():
+            section = named.get(child) or {}
+            children[child] = (section.get('protocol', name),
+                               recursive_merge(section.get('overrides') or {}, caller))
+        return children
 
     def _submit(self, process, link_label: str, /, **inputs):
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}

@@ -31,6 +31,7 @@ from aiida_qrnn.calculations.sampling import build_cells, validate_cell_paramete
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
+from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 
 #: Timestep factor of the lone rerun of a replica that became unstable inside a batch.
 RETRY_TIMESTEP_FACTOR = 0.5
@@ -161,8 +162,10 @@ def _distribution_node(distributions: dict[str, dict[str, np.ndarray]]) -> orm.A
     return node
 
 
-class PropertiesWorkChain(WorkChain):
+class PropertiesWorkChain(ProtocolMixin, WorkChain):
     """Density, c_p, self-diffusivity, R_g, OCCO torsions and O-H g(r) per chain length, mean ± std over replicas."""
+
+    _protocol_kind = 'properties'
 
     @classmethod
     def define(cls, spec) -> None:
@@ -199,18 +202,9 @@ class PropertiesWorkChain(WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, protocol: str | None = None, *,
                                   model: ModelData | None = None, overrides: dict[str, dict] | None = None):
-        """A builder filled from ``protocols/properties.yaml``; ``overrides`` update cells, npt, nvt, analysis."""
-        values = load_protocol(protocol)
-        builder = cls.get_builder()
-        builder.code = code
-        if model is not None:
-            builder.model = model
-        for key in ('cells', 'npt', 'nvt', 'analysis', 'vdos'):
-            if key in values:
-                builder[key] = orm.Dict({**values[key], **(overrides or {}).get(key, {})})
-        if 'batch_replicas' in values:
-            builder.batch_replicas = orm.Bool(values['batch_replicas'])
-        return builder
+        """A builder from ``protocols/properties.yaml``; ``overrides`` are shaped like the inputs and merged
+        recursively, e.g. ``{'cells': {'n_units': [1, 4]}, 'npt': {'n_steps': 4000}}``."""
+        return cls._builder_from_protocol(protocol, overrides, {'code': code, 'model': model})
 
     def setup(self):
         if 'structures' in self.inputs and self.inputs.structures:

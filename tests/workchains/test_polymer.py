@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from aiida import orm
 
+from aiida_qrnn.calculations.functions.cluster_sets import split_clusters
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.testing.structures import make_water_clusters
-from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, classical_cells, load_protocol, split_clusters
+from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, classical_cells
 
 EXEC = str(Path(sys.executable).parent / 'aiida-qrnn-exec')
 
@@ -25,12 +26,11 @@ def test_every_protocol_gives_a_valid_builder(aiida_code_installed, protocol):
     code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
     label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
     builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, protocol)
-    values = load_protocol(protocol)
-    assert builder.initial_clusters.value == values['initial_clusters']
-    assert builder.active_learning.committee_size.value == values['committee_size']
-    assert builder.active_learning.selection.get_dict() == values['selection']
-    assert builder.label.engine.value == values['label']['engine']
-    assert builder.sampling.md.code.uuid == code.uuid
+    assert builder.code.uuid == code.uuid and builder.sampling.md.code.uuid == code.uuid
+    assert builder.label.code.uuid == label_code.uuid
+    assert builder.initial_clusters.value == {'demo': 60, 'fast': 20000, 'paper': 217684, 'xtb-study': 400}[protocol]
+    assert builder.label.engine.value == ('psi4' if protocol == 'paper' else 'xtb')
+    assert builder.active_learning.committee_size.value == (5 if protocol in ('fast', 'paper') else 3)
     if protocol == 'paper':
         assert builder.label.parameters.get_dict() == {'method': 'wb97x-d3bj', 'basis': 'def2-tzvpd'}
         assert builder.active_learning.committee_size.value == 5

@@ -15,6 +15,7 @@ from aiida_qrnn.core.analysis.scans import PAIR_SCAN_RANGE
 from aiida_qrnn.core.forcefield.md import MdProtocol
 from aiida_qrnn.core.training.committee import COMMITTEE_VALIDATION_FRACTION
 from aiida_qrnn.core.training.trainer import TrainingConfig
+from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain
 from aiida_qrnn.workchains.protocols import load_protocol
 
 DOCS = Path(__file__).parents[2] / 'docs' / 'properties.md'
@@ -81,23 +82,26 @@ def test_qrnn_property_protocol_is_the_papers():
     assert properties['analysis']['discard_fraction'] == QRNN_MD['discard_fraction']
 
 
-def test_polymer_paper_protocol_is_the_papers():
-    polymer = load_protocol('polymer', 'paper')
-    assert polymer['initial_clusters'] == CLUSTERS['labelled']
-    assert polymer['label']['parameters'] == {'method': 'wb97x-d3bj', 'basis': 'def2-tzvpd'}
-    training = {**TrainingConfig().__dict__, **polymer['training']['training']}
+def test_polymer_paper_protocol_is_the_papers(aiida_code_installed):
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.train')
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, code, 'paper')
+    active = builder.active_learning
+    assert builder.initial_clusters.value == CLUSTERS['labelled']
+    assert builder.label.parameters.get_dict() == {'method': 'wb97x-d3bj', 'basis': 'def2-tzvpd'}
+    training = {**TrainingConfig().__dict__, **active.training['training']}
     assert {key: training[key] for key in TRAINING} == TRAINING
-    assert polymer['committee_size'] == ACTIVE_LEARNING['committee_size']
+    assert active.committee_size.value == ACTIVE_LEARNING['committee_size']
     assert ACTIVE_LEARNING['validation_fraction'] == COMMITTEE_VALIDATION_FRACTION
-    assert polymer['max_rounds'] == ACTIVE_LEARNING['rounds']
-    selection = polymer['selection']
+    assert active.max_rounds.value == ACTIVE_LEARNING['rounds']
+    selection = active.selection.get_dict()
     assert (selection['k'], selection['k_random']) == ACTIVE_LEARNING['round_1']
     assert selection['random_kinds'] == ACTIVE_LEARNING['random_kinds']
-    assert polymer['scans']['pair']['n_points'] == PAIR_SCAN['n_points']
+    assert builder.scans['pair']['n_points'] == PAIR_SCAN['n_points']
     assert PAIR_SCAN['range'] == PAIR_SCAN_RANGE
-    assert polymer['scans']['torsion']['step_deg'] == TORSION_STEP_DEG
-    assert polymer['sampling']['protocol'] == 'paper' and polymer['sampling']['overrides'] == {}
-    assert polymer['properties']['protocol'] == 'paper' and polymer['properties']['overrides'] == {}
+    assert builder.scans['torsion']['step_deg'] == TORSION_STEP_DEG
+    # sampling and the final properties: the children's paper protocols (checked above), no overrides
+    children = load_protocol('polymer', 'paper').get('children') or {}
+    assert 'sampling' not in children and 'properties' not in children
 
 
 def test_every_deviation_is_documented():

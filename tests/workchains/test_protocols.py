@@ -18,6 +18,8 @@ from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.active_learning import ActiveLearningWorkChain
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.md import MdBaseWorkChain
+from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain
+from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.protocols import load_protocol
 from aiida_qrnn.workchains.protocols.utils import child_inputs, recursive_merge
 from aiida_qrnn.workchains.sampling import SamplingWorkChain
@@ -36,6 +38,9 @@ WORK_CHAINS = {
     SamplingWorkChain: lambda codes, name: SamplingWorkChain.get_builder_from_protocol(codes['exec'], name),
     PairScanWorkChain: lambda codes, name: PairScanWorkChain.get_builder_from_protocol(codes['label'], name),
     TorsionScanWorkChain: lambda codes, name: TorsionScanWorkChain.get_builder_from_protocol(codes['label'], name),
+    PropertiesWorkChain: lambda codes, name: PropertiesWorkChain.get_builder_from_protocol(codes['exec'], name),
+    PolymerForceFieldWorkChain: lambda codes, name: PolymerForceFieldWorkChain.get_builder_from_protocol(
+        codes['exec'], codes['label'], name),
 }
 CASES = [(work_chain, name) for work_chain in WORK_CHAINS for name in work_chain.get_available_protocols()]
 
@@ -76,7 +81,8 @@ def test_protocol_files_name_only_inputs_and_moderate_is_the_default(work_chain)
     work_chain.check_input_keys(document.get('default_inputs') or {}, 'default_inputs')
     for name, values in document['protocols'].items():
         assert values['description'].strip()
-        work_chain.check_input_keys({k: v for k, v in values.items() if k != 'description'}, f'protocol {name}')
+        work_chain.check_input_keys({k: v for k, v in values.items() if k not in ('description', 'children')},
+                                    f'protocol {name}')
     if 'moderate' in document['protocols']:
         _compare_defaults(work_chain.spec().inputs, work_chain.get_protocol_inputs('moderate'), '')
 
@@ -130,24 +136,48 @@ def test_active_learning_is_composed_of_its_childrens_protocols(codes, name):
     assert builder.training.get_dict() == train.train.parameters.get_dict()
 
 
-@pytest.mark.parametrize('name', ['demo', 'fast', 'paper'])
-def test_child_protocols_hold_the_polymer_protocols_numbers(codes, name):
-    """The children's protocols of a polymer protocol's name give what polymer.yaml sets for them today."""
-    polymer = load_protocol('polymer', name)
-    sampling = SamplingWorkChain.get_builder_from_protocol(codes['exec'], polymer['sampling']['protocol'],
-                                                           polymer['sampling']['overrides'])
-    assert serialize(child_inputs(SamplingWorkChain.get_builder_from_protocol(codes['exec'], name))) == \
-        serialize(child_inputs(sampling))
-    active = serialize(child_inputs(ActiveLearningWorkChain.get_builder_from_protocol(
-        codes['exec'], codes['label'], name)))
-    keys = ('training', 'transfer', 'committee_size', 'committee_transfer', 'selection', 'max_rounds', 'md')
-    assert {key: active[key] for key in keys} == {'transfer': {}, 'committee_transfer': False,
-                                                  **{key: polymer[key] for key in keys if key in polymer}}
-    assert {key: active['label'][key] for key in polymer['label']} == polymer['label']
-    scans = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
-    for kind, parameters in polymer['scans'].items():
-        builder = scans[kind].get_builder_from_protocol(codes['label'], name)
-        assert builder.parameters.get_dict() == parameters
+@pytest.mark.parametrize('name', ['demo', 'fast', 'paper', 'xtb-study'])
+def test_polymer_is_composed_of_its_childrens_builders(codes, name):
+    """Each child namespace of the polymer builder is that child's builder of the protocol ``children`` names (the
+    same name by default), with the caller's overrides under the namespace passed to the child."""
+    children = load_protocol('polymer', name).get('children') or {}
+    overrides = {'sampling': {'clusters': {'clusters_per_frame': 2}}, 'label': {'batch_size': 7},
+                 'active_learning': {'max_rounds': 3}, 'properties': {'cells': {'replicas': 1}}}
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(codes['exec'], codes['label'], name,
+                                                                   overrides=overrides)
+
+    def child(key: str) -> dict[str, Any]:
+        section = children.get(key) or {}
+        return {'protocol': section.get('protocol', name),
+                'overrides': recursive_merge(section.get('overrides') or {}, overrides[key])}
+
+    expected = {
+        'sampling': SamplingWorkChain.get_builder_from_protocol(codes['exec'], **child('sampling')),
+        'label': LabelWorkChain.get_builder_from_protocol(codes['label'], **child('label')),
+        'active_learning': ActiveLearningWorkChain.get_builder_from_protocol(codes['exec'], codes['label'],
+                                                                             **child('active_learning')),
+        'properties': PropertiesWorkChain.get_builder_from_protocol(codes['exec'], **child('properties')),
+    }
+    excluded = {'sampling': (), 'label': ('clusters',), 'properties': ('code', 'model', 'structures', 'options'),
+                'active_learning': ('clusters', 'code', 'label', 'candidates', 'model', 'options')}
+    polymer_own = {'active_learning': ('properties', 'property_stop')}  # the round properties and their stop rule
+    for key, child_builder in expected.items():
+        assert serialize(child_inputs(builder[key], polymer_own.get(key, ()))) == \
+            serialize(child_inputs(child_builder, excluded[key])), key
+    assert builder.sampling.clusters['clusters_per_frame'] == 2 and builder.label.batch_size.value == 7
+    assert builder.active_learning.max_rounds.value == 3 and builder.properties.cells['replicas'] == 1
+
+
+def test_polymer_paper_round_properties_and_unknown_child_keys(codes):
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(
+        codes['exec'], codes['label'], 'paper', overrides={'active_learning': {'properties': {'npt': {'n_steps': 9}}}})
+    rounds = builder.active_learning.properties
+    assert rounds.cells['n_units'] == list(range(1, 11)) and rounds.cells['replicas'] == 3
+    assert rounds.npt['n_steps'] == 9 and builder.properties.npt['n_steps'] == 2_000_000
+    assert builder.active_learning.property_stop.get_dict() == {'property': 'density', 'relative_change': 0.01}
+    with pytest.raises(ValueError, match=r"'active_learning\.max_round' is not an input of PolymerForceFieldWorkChain"):
+        PolymerForceFieldWorkChain.get_builder_from_protocol(codes['exec'], codes['label'], 'demo',
+                                                            overrides={'active_learning': {'max_round': 3}})
 
 
 @pytest.mark.parametrize('kind', ['polymer', 'properties', 'sampling'])
