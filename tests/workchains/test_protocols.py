@@ -116,7 +116,8 @@ def test_overrides_merge_recursively_and_the_port_validators_still_apply(codes):
     builder = TrainWorkChain.get_builder_from_protocol(
         codes['exec'], 'fast', overrides={'train': {'parameters': {'training': {'max_epochs': 3}}}, 'max_restarts': 1})
     assert builder.train.parameters.get_dict() == {
-        'training': {'max_epochs': 3, 'batch_size': 128, 'samples_per_epoch': 50000}}
+        'training': {'max_epochs': 3, 'batch_size': 128, 'samples_per_epoch': 50000, 'learned_weights': False,
+                     'loss_weights': {'forces': 10.0}, 'energy_loss': 'per_atom'}}
     assert builder.max_restarts.value == 1
     builder = SamplingWorkChain.get_builder_from_protocol(
         codes['exec'], 'tiny', {'clusters': {'max_molecules_by_units': {'2': 2}}})
