@@ -70,9 +70,13 @@ def teacher_labelled_clusters(n_clusters: int, *, seed: int = 0, teacher_seed: i
 
     The teacher's self-energies are set to realistic magnitudes (eV per element), so the self-energy fit matters.
     """
-    arrays = ClusterArrays.from_atoms(make_water_clusters(n_clusters, seed=seed))
     teacher = tiny_model(teacher_seed)
     teacher.self_energies.copy_(torch.tensor([-13.6, -2040.0], dtype=torch.float64))
+    return label_with_teacher(ClusterArrays.from_atoms(make_water_clusters(n_clusters, seed=seed)), teacher)
+
+
+def label_with_teacher(arrays: ClusterArrays, teacher: QRNN) -> ClusterArrays:
+    """``arrays`` with energy, forces, charges and dipole labels from ``teacher`` (checked)."""
     sizes = np.diff(arrays.offsets)
     output = evaluate(
         teacher, torch.from_numpy(arrays.positions), torch.from_numpy(arrays.numbers.astype(np.int64)),

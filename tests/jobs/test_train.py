@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from aiida_qrnn.cli.exec import cli
 from aiida_qrnn.core.dataset import ClusterArrays, write_cluster_set
 from aiida_qrnn.core.model.calculator import load_model, save_model
-from aiida_qrnn.core.model.qrnn import evaluate
-from aiida_qrnn.testing.models import TINY_CONFIG, teacher_labelled_clusters, tiny_model
+from aiida_qrnn.testing.models import TINY_CONFIG, label_with_teacher, teacher_labelled_clusters, tiny_model
 
 
 def _job(tmp_path, model: dict, training: dict) -> None:
@@ -53,16 +52,8 @@ def _ammonia_water_clusters(n_clusters: int) -> ClusterArrays:
         cluster.arrays['molecule'] = np.repeat(np.arange(2, dtype=np.int32), [4, 3])
         cluster.info.update(kind='conformational', source=f'ammonia-water {index}')
         images.append(cluster)
-    arrays = ClusterArrays.from_atoms(images)
     teacher = tiny_model(5, dataclasses.replace(TINY_CONFIG, elements=('H', 'C', 'N', 'O')))
-    sizes = np.diff(arrays.offsets)
-    output = evaluate(
-        teacher, torch.from_numpy(arrays.positions), torch.from_numpy(arrays.numbers.astype(np.int64)),
-        torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes)), torch.from_numpy(arrays.cell),
-        torch.from_numpy(arrays.pbc), torch.from_numpy(arrays.total_charge.astype(np.float64)),
-    )
-    arrays.labels = {name: output[name].detach().numpy() for name in ('energy', 'forces', 'charges', 'dipole')}
-    return arrays.validate()
+    return label_with_teacher(ClusterArrays.from_atoms(images), teacher)
 
 
 def test_transfer_to_data_with_a_new_element_extends_the_parent(tmp_path):
