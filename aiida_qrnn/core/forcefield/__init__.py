@@ -1,4 +1,5 @@
-"""The classical OPLS-AA baseline for HO-(CH2CH2O)n-H in OpenMM: typing, the ``System``, relaxation, NPT and NVT."""
+"""Classical baselines in OpenMM: OPLS-AA for HO-(CH2CH2O)n-H (the paper's: typing, the ``System``, relaxation,
+NPT and NVT) and GAFF2 for any organic polymer (:mod:`.gaff`, AmberTools; run through the same ``run_classical_md``)."""
 
 from aiida_qrnn.core.forcefield.md import MdProtocol, MdUnstableError, run_classical_md
 from aiida_qrnn.core.forcefield.system import FORCE_GROUPS, OplsAaCalculator, build_system
