@@ -355,8 +355,13 @@ def sample_clusters(
                 continue
             base = json.loads(cluster.info['source'])
             cluster.info.pop('frame_molecules')
+            try:
+                variants = _variants(cluster, base, settings, rng)
+            except ClusterSamplingError as error:  # molecules fused by the potential: not a cluster to label
+                refused.append(f'the cluster around molecule {centre} of frame {fields}: {error}')
+                continue
             images.append(cluster)
-            images.extend(_variants(cluster, base, settings, rng))
+            images.extend(variants)
     if refused:
         if not images:
             raise ClusterSamplingError(f'every cluster failed the physical check, for example {refused[0]}.')

@@ -205,6 +205,26 @@ def test_settings_are_validated_by_name():
     assert ClusterSampling.from_dict({'density_scale': [0.8, 1.1]}).density_scale == (0.8, 1.1)
 
 
+def test_clusters_whose_molecules_touch_are_left_out(wrapped_frame):
+    """A frame of a potential under training where one molecule's atom sits at bonding distance of another
+    molecule's (molecules as in the first frame): the clusters holding both are left out with a warning, the rest
+    are kept; the demo's candidate MD once stopped the whole loop here."""
+    frame, bonds = wrapped_frame
+    whole = frame.copy()
+    whole.positions = make_molecules_whole(frame, bonds)
+    molecule = molecule_ids(len(frame), bonds)
+    touching = whole.copy()
+    first, second = np.flatnonzero(molecule == 0)[0], np.flatnonzero(molecule == 1)
+    nearest = second[np.argmin(np.linalg.norm(whole.positions[second] - whole.positions[first], axis=1))]
+    touching.positions[molecule == 1] += whole.positions[first] - whole.positions[nearest] + [1.0, 0.0, 0.0]
+    with pytest.warns(UserWarning, match=r'left out .* of different molecules are within bonding distance'):
+        kept = sample_clusters([(touching, {'frame': 5}) for _ in range(6)], SETTINGS, np.random.default_rng(0),
+                               molecule=molecule, bonds=bonds)
+    assert kept
+    for atoms in kept:
+        assert not {0, 1} <= set(json.loads(atoms.info['source'])['molecules'])
+
+
 def test_clusters_with_fused_atoms_are_left_out(wrapped_frame):
     """H atoms pulled to 0.1 Å from the atom they are bonded to: clusters holding one are left out with a warning
     (here the even-numbered molecules); when every molecule has one, sampling names the frame and the atoms."""
