@@ -68,6 +68,28 @@ def wait_until_left_the_queue(job_id: str, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
+def wait_until_no_process(command_line: str, timeout: float = 120) -> None:
+    """Wait until no process whose command line contains ``command_line`` runs: a cancelled job's processes can
+    outlive its entry in the queue by a few seconds (SIGTERM, then SIGKILL after SLURM's KillWait)."""
+    deadline = time.monotonic() + timeout
+    while any(command_line in text for text in _command_lines()):
+        assert time.monotonic() < deadline, f'processes of {command_line!r} still run after {timeout} s'
+        time.sleep(0.5)
+
+
+def _command_lines() -> list[str]:
+    """The command lines of this machine's processes (the local cluster runs here), arguments joined by spaces."""
+    lines = []
+    for path in Path('/proc').glob('[0-9]*/cmdline'):
+        if path.parent.name == str(os.getpid()):
+            continue
+        try:
+            lines.append(path.read_bytes().replace(b'\0', b' ').decode(errors='replace'))
+        except OSError:  # the process ended meanwhile
+            continue
+    return lines
+
+
 def wait_for_files(folder: Path, pattern: str, count: int, timeout: float = 120) -> None:
     """Wait until ``folder`` holds ``count`` files matching ``pattern`` (the job's progress on the cluster)."""
     deadline = time.monotonic() + timeout

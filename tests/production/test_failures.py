@@ -19,7 +19,7 @@ import time
 import pytest
 
 from aiida_qrnn.testing.production import StalledJob, assert_nothing_lost, assert_retry_in_provenance
-from aiida_qrnn.testing.slurm import cluster_command, slurm, wait_until_left_the_queue
+from aiida_qrnn.testing.slurm import cluster_command, slurm, wait_until_left_the_queue, wait_until_no_process
 
 #: What AiiDA logs on a process when a transport task (upload, update, retrieve) fails and is retried.
 TRANSPORT_RETRY = re.compile(r'iteration \d+ of do_\w+ excepted, retrying after \d+ seconds')
@@ -37,6 +37,7 @@ def test_scancel_mid_batch(production):
     job = production.stalled_job(seed=201)
     slurm('scancel', job.job_id)
     wait_until_left_the_queue(job.job_id)  # released earlier, the stalled cluster could finish before the signal
+    wait_until_no_process(str(production.wrappers / 'xtb-stalling '))  # nor while the cancelled job still dies
     job.release()
     audit = production.driver('wait', job.pk, 300)
     assert_nothing_lost(audit, min_jobs=2)
