@@ -88,17 +88,19 @@ OPTIONS = ('total', 'noq', 'f32', 'nodisp', 'local')
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
-def xtb_label(atoms: Atoms) -> Atoms | None:
-    """GFN2-xTB energy, forces and charges (tblite, in process); ``None`` when the SCF does not converge."""
+def xtb_label(atoms: Atoms, total_charge: int = 0) -> Atoms | None:
+    """GFN2-xTB energy, forces and charges of ``atoms`` with ``total_charge`` e (tblite, in process); ``None`` when
+    the SCF does not converge."""
     from tblite.interface import Calculator
 
-    calculator = Calculator('GFN2-xTB', atoms.numbers, atoms.positions / BOHR_TO_ANGSTROM)
+    calculator = Calculator('GFN2-xTB', atoms.numbers, atoms.positions / BOHR_TO_ANGSTROM, charge=float(total_charge))
     calculator.set('verbosity', 0)
     try:
         result = calculator.singlepoint()
-    except RuntimeError:
+    except RuntimeError:  # tblite's TBLiteRuntimeError
         return None
     labelled = atoms.copy()
+    labelled.info['total_charge'] = int(total_charge)
     labelled.calc = SinglePointCalculator(
         labelled, energy=float(result.get('energy')) * HARTREE_TO_EV,
         forces=-np.asarray(result.get('gradient')) * HARTREE_TO_EV / BOHR_TO_ANGSTROM,
@@ -232,7 +234,7 @@ class Variant:
     energy_per_atom: bool
     charges: bool
     dtype: str
-    model_terms: tuple[tuple[str, None], ...] = ()  # QRNNConfig terms left out (nodisp, local)
+    left_out: tuple[str, ...] = ()  # QRNNConfig terms set to None (nodisp, local)
 
     @classmethod
     def parse(cls, name: str) -> Variant:
@@ -251,11 +253,10 @@ class Variant:
         if model == 'ani' and (force_weight is None or {'noq', 'nodisp', 'local'} & set(options)):
             raise ValueError(f'variant {name!r}: TorchANI trains with fixed weights and has no charge label, '
                              'Coulomb or D3 term.')
-        left_out = ('dispersion',) if 'nodisp' in options else ()
-        left_out = ('coulomb', 'dispersion') if 'local' in options else left_out
+        left_out = ('coulomb', 'dispersion') if 'local' in options else ('dispersion',) if 'nodisp' in options else ()
         return cls(name, model, force_weight, energy_per_atom=force_weight is not None and 'total' not in options,
                    charges=model != 'ani' and 'noq' not in options, dtype='float32' if 'f32' in options else 'float64',
-                   model_terms=tuple((term, None) for term in left_out))
+                   left_out=left_out)
 
 
 def training_config(variant: Variant, args: argparse.Namespace, seed: int) -> TrainingConfig:
@@ -394,7 +395,7 @@ def train_variant(variant: Variant, sets: dict[str, ClusterArrays], split: dict[
         widths = SMALL_WIDTHS if variant.model == 'qrnn-small' else {}
         torch.manual_seed(seed)
         with tempfile.TemporaryDirectory() as directory:
-            model = QRNN(QRNNConfig(elements=ELEMENTS, **widths, **dict(variant.model_terms)))
+            model = QRNN(QRNNConfig(elements=ELEMENTS, **widths, **dict.fromkeys(variant.left_out)))
             trainer = Trainer(model, source, split['train'], split['validation'], config, directory)
             result = trainer.fit()
         run = {'epochs': result.epochs, 'best_epoch': result.best_epoch, 'final_weights': trainer.loss.weights()}

@@ -41,10 +41,9 @@ import time
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.singlepoint import SinglePointCalculator
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from bench_accuracy import SMALL_WIDTHS, AniTrainer, Variant, machine, training_config
+from bench_accuracy import SMALL_WIDTHS, AniTrainer, Variant, machine, training_config, xtb_label
 
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, write_cluster_set
 from aiida_qrnn.core.model.aev import AEVConfig
@@ -52,7 +51,7 @@ from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig, evaluate
 from aiida_qrnn.core.structures import molecular_cluster
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, predict
 from aiida_qrnn.core.training.trainer import error_metrics
-from aiida_qrnn.core.units import BOHR_TO_ANGSTROM, COULOMB_CONSTANT, HARTREE_TO_EV
+from aiida_qrnn.core.units import COULOMB_CONSTANT
 
 HERE = pathlib.Path(__file__).parent
 RESULTS = HERE / 'results' / 'long_range.json'
@@ -110,26 +109,6 @@ def fragment(name: str, seed: int = 0) -> Atoms:
                   positions=molecule.GetConformer().GetPositions())
     atoms.positions -= atoms.get_center_of_mass()
     return atoms
-
-
-def xtb_label(atoms: Atoms, total_charge: int) -> Atoms | None:
-    """GFN2-xTB energy, forces and charges of ``atoms`` with ``total_charge`` e (tblite, in process); ``None``
-    when the SCF does not converge. ``bench_accuracy.xtb_label`` is neutral only."""
-    from tblite.interface import Calculator
-
-    calculator = Calculator('GFN2-xTB', atoms.numbers, atoms.positions / BOHR_TO_ANGSTROM, charge=float(total_charge))
-    calculator.set('verbosity', 0)
-    try:
-        result = calculator.singlepoint()
-    except RuntimeError:  # tblite's TBLiteRuntimeError
-        return None
-    labelled = atoms.copy()
-    labelled.info['total_charge'] = int(total_charge)
-    labelled.calc = SinglePointCalculator(
-        labelled, energy=float(result.get('energy')) * HARTREE_TO_EV,
-        forces=-np.asarray(result.get('gradient')) * HARTREE_TO_EV / BOHR_TO_ANGSTROM,
-        charges=np.asarray(result.get('charges')))
-    return labelled
 
 
 def training_clusters(count: int, rng: np.random.Generator) -> list[tuple[Atoms, int]]:

@@ -58,8 +58,8 @@ def test_variant_names_are_parsed_and_bad_ones_named(bench_accuracy):
     fixed = bench_accuracy.Variant.parse('qrnn-small:w10:noq:f32')
     assert fixed.force_weight == 10.0 and fixed.energy_per_atom and not fixed.charges and fixed.dtype == 'float32'
     assert not bench_accuracy.Variant.parse('ani:w0.01:total').energy_per_atom
-    assert bench_accuracy.Variant.parse('qrnn:w10:local').model_terms == (('coulomb', None), ('dispersion', None))
-    assert bench_accuracy.Variant.parse('qrnn:w10:nodisp').model_terms == (('dispersion', None),)
+    assert bench_accuracy.Variant.parse('qrnn:w10:local').left_out == ('coulomb', 'dispersion')
+    assert bench_accuracy.Variant.parse('qrnn:w10:nodisp').left_out == ('dispersion',)
     with pytest.raises(ValueError, match="'ani:w10:local'"):
         bench_accuracy.Variant.parse('ani:w10:local')
     with pytest.raises(ValueError, match="'ani:sigma'"):
