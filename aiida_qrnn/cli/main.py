@@ -9,6 +9,7 @@ from aiida.cmdline.params import options
 
 from aiida_qrnn.cli.report import report
 from aiida_qrnn.cli.utils import translate_errors, with_profile
+from aiida_qrnn.workchains.protocols import protocol_names
 
 
 @click.group('aiida-qrnn', context_settings={'help_option_names': ['-h', '--help']})
@@ -65,7 +66,7 @@ def _polymer_protocol(ctx: click.Context, param: click.Parameter, value: str) ->
 
 @cli.command('demo')
 @click.option('--protocol', default='demo', show_default=True, callback=_polymer_protocol,
-              help='Protocol of the polymer workflow (protocols/polymer.yaml): demo, fast, paper.')
+              help=f"Protocol of protocols/polymer.yaml: {', '.join(protocol_names('polymer'))}.")
 @click.option('--batch-size', default=None, type=click.IntRange(1), help='Clusters per xtb job [default: protocol].')
 @click.option('--report-dir', default=None, type=click.Path(file_okay=False, path_type=Path),
               help='Folder of the report [default: report-<pk>].')
@@ -129,7 +130,7 @@ def add_slurm(label: str, host: str, workdir: str, partition: str | None, accoun
 
 @cli.command('sample')
 @click.option('--protocol', default='tiny', show_default=True,
-              help='Protocol of aiida_qrnn/workchains/protocols/sampling.yaml: tiny (CI, seconds), fast, paper.')
+              help=f"Protocol of protocols/sampling.yaml: {', '.join(protocol_names('sampling'))}.")
 @click.option('--code', 'code_label', default='aiida-qrnn-exec@localhost', show_default=True,
               help='The aiida-qrnn-exec code that runs the classical MD.')
 @click.option('--submit', 'to_daemon', is_flag=True, help='Submit to the daemon instead of running in this process.')

@@ -8,7 +8,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ('load_protocol',)
+__all__ = ('load_protocol', 'protocol_names')
+
+
+def _document(kind: str) -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).parent / f'{kind}.yaml').read_text())
+
+
+def protocol_names(kind: str) -> list[str]:
+    """The protocols of work chain ``kind`` in the order its YAML file lists them (for help texts and errors)."""
+    return list(_document(kind)['protocols'])
 
 
 def load_protocol(kind: str, name: str | None = None) -> dict[str, Any]:
@@ -16,7 +25,7 @@ def load_protocol(kind: str, name: str | None = None) -> dict[str, Any]:
 
     Names are exact: an empty or misspelt name is refused with the list of protocols, never read as the default.
     """
-    document = yaml.safe_load((Path(__file__).parent / f'{kind}.yaml').read_text())
+    document = _document(kind)
     if name is None:
         name = document['default_protocol']
     if not isinstance(name, str) or name not in document['protocols']:
