@@ -17,6 +17,8 @@ from ase import Atoms
 from ase.neighborlist import natural_cutoffs, neighbor_list
 
 from ._plot import new_axes, save
+from .base import AnalysisBase
+from .frames import FrameReader
 
 BOND_CUTOFF_SCALE = 1.2  # bonded if closer than 1.2 x the sum of ASE's covalent radii
 
@@ -59,6 +61,35 @@ def dihedral_distribution(angles_deg: np.ndarray, *, bin_width_deg: float = 5.0)
     edges = np.arange(-180.0, 180.0 + bin_width_deg / 2, bin_width_deg)
     density, _ = np.histogram(np.ravel(angles_deg), bins=edges, density=True)
     return 0.5 * (edges[1:] + edges[:-1]), density
+
+
+class DihedralDistribution(AnalysisBase):
+    """Angles of every bonded quadruplet matching ``pattern`` (bonds of the first selected frame) and their
+    distribution over (-180, 180] in bins of ``bin_width_deg``.
+
+    Results: ``quadruplets`` ``(n_dihedrals, 4)``, ``angles_deg`` ``(n_frames, n_dihedrals)``, ``angle_deg`` (bin
+    centres) and ``probability_density_per_deg``.
+    """
+
+    def __init__(self, trajectory: FrameReader, *, pattern: tuple[str, str, str, str] = ('O', 'C', 'C', 'O'),
+                 bin_width_deg: float = 5.0) -> None:
+        super().__init__(trajectory)
+        if len(pattern) != 4:
+            raise ValueError(f'pattern must name four elements, got {pattern!r}.')
+        if not bin_width_deg > 0:
+            raise ValueError(f'bin_width_deg must be positive, got {bin_width_deg!r}.')
+        self.pattern, self.bin_width_deg = tuple(pattern), bin_width_deg
+
+    def _prepare(self) -> None:
+        self.results.quadruplets = find_dihedrals(self._trajectory.atoms(int(self.frames[0])), self.pattern)
+        self.results.angles_deg = np.zeros((self.n_frames, len(self.results.quadruplets)))
+
+    def _single_frame(self) -> None:
+        self.results.angles_deg[self._frame_index] = dihedral_angles(self._frame.positions, self.results.quadruplets)
+
+    def _conclude(self) -> None:
+        centres, density = dihedral_distribution(self.results.angles_deg, bin_width_deg=self.bin_width_deg)
+        self.results.angle_deg, self.results.probability_density_per_deg = centres, density
 
 
 def plot_dihedral_distribution(angles_deg: np.ndarray, path: Path | str, *, label: str = 'OCCO',

@@ -31,6 +31,8 @@ import numpy as np
 from ase import units
 
 from ._plot import new_axes, save
+from .base import AnalysisBase
+from .frames import FrameReader
 
 A2_PER_FS_TO_CM2_PER_S = 1e-16 / 1e-15  # Å^2/fs -> cm^2/s
 YEH_HUMMER_XI = 2.837297  # cubic lattice constant, Yeh and Hummer (2004)
@@ -104,13 +106,17 @@ class DiffusionResult:
     fit_end_fs: float
 
 
+def _check_fit_window(fit_start_fraction: float, fit_end_fraction: float) -> None:
+    if not 0.0 <= fit_start_fraction < fit_end_fraction <= 1.0:
+        raise ValueError(f'Need 0 <= fit_start_fraction < fit_end_fraction <= 1, got {fit_start_fraction!r}, '
+                         f'{fit_end_fraction!r}.')
+
+
 def fit_self_diffusivity(lag_times_fs: np.ndarray, msd_A2: np.ndarray, *, fit_start_fraction: float = 0.1,
                          fit_end_fraction: float = 0.5, dimensions: int = 3) -> DiffusionResult:
     """D = slope / (2 d) of a least-squares line through the MSD between the two fractions of the longest lag."""
     lag_times_fs = np.asarray(lag_times_fs, dtype=np.float64)
-    if not 0.0 <= fit_start_fraction < fit_end_fraction <= 1.0:
-        raise ValueError(f'Need 0 <= fit_start_fraction < fit_end_fraction <= 1, got {fit_start_fraction!r}, '
-                         f'{fit_end_fraction!r}.')
+    _check_fit_window(fit_start_fraction, fit_end_fraction)
     start, end = fit_start_fraction * lag_times_fs[-1], fit_end_fraction * lag_times_fs[-1]
     window = (lag_times_fs >= start) & (lag_times_fs <= end)
     if window.sum() < 3:
@@ -119,6 +125,38 @@ def fit_self_diffusivity(lag_times_fs: np.ndarray, msd_A2: np.ndarray, *, fit_st
     return DiffusionResult(diffusivity_cm2_per_s=float(slope / (2 * dimensions) * A2_PER_FS_TO_CM2_PER_S),
                            slope_A2_per_fs=float(slope), intercept_A2=float(intercept),
                            fit_start_fs=float(start), fit_end_fs=float(end))
+
+
+class CentreOfMassMSD(AnalysisBase):
+    """MSD of the molecular centres of mass over all time origins (:func:`msd_fft`) and D from its slope.
+
+    Needs unwrapped positions and molecule ids. Results: ``centres_A`` ``(n_frames, n_molecules, 3)``,
+    ``lag_times_fs`` and ``msd_A2`` ``(n_frames,)``, ``fit`` (:class:`DiffusionResult`, lags between the two
+    fractions of the longest lag).
+    """
+
+    def __init__(self, trajectory: FrameReader, *, fit_start_fraction: float = 0.1,
+                 fit_end_fraction: float = 0.5) -> None:
+        super().__init__(trajectory)
+        if trajectory.molecule is None:
+            raise ValueError(f'{trajectory.name} has no molecule ids: the centre-of-mass MSD needs them.')
+        _check_fit_window(fit_start_fraction, fit_end_fraction)
+        self.fit_start_fraction, self.fit_end_fraction = fit_start_fraction, fit_end_fraction
+        self._n_molecules = len(np.unique(trajectory.molecule))
+
+    def _prepare(self) -> None:
+        self.results.centres_A = np.zeros((self.n_frames, self._n_molecules, 3))
+
+    def _single_frame(self) -> None:
+        self.results.centres_A[self._frame_index] = molecular_centres_of_mass(
+            self._frame.positions[None], self._trajectory.masses, self._trajectory.molecule)[0]
+
+    def _conclude(self) -> None:
+        self.results.lag_times_fs = self.times_fs - self.times_fs[0]
+        self.results.msd_A2 = msd_fft(self.results.centres_A)
+        self.results.fit = fit_self_diffusivity(self.results.lag_times_fs, self.results.msd_A2,
+                                                fit_start_fraction=self.fit_start_fraction,
+                                                fit_end_fraction=self.fit_end_fraction)
 
 
 def yeh_hummer_correction_cm2_per_s(box_length_A: float, viscosity_Pa_s: float, temperature_K: float) -> float:

@@ -21,22 +21,22 @@ import numpy as np
 from ase import Atoms
 
 from ..md.trajectory import TrajectoryArrays
+from .base import AnalysisCollection
 from .density import equilibrated_density
-from .dihedrals import dihedral_angles, dihedral_distribution, find_dihedrals
+from .dihedrals import DihedralDistribution
 from .equilibration import DEFAULT_MIN_DISCARD_FRACTION, DEFAULT_MIN_INDEPENDENT_SAMPLES
+from .frames import FrameReader
 from .heat_capacity import equilibrated_heat_capacity
 from .msd import (
     VISCOSITY_SOURCE,
+    CentreOfMassMSD,
     diffusion_too_short,
     experimental_viscosity_Pa_s,
-    fit_self_diffusivity,
-    molecular_centres_of_mass,
-    msd_fft,
     yeh_hummer_correction_cm2_per_s,
 )
-from .quantum_correction import quantum_heat_capacity_correction_J_per_gK
-from .radius_of_gyration import radii_of_gyration
-from .rdf import radial_distribution_function
+from .quantum_correction import VibrationalDensityOfStates, check_velocity_sampling
+from .radius_of_gyration import RG_BIN_WIDTH_A, RadiusOfGyration
+from .rdf import InterRDF, half_min_width
 
 #: Scalar property → unit; ``replica_properties`` returns these keys (None where not computable), ``<name>_sem``
 #: errors and ``<name>_too_short`` flags of the raw values.
@@ -52,14 +52,13 @@ DISTRIBUTIONS = {
     'oh_rdf': ('r_A', 'Angstrom', 'g'),
     'radius_of_gyration': ('rg_A', 'Angstrom', 'probability_density_per_A'),
 }
-RG_BIN_WIDTH_A = 0.1
 OH_RDF_MAX_A = 8.0
 OH_RDF_BINS = 80
 
 
 def replica_properties(
-    log: Mapping[str, np.ndarray], trajectory: TrajectoryArrays, *, temperature_K: float,
-    n_units: int | None = None, vdos_trajectory: TrajectoryArrays | None = None,
+    log: Mapping[str, np.ndarray], trajectory: FrameReader | TrajectoryArrays, *, temperature_K: float,
+    n_units: int | None = None, vdos_trajectory: FrameReader | TrajectoryArrays | None = None,
     discard_fraction: float = DEFAULT_MIN_DISCARD_FRACTION,
     min_independent_samples: float = DEFAULT_MIN_INDEPENDENT_SAMPLES, msd_fit: tuple[float, float] = (0.1, 0.5),
     viscosity_Pa_s: float | None = None,
@@ -67,36 +66,38 @@ def replica_properties(
     """Scalars (see ``SCALAR_UNITS``) and distributions of one replica: ``log`` the NPT log columns, ``trajectory``
     the NVT frames (unwrapped, with molecule ids), ``vdos_trajectory`` a densely sampled NVT segment with velocities
     (else the NVT frames' velocities are tried), ``n_units`` the oligomer (for the experimental viscosity unless
-    ``viscosity_Pa_s`` is given); ``discard_fraction`` is the least part of the NPT run discarded."""
-    if trajectory.molecule is None:
-        raise ValueError('the NVT trajectory has no molecule ids: they are needed for the MSD and R_g.')
-    total_mass = float(trajectory.masses.sum())
+    ``viscosity_Pa_s`` is given); ``discard_fraction`` is the least part of the NPT run discarded.
+
+    The NVT analyses (MSD, R_g, OCCO torsions, O-H g(r), and the VDOS without a ``vdos_trajectory``) run in one pass
+    over the NVT frames (:class:`~.base.AnalysisCollection`)."""
+    frames = _reader(trajectory)
+    if frames.molecule is None:
+        raise ValueError(f'the NVT trajectory {frames.name} has no molecule ids: they are needed for the MSD and R_g.')
+    total_mass = float(frames.masses.sum())
     window = {'min_discard_fraction': discard_fraction, 'min_independent_samples': min_independent_samples}
     density = equilibrated_density(log['volume_A3'], total_mass, **window)
     heat_capacity = equilibrated_heat_capacity(log['enthalpy_eV'], temperature_K, total_mass, **window)
-    centres = molecular_centres_of_mass(trajectory.positions, trajectory.masses, trajectory.molecule)
-    lags_fs = trajectory.times_fs - trajectory.times_fs[0]
-    msd = msd_fft(centres)
-    diffusion = fit_self_diffusivity(lags_fs, msd, fit_start_fraction=msd_fit[0], fit_end_fraction=msd_fit[1])
 
-    rg = radii_of_gyration(trajectory.positions, trajectory.masses, trajectory.molecule).ravel()  # frames x molecules
-    rg_edges = np.arange(np.floor(rg.min()) - RG_BIN_WIDTH_A, rg.max() + 2 * RG_BIN_WIDTH_A, RG_BIN_WIDTH_A)
-    rg_density, _ = np.histogram(rg, bins=rg_edges, density=True)
-
-    first = Atoms(numbers=trajectory.numbers, positions=trajectory.positions[0], cell=trajectory.cells[0],
-                  pbc=trajectory.pbc)
-    quadruplets = find_dihedrals(first, ('O', 'C', 'C', 'O'))  # (n_torsions, 4)
-    angles = np.concatenate([dihedral_angles(frame, quadruplets) for frame in trajectory.positions])
-    torsion_centres, torsion_density = dihedral_distribution(angles, bin_width_deg=5.0)
-
+    first = frames.atoms(0)
     oxygens, hydroxyl_hydrogens = _hydroxyl_atoms(first)
-    wrapped = _wrap(trajectory.positions, trajectory.cells)
-    half_width = min(_half_width(cell) for cell in trajectory.cells)
-    r_A, g = radial_distribution_function(
-        wrapped, trajectory.cells, oxygens, hydroxyl_hydrogens, r_max_A=min(OH_RDF_MAX_A, half_width),
-        n_bins=OH_RDF_BINS, molecule_ids=trajectory.molecule,
-    )
-    fit_end = int(np.searchsorted(lags_fs, diffusion.fit_end_fs, side='right')) - 1
+    half_width = min(half_min_width(cell) for cell in frames.cells)
+    msd = CentreOfMassMSD(frames, fit_start_fraction=msd_fit[0], fit_end_fraction=msd_fit[1])
+    rg = RadiusOfGyration(frames, bin_width_A=RG_BIN_WIDTH_A)
+    torsions = DihedralDistribution(frames, pattern=('O', 'C', 'C', 'O'), bin_width_deg=5.0)
+    rdf = InterRDF(frames, oxygens, hydroxyl_hydrogens, r_max_A=min(OH_RDF_MAX_A, half_width), n_bins=OH_RDF_BINS,
+                   exclude_same_molecule=True)
+    analyses = [msd, rg, torsions, rdf]
+    velocity_frames = _reader(vdos_trajectory) if vdos_trajectory is not None else frames
+    vdos, vdos_note = _vdos_analysis(velocity_frames, temperature_K)
+    if vdos is not None and velocity_frames is frames:
+        analyses.append(vdos)
+    AnalysisCollection(*analyses).run()
+    if vdos is not None and velocity_frames is not frames:
+        vdos.run()
+
+    diffusion = msd.results.fit
+    rg_values = rg.results.rg_A  # (frames, molecules)
+    fit_end = int(np.searchsorted(msd.results.lag_times_fs, diffusion.fit_end_fs, side='right')) - 1
     scalars = {
         'density': density.mean_g_cm3, 'density_sem': density.standard_error_g_cm3,
         'density_statistical_inefficiency': density.statistical_inefficiency,
@@ -105,24 +106,31 @@ def replica_properties(
         'heat_capacity_statistical_inefficiency': heat_capacity.statistical_inefficiency,
         'heat_capacity_n_independent': heat_capacity.n_independent, 'heat_capacity_too_short': heat_capacity.too_short,
         'self_diffusivity': diffusion.diffusivity_cm2_per_s,
-        'self_diffusivity_too_short': diffusion_too_short(float(msd[fit_end]), float(rg.mean())),
-        'radius_of_gyration': float(rg.mean()),
-        **_yeh_hummer(diffusion.diffusivity_cm2_per_s, trajectory, temperature_K, n_units, viscosity_Pa_s),
-        **_quantum_heat_capacity(heat_capacity.cp_J_per_gK, vdos_trajectory or trajectory, temperature_K),
+        'self_diffusivity_too_short': diffusion_too_short(float(msd.results.msd_A2[fit_end]), float(rg_values.mean())),
+        'radius_of_gyration': float(rg_values.mean()),
+        **_yeh_hummer(diffusion.diffusivity_cm2_per_s, frames.cells, temperature_K, n_units, viscosity_Pa_s),
+        **_quantum_heat_capacity(heat_capacity.cp_J_per_gK, vdos, vdos_note),
         **_molecular_charges(log),
     }
     distributions = {
-        'occo_torsion': {'angle_deg': torsion_centres, 'probability_density_per_deg': torsion_density},
-        'oh_rdf': {'r_A': r_A, 'g': g},
-        'radius_of_gyration': {'rg_A': 0.5 * (rg_edges[1:] + rg_edges[:-1]), 'probability_density_per_A': rg_density},
+        'occo_torsion': {'angle_deg': torsions.results.angle_deg,
+                         'probability_density_per_deg': torsions.results.probability_density_per_deg},
+        'oh_rdf': {'r_A': rdf.results.r_A, 'g': rdf.results.g},
+        'radius_of_gyration': {'rg_A': rg.results.bin_centres_A,
+                               'probability_density_per_A': rg.results.probability_density_per_A},
     }
     return scalars, distributions
 
 
-def _yeh_hummer(diffusivity: float, trajectory: TrajectoryArrays, temperature_K: float, n_units: int | None,
+def _reader(trajectory: FrameReader | TrajectoryArrays) -> FrameReader:
+    return trajectory if isinstance(trajectory, FrameReader) else FrameReader.from_arrays(trajectory)
+
+
+def _yeh_hummer(diffusivity: float, cells: np.ndarray, temperature_K: float, n_units: int | None,
                 viscosity_Pa_s: float | None) -> dict[str, float | str | None]:
-    """D + k_B T xi / (6 pi eta L), L the cube root of the mean NVT volume, eta given or experimental."""
-    box_length = float(np.mean(np.abs(np.linalg.det(trajectory.cells))) ** (1.0 / 3.0))
+    """D + k_B T xi / (6 pi eta L), L the cube root of the mean NVT volume (``cells`` of the NVT frames), eta
+    given or experimental."""
+    box_length = float(np.mean(np.abs(np.linalg.det(cells))) ** (1.0 / 3.0))
     if viscosity_Pa_s is not None:
         source = 'given in the analysis settings (viscosity_mPa_s)'
     elif n_units is not None:
@@ -136,25 +144,31 @@ def _yeh_hummer(diffusivity: float, trajectory: TrajectoryArrays, temperature_K:
             'box_length_A': box_length, 'self_diffusivity_yeh_hummer_note': f'viscosity {source}'}
 
 
-def _quantum_heat_capacity(classical: float, trajectory: TrajectoryArrays, temperature_K: float,
-                           ) -> dict[str, float | str | None]:
-    """Classical c_p plus the harmonic quantum correction from ``trajectory``'s velocities, or None and why not."""
-    if trajectory.velocities is None:
-        return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
-                'heat_capacity_quantum_note': 'the trajectory has no velocities'}
-    interval = np.diff(trajectory.times_fs)
+def _vdos_analysis(frames: FrameReader, temperature_K: float) -> tuple[VibrationalDensityOfStates | None, str]:
+    """The VDOS analysis of ``frames``, or None and why it cannot be made (checked before any frame is read)."""
+    if not frames.has_velocities:
+        return None, 'the trajectory has no velocities'
+    interval = np.diff(frames.times_fs)
     if len(interval) == 0 or not np.allclose(interval, interval[0]):
-        return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
-                'heat_capacity_quantum_note': 'the velocity frames are not evenly spaced'}
+        return None, 'the velocity frames are not evenly spaced'
     try:
-        correction = quantum_heat_capacity_correction_J_per_gK(trajectory.velocities, trajectory.masses,
-                                                               float(interval[0]), temperature_K)
+        check_velocity_sampling((frames.n_frames, frames.n_atoms, 3), frames.masses.shape, float(interval[0]))
     except ValueError as error:
+        return None, str(error)
+    note = (f'Berens et al. 1983 harmonic correction from {frames.n_frames} velocity frames every {interval[0]:g} '
+            'fs')
+    return VibrationalDensityOfStates(frames, temperature_K=temperature_K), note
+
+
+def _quantum_heat_capacity(classical: float, vdos: VibrationalDensityOfStates | None, note: str,
+                           ) -> dict[str, float | str | None]:
+    """Classical c_p plus the harmonic quantum correction of the VDOS analysis (run), or None and why not."""
+    if vdos is None:
         return {'heat_capacity_quantum': None, 'heat_capacity_quantum_correction': None,
-                'heat_capacity_quantum_note': str(error)}
+                'heat_capacity_quantum_note': note}
+    correction = vdos.results.correction_J_per_gK
     return {'heat_capacity_quantum': classical + correction, 'heat_capacity_quantum_correction': correction,
-            'heat_capacity_quantum_note': f'Berens et al. 1983 harmonic correction from {len(trajectory.times_fs)} '
-                                          f'velocity frames every {interval[0]:g} fs'}
+            'heat_capacity_quantum_note': note}
 
 
 def _molecular_charges(log: Mapping[str, np.ndarray]) -> dict[str, float | None]:
@@ -207,14 +221,3 @@ def _hydroxyl_atoms(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
     donors = np.concatenate([bonds[(pairs[:, 0] == 'H') & (pairs[:, 1] == 'O'), 0],
                              bonds[(pairs[:, 0] == 'O') & (pairs[:, 1] == 'H'), 1]])
     return np.flatnonzero(symbols == 'O'), np.unique(donors)
-
-
-def _wrap(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Positions ``(n_frames, n_atoms, 3)`` wrapped into their frame's cell."""
-    fractional = np.einsum('fai,fij->faj', positions, np.linalg.inv(cells))  # (n_frames, n_atoms, 3)
-    return np.einsum('faj,fjk->fak', fractional % 1.0, cells)
-
-
-def _half_width(cell: np.ndarray) -> float:
-    volume = abs(np.linalg.det(cell))
-    return 0.5 * min(volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3))

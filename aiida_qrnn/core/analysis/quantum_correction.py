@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from ase import units
 
+from .base import AnalysisBase
+from .frames import FrameReader
+
 SPEED_OF_LIGHT_CM_PER_FS = 2.99792458e-5  # c in cm/fs: nu [1/fs] / c = wavenumber [cm^-1]
 MIN_NYQUIST_CM1 = 4000.0
 
@@ -45,19 +48,26 @@ def einstein_function(wavenumbers_cm1: np.ndarray, temperature_K: float) -> np.n
         return np.where(u < 1e-6, 1.0, (u * half / -np.expm1(-u)) ** 2)
 
 
-def vibrational_density_of_states(velocities_A_per_fs: np.ndarray, masses_amu: np.ndarray,
-                                  frame_interval_fs: float) -> VibrationalSpectrum:
-    """The VDOS of ``velocities`` ``(n_frames, n_atoms, 3)`` sampled every ``frame_interval_fs``."""
-    velocities = np.asarray(velocities_A_per_fs, dtype=np.float64)
-    masses = np.asarray(masses_amu, dtype=np.float64)
-    if velocities.ndim != 3 or velocities.shape[1:] != (len(masses), 3) or len(velocities) < 8:
-        raise ValueError(f'velocities {velocities.shape} and masses {masses.shape} do not describe at least 8 '
-                         'frames of the same atoms.')
+def check_velocity_sampling(velocities_shape: tuple[int, ...], masses_shape: tuple[int, ...],
+                            frame_interval_fs: float) -> None:
+    """Refuse velocities ``(n_frames, n_atoms, 3)`` that are fewer than 8 frames, not of the atoms of ``masses``,
+    or too sparse for the stiffest mode (``MIN_NYQUIST_CM1``)."""
+    if len(velocities_shape) != 3 or velocities_shape[1:] != (masses_shape[0], 3) or velocities_shape[0] < 8:
+        raise ValueError(f'velocities {tuple(velocities_shape)} and masses {tuple(masses_shape)} do not describe at '
+                         'least 8 frames of the same atoms.')
     nyquist_cm1 = 0.5 / frame_interval_fs / SPEED_OF_LIGHT_CM_PER_FS
     if nyquist_cm1 < MIN_NYQUIST_CM1:
         raise ValueError(f'velocities every {frame_interval_fs:g} fs resolve modes up to {nyquist_cm1:.0f} cm^-1 '
                          f'only; the VDOS needs {MIN_NYQUIST_CM1:.0f} cm^-1 (O-H stretch): save frames every '
                          f'{0.5 / MIN_NYQUIST_CM1 / SPEED_OF_LIGHT_CM_PER_FS:.2f} fs or less.')
+
+
+def vibrational_density_of_states(velocities_A_per_fs: np.ndarray, masses_amu: np.ndarray,
+                                  frame_interval_fs: float) -> VibrationalSpectrum:
+    """The VDOS of ``velocities`` ``(n_frames, n_atoms, 3)`` sampled every ``frame_interval_fs``."""
+    velocities = np.asarray(velocities_A_per_fs, dtype=np.float64)
+    masses = np.asarray(masses_amu, dtype=np.float64)
+    check_velocity_sampling(velocities.shape, masses.shape, frame_interval_fs)
     window = np.hanning(len(velocities))[:, None, None]
     spectrum = np.abs(np.fft.rfft(velocities * window, axis=0)) ** 2  # (n_freq, n_atoms, 3)
     power = np.einsum('fad,a->f', spectrum, masses)
@@ -87,3 +97,42 @@ def quantum_heat_capacity_correction_J_per_gK(velocities_A_per_fs: np.ndarray, m
     spectrum = vibrational_density_of_states(velocities_A_per_fs, masses_amu, frame_interval_fs)
     total_mass_g = float(np.sum(masses_amu)) * units._amu * 1e3
     return quantum_heat_capacity_correction_J_per_K(spectrum, temperature_K) / total_mass_g
+
+
+class VibrationalDensityOfStates(AnalysisBase):
+    """The VDOS of the velocities of evenly spaced frames (:func:`vibrational_density_of_states`).
+
+    The selected frames must be evenly spaced in time, at least 8, and dense enough for the O-H stretch (checked
+    before the pass, :func:`check_velocity_sampling`). Results: ``velocities_A_per_fs`` ``(n_frames, n_atoms, 3)``,
+    ``spectrum`` (:class:`VibrationalSpectrum`) and, with ``temperature_K``, ``correction_J_per_gK`` (to add to a
+    classical c_p of these atoms).
+    """
+
+    def __init__(self, trajectory: FrameReader, *, temperature_K: float | None = None) -> None:
+        super().__init__(trajectory)
+        if not trajectory.has_velocities:
+            raise ValueError(f'{trajectory.name} has no velocities: the VDOS needs them.')
+        if temperature_K is not None and not temperature_K > 0:
+            raise ValueError(f'temperature_K must be positive, got {temperature_K!r}.')
+        self.temperature_K = temperature_K
+
+    def _prepare(self) -> None:
+        interval = np.diff(self.times_fs)
+        if len(interval) == 0 or not np.allclose(interval, interval[0]):
+            raise ValueError(f'{self._trajectory.name}: the velocity frames are not evenly spaced.')
+        self._interval_fs = float(interval[0])
+        shape = (self.n_frames, self._trajectory.n_atoms, 3)
+        check_velocity_sampling(shape, self._trajectory.masses.shape, self._interval_fs)
+        self.results.velocities_A_per_fs = np.zeros(shape)
+
+    def _single_frame(self) -> None:
+        self.results.velocities_A_per_fs[self._frame_index] = self._frame.velocities
+
+    def _conclude(self) -> None:
+        masses = self._trajectory.masses
+        self.results.spectrum = vibrational_density_of_states(self.results.velocities_A_per_fs, masses,
+                                                              self._interval_fs)
+        if self.temperature_K is not None:
+            total_mass_g = float(np.sum(masses)) * units._amu * 1e3
+            self.results.correction_J_per_gK = quantum_heat_capacity_correction_J_per_K(
+                self.results.spectrum, self.temperature_K) / total_mass_g

@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 from vesin import NeighborList
 
+from ..md.trajectory import TrajectoryArrays
 from ._plot import new_axes, save
+from .base import AnalysisBase
+from .frames import FrameReader
 
 
-def _half_min_width(cell: np.ndarray) -> float:
+def half_min_width(cell: np.ndarray) -> float:
     volume = abs(np.linalg.det(cell))
     widths = [volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
     return 0.5 * min(widths)
@@ -31,31 +34,77 @@ def radial_distribution_function(positions: np.ndarray, cells: np.ndarray, selec
                                  molecule_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Bin centres ``(n_bins,)`` in Å and g(r) ``(n_bins,)`` over frames ``(n_frames, n_atoms, 3)``.
 
-    Selections are atom indices; ``molecule_ids`` (n_atoms,), if given, excludes intramolecular pairs.
+    Selections are atom indices; ``molecule_ids`` (n_atoms,), if given, excludes intramolecular pairs. The arrays
+    version of :class:`InterRDF`.
     """
     positions = np.asarray(positions, dtype=np.float64)
-    cells = np.asarray(cells, dtype=np.float64)
-    selection_a, selection_b = np.asarray(selection_a), np.asarray(selection_b)
-    in_a = np.zeros(positions.shape[1], dtype=bool)
-    in_b = np.zeros(positions.shape[1], dtype=bool)
-    in_a[selection_a], in_b[selection_b] = True, True
-    n_common = int((in_a & in_b).sum())
-    edges = np.linspace(0.0, r_max_A, n_bins + 1)
-    shell_volumes = 4.0 / 3.0 * np.pi * np.diff(edges**3)  # (n_bins,)
-    neighbours = NeighborList(cutoff=r_max_A, full_list=True)
-    counts = np.zeros(n_bins)
-    ideal = np.zeros(n_bins)
-    for frame, cell in zip(positions, cells, strict=True):
-        if r_max_A > _half_min_width(cell) + 1e-9:
-            raise ValueError(f'r_max_A={r_max_A} exceeds half the smallest cell width ({_half_min_width(cell):.3f} Å).')
-        first, second, distances = neighbours.compute(frame, cell, True, quantities='ijd')  # (pairs,) each
-        keep = in_a[first] & in_b[second]
-        if molecule_ids is not None:
-            keep &= molecule_ids[first] != molecule_ids[second]
-        counts += np.histogram(distances[keep], bins=edges)[0]
-        volume = abs(np.linalg.det(cell))
-        ideal += (len(selection_a) * len(selection_b) - n_common) / volume * shell_volumes
-    return 0.5 * (edges[1:] + edges[:-1]), counts / ideal
+    n_frames, n_atoms = positions.shape[:2]
+    arrays = TrajectoryArrays(numbers=np.zeros(n_atoms, dtype=np.int64), masses=np.ones(n_atoms),
+                              steps=np.arange(n_frames), times_fs=np.arange(n_frames, dtype=np.float64),
+                              positions=positions, cells=np.asarray(cells, dtype=np.float64),
+                              pbc=np.ones(3, dtype=bool), velocities=None, molecule=molecule_ids)
+    analysis = InterRDF(FrameReader.from_arrays(arrays, name='positions'), selection_a, selection_b,
+                        r_max_A=r_max_A, n_bins=n_bins, exclude_same_molecule=molecule_ids is not None).run()
+    return analysis.results.r_A, analysis.results.g
+
+
+class InterRDF(AnalysisBase):
+    """g(r) between two atom selections over the frames of a periodic trajectory (formula: module docstring).
+
+    Positions are wrapped into each frame's cell before the neighbour search. Results: ``r_A`` (bin centres)
+    ``(n_bins,)``, ``counts`` (ordered pairs per bin, summed over frames) and ``g`` ``(n_bins,)``.
+    """
+
+    def __init__(self, trajectory: FrameReader, selection_a: np.ndarray, selection_b: np.ndarray, *,
+                 r_max_A: float, n_bins: int = 200, exclude_same_molecule: bool = False) -> None:
+        super().__init__(trajectory)
+        self.selection_a, self.selection_b = np.asarray(selection_a, dtype=np.int64), np.asarray(selection_b,
+                                                                                                  dtype=np.int64)
+        for name, selection in (('selection_a', self.selection_a), ('selection_b', self.selection_b)):
+            if selection.size and (selection.min() < 0 or selection.max() >= trajectory.n_atoms):
+                raise ValueError(f'{name} holds atom indices outside 0..{trajectory.n_atoms - 1} of '
+                                 f'{trajectory.name}.')
+        if not r_max_A > 0 or not isinstance(n_bins, int | np.integer) or n_bins < 1:
+            raise ValueError(f'r_max_A must be positive and n_bins a positive integer, got {r_max_A!r}, {n_bins!r}.')
+        if exclude_same_molecule and trajectory.molecule is None:
+            raise ValueError(f'{trajectory.name} has no molecule ids: intramolecular pairs cannot be excluded.')
+        self.r_max_A, self.n_bins, self.exclude_same_molecule = float(r_max_A), int(n_bins), exclude_same_molecule
+
+    def _prepare(self) -> None:
+        for cell in self._trajectory.cells[self.frames]:
+            if self.r_max_A > half_min_width(cell) + 1e-9:
+                raise ValueError(f'r_max_A={self.r_max_A} exceeds half the smallest cell width '
+                                 f'({half_min_width(cell):.3f} Å).')
+        n_atoms = self._trajectory.n_atoms
+        self._in_a, self._in_b = np.zeros(n_atoms, dtype=bool), np.zeros(n_atoms, dtype=bool)
+        self._in_a[self.selection_a], self._in_b[self.selection_b] = True, True
+        self._edges = np.linspace(0.0, self.r_max_A, self.n_bins + 1)
+        self._shell_volumes = 4.0 / 3.0 * np.pi * np.diff(self._edges**3)  # (n_bins,)
+        self._n_pairs = len(self.selection_a) * len(self.selection_b) - int((self._in_a & self._in_b).sum())
+        self._neighbours = NeighborList(cutoff=self.r_max_A, full_list=True)
+        self.results.counts = np.zeros(self.n_bins)
+        self._ideal = np.zeros(self.n_bins)
+
+    def _single_frame(self) -> None:
+        cell = self._frame.cell
+        positions = wrap_positions(self._frame.positions[None], cell[None])[0]  # (n_atoms, 3)
+        first, second, distances = self._neighbours.compute(positions, cell, True, quantities='ijd')  # (pairs,)
+        keep = self._in_a[first] & self._in_b[second]
+        if self.exclude_same_molecule:
+            molecule = self._trajectory.molecule
+            keep &= molecule[first] != molecule[second]
+        self.results.counts += np.histogram(distances[keep], bins=self._edges)[0]
+        self._ideal += self._n_pairs / abs(np.linalg.det(cell)) * self._shell_volumes
+
+    def _conclude(self) -> None:
+        self.results.r_A = 0.5 * (self._edges[1:] + self._edges[:-1])
+        self.results.g = self.results.counts / self._ideal
+
+
+def wrap_positions(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Positions ``(n_frames, n_atoms, 3)`` wrapped into their frame's cell ``(n_frames, 3, 3)``."""
+    fractional = np.einsum('fai,fij->faj', positions, np.linalg.inv(cells))  # (n_frames, n_atoms, 3)
+    return np.einsum('faj,fjk->fak', fractional % 1.0, cells)
 
 
 def coordination_number(r_A: np.ndarray, g: np.ndarray, number_density_per_A3: float, r_cut_A: float) -> float:
