@@ -17,9 +17,13 @@ LIQUID_DENSITY = 1.1101
 def short_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp('md')
     cell = pack_cell(1, 30, density_g_cm3=0.5, seed=2)
+    # OpenMM's MonteCarloBarostat starts with volume moves of at most 1 % of the box and keeps that size while about
+    # half its trials are accepted, so the compression a stage can reach is set by its number of trials, not by the
+    # pressure: 1500 steps at the default interval of 25 (60 trials) took this box only from 0.5 to 0.56-0.61 g/cm3.
+    # A trial every 4 steps gives 250 trials in 1000 steps; production stages of 300 steps keep the run as short.
     protocol = MdProtocol(
-        minimize_iterations=200, relax_nvt_steps=200, relax_npt_steps=1500, relax_pressure_bar=5000.0,
-        npt_steps=500, nvt_steps=500, report_interval=100, seed=1,
+        minimize_iterations=200, relax_nvt_steps=200, relax_npt_steps=1000, relax_pressure_bar=5000.0,
+        npt_steps=300, nvt_steps=300, report_interval=60, barostat_interval=4, seed=1,
     )
     return cell, folder, run_classical_md(cell, protocol, folder)
 
@@ -27,9 +31,14 @@ def short_run(tmp_path_factory):
 def test_npt_compresses_toward_the_liquid_and_stays_stable(short_run):
     _, _, summary = short_run
     assert summary['initial_density_g_cm3'] == pytest.approx(0.5)
-    # the box moved toward the liquid density and has not overshot into nonsense
-    assert abs(summary['final_density_g_cm3'] - LIQUID_DENSITY) < abs(0.5 - LIQUID_DENSITY) - 0.1
-    assert summary['final_density_g_cm3'] < 1.5
+    # The 5 kbar relaxation compressed the box well toward the liquid (0.90-1.02 g/cm3 over seeds 1-9), and the
+    # 0.3 ps at 1 bar that follows lowered it by 0.02-0.13 (final 0.84-0.96): a 30-molecule box has pressure swings
+    # of ~1 kbar, so its volume random-walks on this time scale. The lower bounds sit 0.1 g/cm3 below the lowest
+    # values seen and well above the 0.5 start, so a barostat that does not compress fails.
+    assert 0.8 < summary['relaxed_density_g_cm3'] < 1.5
+    assert 0.7 < summary['npt_density_g_cm3'] < 1.5
+    assert 0.7 < summary['final_density_g_cm3'] < 1.5
+    assert abs(summary['final_density_g_cm3'] - LIQUID_DENSITY) < abs(0.5 - LIQUID_DENSITY) - 0.2  # moved toward it
     assert 200 < summary['final_temperature_K'] < 400
     assert np.isfinite(summary['final_potential_energy_eV'])
 
