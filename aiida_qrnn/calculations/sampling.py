@@ -144,7 +144,7 @@ def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -
     the frame index and the molecule ids.
     """
     from aiida_qrnn.core.clusters import ClusterSampling, deduplicate, sample_clusters
-    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+    from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
     own, sampling = _cluster_settings(parameters.get_dict())
     rng = np.random.default_rng(own['seed'])

@@ -28,12 +28,11 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
-from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from aiida_qrnn.core.dataset import ClusterArrays, content_hash
 from aiida_qrnn.core.sanity import allows_broken_bonds, check_structure
-from aiida_qrnn.core.structures import BOND_TOLERANCE, find_bonds
+from aiida_qrnn.core.topology import BOND_TOLERANCE, bond_graph, find_bonds, make_molecules_whole, molecule_ids
 
 __all__ = (
     'ClusterSampling',
@@ -103,37 +102,6 @@ class ClusterSampling:
 
 
 # -- cutting ------------------------------------------------------------------------------------------------------
-def make_molecules_whole(frame: Atoms, bonds: np.ndarray) -> np.ndarray:
-    """Positions ``(n_atoms, 3)`` with every molecule whole: each bond vector taken at its minimum image.
-
-    A no-op for unwrapped trajectories; needed for frames that were wrapped into the box.
-    """
-    positions = frame.positions.copy()
-    if not frame.pbc.any() or len(bonds) == 0:
-        return positions
-    cell = frame.cell.array
-    inverse = np.linalg.inv(cell)
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(len(frame), len(frame))).tocsr()
-    graph = graph + graph.T
-    visited = np.zeros(len(frame), dtype=bool)
-    for root in range(len(frame)):
-        if visited[root]:
-            continue
-        visited[root] = True
-        stack = [root]
-        while stack:
-            atom = stack.pop()
-            for neighbour in graph.indices[graph.indptr[atom]:graph.indptr[atom + 1]]:
-                if visited[neighbour]:
-                    continue
-                vector = positions[neighbour] - positions[atom]
-                vector -= np.rint(vector @ inverse) @ cell
-                positions[neighbour] = positions[atom] + vector
-                visited[neighbour] = True
-                stack.append(neighbour)
-    return positions
-
-
 def extract_cluster(
     frame: Atoms, molecule: np.ndarray, centre: int, n_molecules: int, *, bonds: np.ndarray | None = None,
     source: dict[str, Any] | None = None,
@@ -190,15 +158,10 @@ def _source(fields: dict[str, Any]) -> str:
 
 
 # -- variants -----------------------------------------------------------------------------------------------------
-def _graph(n_atoms: int, bonds: np.ndarray):
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms)).tocsr()
-    return graph + graph.T
-
-
 def _side(n_atoms: int, bonds: np.ndarray, cut: int, keep: int) -> np.ndarray:
     """Atoms on ``keep``'s side of bond (cut, keep) once it is removed (acyclic molecules)."""
     mask = ~(((bonds[:, 0] == cut) & (bonds[:, 1] == keep)) | ((bonds[:, 0] == keep) & (bonds[:, 1] == cut)))
-    _, labels = connected_components(_graph(n_atoms, bonds[mask]), directed=False)
+    _, labels = connected_components(bond_graph(n_atoms, bonds[mask]), directed=False)
     return np.flatnonzero(labels == labels[keep])
 
 
@@ -221,7 +184,7 @@ def _cluster_bonds(cluster: Atoms) -> np.ndarray:
 
 def _clashes(positions: np.ndarray, bonds: np.ndarray, min_distance: float) -> bool:
     """True when two atoms more than two bonds apart (or in different molecules) are closer than min_distance."""
-    separation = shortest_path(_graph(len(positions), bonds), unweighted=True, directed=False)  # (n, n), inf apart
+    separation = shortest_path(bond_graph(len(positions), bonds), unweighted=True, directed=False)  # (n, n), inf apart
     distances = np.linalg.norm(positions[:, None] - positions[None, :], axis=-1)
     far = separation > 2
     return bool(np.any(distances[far] < min_distance))
@@ -254,7 +217,7 @@ def perturb_conformation(
         fixed, moving, side = smaller_side(int(i), int(j))
         direction = positions[moving] - positions[fixed]
         positions[side] += rng.uniform(-max_bond_change, max_bond_change) * direction / np.linalg.norm(direction)
-    graph = _graph(n_atoms, bonds)
+    graph = bond_graph(n_atoms, bonds)
     for centre in range(n_atoms):
         partners = graph.indices[graph.indptr[centre]:graph.indptr[centre + 1]]
         for a, first in enumerate(partners):
@@ -335,7 +298,6 @@ def sample_clusters(
     every one fails ``ClusterSamplingError`` names the first. The bond graph and
     molecule ids come from the first frame unless given. The result is deduplicated (:func:`deduplicate`).
     """
-    from aiida_qrnn.core.structures import molecule_ids
 
     images: list[Atoms] = []
     refused: list[str] = []

@@ -1,7 +1,7 @@
 """Oligomers of any polymer (:mod:`.polymer`; ethylene glycol HO-(CH2CH2O)n-H by default) and their amorphous
 periodic cells (paper: "Classical force field molecular dynamics"): one molecule from ``n`` (RDKit, 3D conformer),
 cells packed by packmol at a target density, long chains grown by a self-avoiding random walk of their backbone
-dihedrals (the paper's disordered-system builder), and the bond graph and molecule ids of any cell or cluster.
+dihedrals (the paper's disordered-system builder). Bonds and molecule ids: :mod:`aiida_qrnn.core.topology`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import numpy as np
 from ase import Atoms
 
 from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL, MAX_UNITS, PIECE_PROPERTY, Polymer
+from aiida_qrnn.core.topology import BOND_TOLERANCE, find_bonds, molecule_ids  # for callers that import them here
 from aiida_qrnn.core.units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 
 __all__ = (
+    'BOND_TOLERANCE',
     'MAX_UNITS',
     'PackingError',
     'density_g_cm3',
@@ -185,38 +187,6 @@ def _write_xyz(path: Path, atoms: Atoms) -> None:
     lines += [f'{s:<2} {x:.8f} {y:.8f} {z:.8f}' for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions,
                                                                          strict=True)]
     path.write_text('\n'.join(lines) + '\n')
-
-
-#: Two atoms are bonded when closer than this factor times the sum of their covalent radii (ASE's radii).
-BOND_TOLERANCE = 1.2
-
-
-def find_bonds(atoms: Atoms, *, scale: float = BOND_TOLERANCE) -> np.ndarray:
-    """Bonds ``(n_bonds, 2)`` with ``i < j`` from covalent radii, across periodic boundaries for periodic cells.
-
-    Reliable for whole, unperturbed organic molecules: covalent bonds of C, H, O are shorter than 1.2 times the
-    sum of radii, hydrogen bonds (H...O ~ 1.8 Å) longer.
-    """
-    from ase.neighborlist import natural_cutoffs, neighbor_list
-
-    first, second = neighbor_list('ij', atoms, natural_cutoffs(atoms, mult=scale))
-    keep = first < second
-    bonds = np.stack([first[keep], second[keep]], axis=1).astype(np.int64)  # (n_bonds, 2)
-    return bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
-
-
-def molecule_ids(n_atoms: int, bonds: np.ndarray) -> np.ndarray:
-    """Molecule index of every atom: connected components of the bond graph, numbered by their first atom."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n_atoms, n_atoms))
-    _, labels = connected_components(graph, directed=False)
-    # Renumber in order of first appearance, so that contiguous molecules get 0, 1, 2, ...
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))
-    return order[labels].astype(np.int32)
 
 
 # -- long chains: a self-avoiding random walk of the backbone dihedrals --------------------------------------------

@@ -128,7 +128,7 @@ def md(job_folder: pathlib.Path, device: str) -> None:
 
     from aiida_qrnn.core.forcefield import UnsupportedChemistryError
     from aiida_qrnn.core.md import MDSettings, run_md
-    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+    from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
     os.chdir(job_folder)
     try:
@@ -184,7 +184,7 @@ def _run_replicas(job_folder: pathlib.Path, settings, seeds: dict[str, int], dev
     import numpy as np
 
     from aiida_qrnn.core.md import run_md_replicas
-    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+    from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
     labels = sorted(seeds)
     folders = [pathlib.Path(REPLICAS_FOLDER) / label for label in labels]

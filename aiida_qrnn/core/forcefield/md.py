@@ -21,7 +21,8 @@ import numpy as np
 from ase import Atoms
 
 from aiida_qrnn.core.forcefield.system import ANGSTROM_PER_NM, DEFAULT_CUTOFF_NM, build_system
-from aiida_qrnn.core.structures import density_g_cm3, find_bonds
+from aiida_qrnn.core.structures import density_g_cm3
+from aiida_qrnn.core.topology import find_bonds
 from aiida_qrnn.core.units import ATM_TO_BAR, KJ_PER_MOL_TO_EV
 
 if TYPE_CHECKING:

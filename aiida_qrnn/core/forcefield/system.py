@@ -17,7 +17,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from aiida_qrnn.core.forcefield.parameters import COULOMB_14_SCALE, LJ_14_SCALE
 from aiida_qrnn.core.forcefield.topology import OplsTopology, build_topology
-from aiida_qrnn.core.structures import find_bonds
+from aiida_qrnn.core.topology import find_bonds
 from aiida_qrnn.core.units import KJ_PER_MOL_TO_EV
 
 if t.TYPE_CHECKING:
@@ -39,7 +39,7 @@ def build_system(
 ) -> tuple[openmm.System, OplsTopology]:
     """OPLS-AA ``System`` for ``atoms``; periodic with PME when ``atoms.pbc`` is all true, open otherwise.
 
-    ``bonds`` default to :func:`~aiida_qrnn.core.structures.find_bonds`. Raises
+    ``bonds`` default to :func:`~aiida_qrnn.core.topology.find_bonds`. Raises
     :class:`~aiida_qrnn.core.forcefield.topology.UnsupportedChemistryError` for anything but HO-(CH2CH2O)n-H.
     """
     import openmm

@@ -24,7 +24,7 @@ from aiida_qrnn.core.forcefield.parameters import (
     bond_parameters,
     torsion_parameters,
 )
-from aiida_qrnn.core.structures import molecule_ids
+from aiida_qrnn.core.topology import molecule_ids
 
 __all__ = ('HYDROXYL_TYPES', 'OplsTopology', 'UnsupportedChemistryError', 'assign_atom_types', 'build_topology')
 

@@ -28,6 +28,7 @@ from ase.calculators.calculator import Calculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tqdm import tqdm
 
+from ..topology import make_molecules_whole
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
 from .checkpoint import Checkpoint
@@ -49,7 +50,6 @@ from .outputs import (
 from .settings import MDSettings
 from .status import MDStatus
 from .trajectory import TrajectoryWriter
-from .wrapping import make_molecules_whole
 
 if t.TYPE_CHECKING:
     from ..model.committee import Committee
@@ -74,7 +74,7 @@ class _Replica:
         if self.checkpoint is None:
             self.step, self.time_fs = 0, 0.0
             if 'molecule' in self.atoms.arrays and self.atoms.pbc.any():
-                self.atoms.set_positions(make_molecules_whole(self.atoms, self.atoms.arrays['molecule']))
+                self.atoms.set_positions(make_molecules_whole(self.atoms, molecule_ids=self.atoms.arrays['molecule']))
             if settings.initial_velocities == 'maxwell_boltzmann':
                 MaxwellBoltzmannDistribution(self.atoms, temperature_K=settings.temperature_K, rng=rng)
                 Stationary(self.atoms)

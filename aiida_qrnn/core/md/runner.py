@@ -33,6 +33,7 @@ from ase.calculators.calculator import Calculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tqdm import tqdm
 
+from ..topology import make_molecules_whole
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
 from .checkpoint import Checkpoint
@@ -57,7 +58,6 @@ from .replicas import run_md_replicas
 from .settings import MDSettings
 from .status import MDStatus
 from .trajectory import TrajectoryWriter
-from .wrapping import make_molecules_whole
 
 if t.TYPE_CHECKING:
     from ..model.committee import Committee
@@ -91,7 +91,7 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
     if checkpoint is None:
         step, time_fs = 0, 0.0
         if 'molecule' in atoms.arrays and atoms.pbc.any():
-            atoms.set_positions(make_molecules_whole(atoms, atoms.arrays['molecule']))
+            atoms.set_positions(make_molecules_whole(atoms, molecule_ids=atoms.arrays['molecule']))
         if settings.initial_velocities == 'maxwell_boltzmann':
             MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
             Stationary(atoms)

@@ -79,7 +79,7 @@ def test_make_molecules_whole():
     atoms.translate([4.5, 0.0, 0.0])
     atoms.wrap()
     assert np.ptp(atoms.positions[:, 0]) > 4.0  # split
-    whole = make_molecules_whole(atoms, np.zeros(len(atoms), dtype=int))
+    whole = make_molecules_whole(atoms, molecule_ids=np.zeros(len(atoms), dtype=int))
     reference = ethanol.positions - ethanol.positions[0]
     np.testing.assert_allclose(whole - whole[0], reference, atol=1e-9)
 
