@@ -136,9 +136,8 @@ _FRAMES: dict[tuple, list[Atoms]] = {}
 
 def _run_thermal_md(units: int, n_molecules: int, n_frames: int, sizes: Sizes, seed: int,
                     folder: pathlib.Path) -> list[Atoms]:
-    from ase.io import read
-
-    from aiida_qrnn.core.forcefield.md import MdProtocol, run_classical_md
+    from aiida_qrnn.core.forcefield.md import STAGES, MdProtocol, run_classical_md
+    from aiida_qrnn.core.md.trajectory import read_trajectory
     from aiida_qrnn.core.structures import PackingError, pack_cell
 
     for density in (0.5, 0.3, 0.2, 0.1):  # long chains need a box longer than the molecule; NPT compresses it
@@ -153,7 +152,7 @@ def _run_thermal_md(units: int, n_molecules: int, n_frames: int, sizes: Sizes, s
                           relax_npt_steps=sizes.md_relax_steps, npt_steps=0, nvt_steps=n_frames * steps_between,
                           report_interval=steps_between, seed=seed)
     run_classical_md(cell, protocol, folder)
-    frames = read(folder / 'nvt.traj', index=':')
+    frames = read_trajectory(folder / STAGES['nvt']).frames()
     return frames[-n_frames:]
 
 

@@ -45,8 +45,9 @@ def validate_structure(value: orm.StructureData, _) -> str | None:
 class ClassicalMdCalculation(JobCalcJob):
     """Relax, then NPT and NVT of an OPLS-AA HO-(CH2CH2O)n-H cell with OpenMM (paper: classical baseline).
 
-    Outputs the NPT and NVT trajectories (ASE ``.traj``, unwrapped positions, frames carrying stage, step, time,
-    temperature and density), the final cell and a summary (densities, energies, speed in ns/day).
+    Outputs the NPT and NVT trajectories (H5MD as written by the QRNN MD job, unwrapped positions, frames carrying
+    stage, step, time, temperature, density and potential energy), the final cell and a summary (densities,
+    energies, speed in ns/day).
     """
 
     JOB = JOB
@@ -64,9 +65,9 @@ class ClassicalMdCalculation(JobCalcJob):
 
         spec.output('structure', valid_type=orm.StructureData, help='The last configuration and cell of the NVT run.')
         spec.output('npt_trajectory', valid_type=orm.SinglefileData, required=False,
-                    help='NPT frames, ASE .traj, unwrapped positions.')
+                    help='NPT frames, H5MD, unwrapped positions.')
         spec.output('trajectory', valid_type=orm.SinglefileData, required=False,
-                    help='NVT frames, ASE .traj, unwrapped positions.')
+                    help='NVT frames, H5MD, unwrapped positions.')
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='Densities (initial, relaxed, mean NPT, final), energies, temperature, ns/day.')
 

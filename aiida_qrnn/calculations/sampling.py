@@ -120,30 +120,17 @@ def build_cells(parameters: orm.Dict) -> dict[str, orm.StructureData]:
     return cells
 
 
-def _read_frames(path: Path) -> list:
-    """All frames of an ASE trajectory (classical MD) or of an H5MD file (QRNN MD), told apart by the HDF5 signature."""
-    from ase.io import read
-
-    with path.open('rb') as handle:
-        is_hdf5 = handle.read(8) == b'\x89HDF\r\n\x1a\n'
-    if not is_hdf5:
-        return read(path, index=':')
-    from aiida_qrnn.core.md import read_trajectory
-
-    trajectory = read_trajectory(path)
-    return [trajectory.to_atoms(frame) for frame in range(len(trajectory.steps))]
-
-
 @calcfunction
 def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -> ClusterSetData:
     """Cut and vary clusters from every trajectory whose chain length has an entry in ``max_molecules_by_units``.
 
-    Trajectories are ASE files of the classical MD job or H5MD files of the QRNN MD job.
+    Trajectories are H5MD files, of the classical (OpenMM) or of the QRNN MD job: both engines write one format.
 
     Trajectories are taken in the order of their labels; cluster sources name the label, the trajectory's UUID,
     the frame index and the molecule ids.
     """
     from aiida_qrnn.core.clusters import ClusterSampling, deduplicate, sample_clusters
+    from aiida_qrnn.core.md.trajectory import read_trajectory
     from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
     own, sampling = _cluster_settings(parameters.get_dict())
@@ -152,10 +139,10 @@ def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -
     with tempfile.TemporaryDirectory() as folder:
         for label in sorted(trajectories):
             node = trajectories[label]
-            path = Path(folder) / f'{label}.traj'
+            path = Path(folder) / f'{label}.h5'
             with node.open(mode='rb') as source:
                 path.write_bytes(source.read())
-            frames = _read_frames(path)
+            frames = read_trajectory(path).frames()
             if not frames:
                 raise ValueError(f"trajectory '{label}' ({node.uuid}) holds no frames.")
             bonds = find_bonds(frames[0])

@@ -34,7 +34,7 @@ JOB = Job(
 @click.option('--parameters', 'parameters_path', default=JOB.inputs['parameters'], show_default=True,
               type=click.Path(dir_okay=False, path_type=pathlib.Path), help='MdProtocol settings, JSON.')
 def classical_md(structure_path: pathlib.Path, parameters_path: pathlib.Path) -> None:
-    """Relax, NPT and NVT of an OPLS-AA cell with OpenMM; writes npt.traj, nvt.traj, final.extxyz, summary.json."""
+    """Relax, NPT and NVT of an OPLS-AA cell with OpenMM; writes npt.h5, nvt.h5 (H5MD), final.extxyz, summary.json."""
     import ase.io
 
     from aiida_qrnn.core.forcefield import MdProtocol, MdUnstableError, UnsupportedChemistryError, run_classical_md

@@ -7,9 +7,9 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 from ase import Atoms
-from ase.io import read
 
 from aiida_qrnn.calculations.classical_md import ClassicalMdCalculation, validate_parameters, validate_structure
+from aiida_qrnn.core.md.trajectory import read_trajectory
 from aiida_qrnn.core.structures import density_g_cm3, pack_cell
 
 TINY = {
@@ -30,10 +30,11 @@ def test_tiny_cell_gives_trajectories_final_cell_and_summary(classical_md_code, 
     assert density_g_cm3(final) == pytest.approx(summary['final_density_g_cm3'])
     assert summary['final_density_g_cm3'] > 0.5
     for link, stage in (('npt_trajectory', 'npt'), ('trajectory', 'nvt')):
-        target = tmp_path / f'{stage}.traj'
+        assert results[link].filename == f'{stage}.h5'
+        target = tmp_path / f'{stage}.h5'
         with results[link].open(mode='rb') as source:
             target.write_bytes(source.read())
-        frames = read(target, index=':')
+        frames = read_trajectory(target).frames()
         assert len(frames) == 2 and {frame.info['stage'] for frame in frames} == {stage}
     assert np.allclose(frames[-1].positions, final.positions)
 

@@ -11,12 +11,15 @@ liquid move atoms a few Å).
 
 Layout: ``/particles/all/{position,velocity,box/edges}/{step,time,value}`` with ``unit`` attributes
 (``Angstrom``, ``fs``, ``Angstrom fs-1``), ``/particles/all/species`` (atomic numbers), ``/particles/all/mass``
-(amu) and, when the structure has molecule ids, ``/parameters/molecule``.
+(amu) and, when the structure has molecule ids, ``/parameters/molecule``. A writer may also record per-frame
+scalars (``OBSERVABLE_UNITS``: potential energy, temperature, density) as ``/observables/<name>/{step,time,value}``
+and the name of the stage it records (``/parameters`` attribute ``stage``, e.g. ``npt``); both engines, the QRNN
+one and the classical OpenMM one, write their frames through :class:`TrajectoryWriter`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -24,6 +27,8 @@ import numpy as np
 from ase import Atoms, units
 
 H5MD_VERSION = (1, 1)
+#: Per-frame scalars a writer can record under ``/observables``, named with their unit as elsewhere in the package.
+OBSERVABLE_UNITS = {'potential_energy_eV': 'eV', 'temperature_K': 'K', 'density_g_cm3': 'g cm-3'}
 _VELOCITY_TO_ANGSTROM_PER_FS = units.fs  # ASE velocity unit Å/(ASE time) -> Å/fs
 
 
@@ -53,13 +58,26 @@ def unwrap_trajectory(positions: np.ndarray, cells: np.ndarray) -> np.ndarray:
 class TrajectoryWriter:
     """Appends frames to an H5MD file, unwrapping on write; can reopen a file and cut it back to a checkpoint."""
 
-    def __init__(self, path: Path, atoms: Atoms, *, write_velocities: bool = True, keep_frames: int = 0) -> None:
-        """Create ``path`` (``keep_frames=0``) or reopen it keeping its first ``keep_frames`` frames."""
+    def __init__(self, path: Path, atoms: Atoms, *, write_velocities: bool = True, keep_frames: int = 0,
+                 observables: tuple[str, ...] = (), stage: str | None = None) -> None:
+        """Create ``path`` (``keep_frames=0``) or reopen it keeping its first ``keep_frames`` frames.
+
+        ``observables`` (names of ``OBSERVABLE_UNITS``) are given to every :meth:`append`; ``stage`` names what the
+        file records.
+        """
+        unknown = sorted(set(observables) - set(OBSERVABLE_UNITS))
+        if unknown:
+            raise ValueError(f'unknown trajectory observable(s) {unknown}; known: {sorted(OBSERVABLE_UNITS)}.')
         self.path = Path(path)
         self.write_velocities = write_velocities
+        self.observables = tuple(observables)
         if keep_frames == 0:
             self._file = h5py.File(self.path, 'w')
             self._create(atoms)
+            for name in self.observables:
+                self._create_element(self._file.require_group('observables'), name, (), OBSERVABLE_UNITS[name])
+            if stage is not None:
+                self._file.require_group('parameters').attrs['stage'] = stage
         else:
             self._file = h5py.File(self.path, 'r+')
             self._truncate(keep_frames)
@@ -115,7 +133,8 @@ class TrajectoryWriter:
         element['value'].attrs['unit'] = unit
 
     def _elements(self) -> list[h5py.Group]:
-        names = ['particles/all/box/edges', 'particles/all/position', 'particles/all/velocity']
+        names = ['particles/all/box/edges', 'particles/all/position', 'particles/all/velocity',
+                 *(f'observables/{name}' for name in self.observables)]
         return [self._file[name] for name in names if name in self._file]
 
     def _truncate(self, keep_frames: int) -> None:
@@ -126,8 +145,12 @@ class TrajectoryWriter:
             for dataset in ('step', 'time', 'value'):
                 element[dataset].resize(keep_frames, axis=0)
 
-    def append(self, atoms: Atoms, step: int, time_fs: float) -> None:
-        """Add one frame: unwrapped positions, velocities in Å/fs and the cell."""
+    def append(self, atoms: Atoms, step: int, time_fs: float, observables: dict[str, float] | None = None) -> None:
+        """Add one frame: unwrapped positions, velocities in Å/fs, the cell and the declared ``observables``."""
+        observables = observables or {}
+        if set(observables) != set(self.observables):
+            raise ValueError(f'{self.path}: frame observables {sorted(observables)} differ from the declared '
+                             f'{sorted(self.observables)}.')
         wrapped = atoms.get_positions()
         if self._previous_wrapped is not None and atoms.pbc.any():  # open clusters are never wrapped
             self._offset -= image_shift(self._previous_wrapped, wrapped, atoms.cell.array)
@@ -136,6 +159,7 @@ class TrajectoryWriter:
         values = {'particles/all/box/edges': atoms.cell.array, 'particles/all/position': unwrapped}
         if self.write_velocities:
             values['particles/all/velocity'] = atoms.get_velocities() * _VELOCITY_TO_ANGSTROM_PER_FS
+        values.update({f'observables/{name}': value for name, value in observables.items()})
         frame = self.n_frames
         for name, value in values.items():
             element = self._file[name]
@@ -172,9 +196,20 @@ class TrajectoryArrays:
     pbc: np.ndarray  # (3,) bool
     velocities: np.ndarray | None  # (n_frames, n_atoms, 3) Å/fs
     molecule: np.ndarray | None  # (n_atoms,) molecule ids
+    observables: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_frames,), OBSERVABLE_UNITS
+    stage: str | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.steps)
+
+    def frames(self) -> list[Atoms]:
+        """Every frame as ASE atoms (:meth:`to_atoms`)."""
+        return [self.to_atoms(frame) for frame in range(self.n_frames)]
 
     def to_atoms(self, frame: int) -> Atoms:
-        """Frame ``frame`` as ASE atoms (velocities set, molecule ids in ``arrays['molecule']``)."""
+        """Frame ``frame`` as ASE atoms (velocities set, molecule ids in ``arrays['molecule']``; ``info`` holds
+        ``step``, ``time_fs``, the observables by name and ``stage`` when the file has them)."""
         atoms = Atoms(numbers=self.numbers, positions=self.positions[frame], cell=self.cells[frame], pbc=self.pbc,
                       masses=self.masses)
         if self.velocities is not None:
@@ -182,6 +217,9 @@ class TrajectoryArrays:
         if self.molecule is not None:
             atoms.arrays['molecule'] = self.molecule.copy()
         atoms.info.update(step=int(self.steps[frame]), time_fs=float(self.times_fs[frame]))
+        atoms.info.update({name: float(values[frame]) for name, values in self.observables.items()})
+        if self.stage is not None:
+            atoms.info['stage'] = self.stage
         return atoms
 
 
@@ -193,12 +231,15 @@ def read_trajectory(path: Path, frames: slice | None = None) -> TrajectoryArrays
             particles = handle['particles/all']
             boundary = [str(b.decode() if isinstance(b, bytes) else b) for b in particles['box'].attrs['boundary']]
             velocities = particles['velocity/value'][selection] if 'velocity' in particles else None
+            observables = {name: group['value'][selection] for name, group in handle.get('observables', {}).items()}
+            stage = handle['parameters'].attrs.get('stage') if 'parameters' in handle else None
             return TrajectoryArrays(
                 numbers=particles['species'][()], masses=particles['mass'][()],
                 steps=particles['position/step'][selection], times_fs=particles['position/time'][selection],
                 positions=particles['position/value'][selection], cells=particles['box/edges/value'][selection],
                 pbc=np.array([b == 'periodic' for b in boundary]), velocities=velocities,
                 molecule=handle['parameters/molecule'][()] if 'parameters/molecule' in handle else None,
+                observables=observables, stage=None if stage is None else str(stage),
             )
     except (OSError, KeyError) as exception:
         raise ValueError(f'{path} is not an H5MD trajectory written by aiida-qrnn: {exception}') from exception

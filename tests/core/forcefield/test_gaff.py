@@ -159,7 +159,7 @@ def test_a_gaff2_box_runs_through_the_classical_md_path(dipropylene_glycol, tmp_
     summary = run_classical_md(atoms, protocol, tmp_path, system=system)
     assert np.isfinite(summary['final_potential_energy_eV'])
     assert 150 < summary['final_temperature_K'] < 600
-    assert (tmp_path / 'nvt.traj').is_file() and (tmp_path / 'amber' / 'cell.prmtop').is_file()
+    assert (tmp_path / 'nvt.h5').is_file() and (tmp_path / 'amber' / 'cell.prmtop').is_file()
 
 
 def test_a_cell_whose_atoms_are_not_in_the_order_of_the_molecule_is_refused(dipropylene_glycol, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from ase.io import read
 
 from aiida_qrnn.core.forcefield.md import FINAL_STRUCTURE, STAGES, MdProtocol, MdUnstableError, run_classical_md
+from aiida_qrnn.core.md.trajectory import read_trajectory
 from aiida_qrnn.core.structures import density_g_cm3, find_bonds, molecule_ids, pack_cell
 
 #: Experimental density of liquid ethylene glycol at 298.15 K (science.md §5.1, ChemSep).
@@ -43,12 +44,18 @@ def test_npt_compresses_toward_the_liquid_and_stays_stable(short_run):
     assert np.isfinite(summary['final_potential_energy_eV'])
 
 
-def test_trajectories_are_unwrapped_whole_molecules_read_by_ase(short_run):
+def test_trajectories_are_unwrapped_whole_molecules_in_h5md(short_run):
+    """The classical run writes the QRNN engine's H5MD: stage, step, time, temperature, density, energy per frame."""
     cell, folder, summary = short_run
-    npt = read(folder / STAGES['npt'], index=':')
-    nvt = read(folder / STAGES['nvt'], index=':')
+    npt = read_trajectory(folder / STAGES['npt']).frames()
+    nvt = read_trajectory(folder / STAGES['nvt']).frames()
     assert len(npt) == 5 and len(nvt) == 5
     assert [frame.info['stage'] for frame in nvt] == ['nvt'] * 5
+    assert [frame.info['step'] for frame in npt] == [60, 120, 180, 240, 300]
+    assert nvt[-1].info['time_fs'] == pytest.approx(300.0)
+    assert all(200 < frame.info['temperature_K'] < 400 for frame in npt + nvt)
+    assert nvt[-1].info['potential_energy_eV'] == pytest.approx(summary['final_potential_energy_eV'])
+    np.testing.assert_array_equal(nvt[0].arrays['molecule'], cell.arrays['molecule'])
     assert len({frame.cell.lengths()[0] for frame in nvt}) == 1  # constant volume
     for frame in (npt[-1], nvt[-1]):
         # unwrapped: every bond is short without the minimum image convention
