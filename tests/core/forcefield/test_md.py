@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from aiida_qrnn.core.forcefield.md import FINAL_STRUCTURE, STAGES, MdProtocol, MdUnstableError, run_classical_md
+from aiida_qrnn.core.forcefield.md import (
+    FINAL_STRUCTURE,
+    STAGES,
+    ClassicalMdRun,
+    MdProtocol,
+    MdUnstableError,
+    run_classical_md,
+)
 from aiida_qrnn.core.md.trajectory import read_trajectory
 from aiida_qrnn.core.structures import density_g_cm3, find_bonds, molecule_ids, pack_cell
 
@@ -77,6 +84,19 @@ def test_blow_up_is_reported_as_unstable(tmp_path):
     )
     with pytest.raises(MdUnstableError, match='relax-nvt stage unstable'):
         run_classical_md(cell, protocol, tmp_path)
+
+
+def test_classical_run_resumes_from_its_checkpoint(tmp_path):
+    cell = pack_cell(1, 8, density_g_cm3=0.5, seed=0)
+    run = ClassicalMdRun(cell, MdProtocol(minimize_iterations=20, report_interval=10, cutoff_nm=0.4), tmp_path)
+    run.start()
+    run.step('relax-nvt', 20)
+    saved, (frame, energy, _) = run.checkpoint(), run.snapshot()
+    run.step('relax-nvt', 20)
+    assert not np.allclose(run.snapshot()[0].positions, frame.positions)
+    run.resume(saved)
+    np.testing.assert_array_equal(run.snapshot()[0].positions, frame.positions)
+    assert run.snapshot()[1] == pytest.approx(energy)
 
 
 def test_protocol_refuses_bad_values_by_name():

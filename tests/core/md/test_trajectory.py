@@ -87,3 +87,28 @@ def test_make_molecules_whole():
 def test_missing_trajectory_is_named(tmp_path):
     with pytest.raises(ValueError, match=r'nothing\.h5'):
         read_trajectory(tmp_path / 'nothing.h5')
+
+
+def test_observables_and_stage_are_written_read_and_cut_back_with_the_frames(tmp_path):
+    """Per-frame scalars of the classical run (H5MD /observables) and its stage; reopening at a checkpoint cuts
+    them with the positions; undeclared or missing observables are refused by name."""
+    atoms = Atoms('H2O', positions=[[0, 0, 0], [0.96, 0, 0], [0, 0.96, 0]], cell=[8, 8, 8], pbc=True)
+    names = ('temperature_K', 'density_g_cm3')
+    with TrajectoryWriter(tmp_path / 's.h5', atoms, observables=names, stage='npt') as writer:
+        for frame in range(3):
+            writer.append(atoms, step=frame, time_fs=0.5 * frame,
+                          observables={'temperature_K': 300.0 + frame, 'density_g_cm3': 1.0})
+        with pytest.raises(ValueError, match=r"frame observables \['temperature_K'\] differ"):
+            writer.append(atoms, step=3, time_fs=1.5, observables={'temperature_K': 1.0})
+    with h5py.File(tmp_path / 's.h5') as handle:
+        assert handle['observables/density_g_cm3/value'].attrs['unit'] == 'g cm-3'
+    with TrajectoryWriter(tmp_path / 's.h5', atoms, observables=names, keep_frames=2) as writer:
+        writer.append(atoms, step=9, time_fs=4.5, observables={'temperature_K': 310.0, 'density_g_cm3': 1.1})
+    read = read_trajectory(tmp_path / 's.h5')
+    np.testing.assert_allclose(read.observables['temperature_K'], [300.0, 301.0, 310.0])
+    frames = read.frames()
+    assert [frame.info['step'] for frame in frames] == [0, 1, 9]
+    assert frames[-1].info == {'step': 9, 'time_fs': 4.5, 'temperature_K': 310.0, 'density_g_cm3': 1.1,
+                               'stage': 'npt'}
+    with pytest.raises(ValueError, match=r"unknown trajectory observable\(s\) \['pressure'\]"):
+        TrajectoryWriter(tmp_path / 'p.h5', atoms, observables=('pressure',))
