@@ -870,6 +870,16 @@ class ClusterSet:
         with self._reading(f'dataset {name!r}'):
             return self._read(name)
 
+    def read_rows(self, name: str, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+        """Rows ``starts[k]:stops[k]`` of dataset ``name`` (e.g. ``'atoms/positions'``), concatenated: one read per
+        run, for batches of clusters (training reads its batches so)."""
+        if name not in self._datasets:
+            raise KeyError(f"'{self.name}': no dataset {name!r}; present: {sorted(self._datasets)}.")
+        dataset = self._datasets[name]
+        with self._reading(f'rows of dataset {name!r}'):
+            parts = [dataset[int(start):int(stop)] for start, stop in zip(starts, stops, strict=True)]
+            return np.concatenate(parts) if parts else np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
+
     def write_extxyz(self, path: str | os.PathLike) -> Path:
         """Export to extended XYZ with full float64 precision (``%.17g``), readable by ``ase.io.read``.
 

@@ -18,10 +18,20 @@ the loss is normalised by the counts of the global batch so that the averaged gr
 batch, self-energies and label scales are computed on rank 0 and broadcast, validation is split over the ranks and
 gathered, stops at ``max_time_s`` are decided together, and rank 0 alone writes the checkpoint and ``metrics.csv``.
 The checkpoint does not depend on the number of ranks. With one process nothing of this is used.
+
+Speed (issue 19): batches are gathered from pre-indexed flat arrays and prepared in a background thread
+(:class:`~.data.BatchPrefetcher`, pinned memory and asynchronous copies on CUDA) with their pair lists from a
+:class:`~.data.PairCache` (found once per cluster: the geometry does not change); the running sums of the losses stay
+on the device and are read once per epoch (and before a checkpoint), and so is the check for a non-finite loss,
+so a step does not wait for the device. ``precision='tf32'`` or ``'bf16'`` (float32 on CUDA only) lets the element
+networks' matrix products run in TF32 or under bf16 autocast; ``compile=True`` compiles the gradient clipping
+and optimizer step with ``torch.compile`` (the model itself cannot be: force training differentiates it twice, which
+``torch.compile`` does not support).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -36,7 +46,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .data import ClusterBatch, ClusterSource, batch_slices, epoch_order
+from .data import BatchPrefetcher, ClusterBatch, ClusterSource, PairCache, batch_slices, epoch_order
 from .loss import MultitaskLoss, task_errors
 from .self_energies import composition_matrix, fit_self_energies
 
@@ -49,6 +59,10 @@ CHECKPOINT_VERSION = 1
 DTYPES = {'float32': torch.float32, 'float64': torch.float64}
 #: Values of ``TrainingConfig.energy_loss``: the energy error per cluster (paper) or per atom.
 ENERGY_LOSSES = ('total', 'per_atom')
+#: Values of ``TrainingConfig.precision``: float32 as it is, TF32 matrix products, bf16 autocast (CUDA only).
+PRECISIONS = ('highest', 'tf32', 'bf16')
+#: Settings a checkpoint may be continued with changed (budget, display, speed and device-precision options).
+RESUMABLE_CHANGES = frozenset({'max_time_s', 'progress', 'max_epochs', 'precision', 'compile'})
 #: Labels whose MAE/RMSE are reported when the set has them (loss task or not).
 METRIC_LABELS = ('energy', 'forces', 'charges', 'dipole')
 
@@ -91,6 +105,8 @@ class TrainingConfig:
     dtype: str = 'float64'
     max_time_s: float | None = None  # wall-clock budget of this invocation; then checkpoint and stop
     progress: bool = False  # tqdm bar over the batches of an epoch
+    precision: str = 'highest'  # float32 matrix products: 'highest', 'tf32' or 'bf16' autocast (CUDA only)
+    compile: bool = False  # torch.compile the gradient clipping and optimizer step
 
     def __post_init__(self) -> None:
         positive = {'learning_rate': self.learning_rate, 'batch_size': self.batch_size,
@@ -117,6 +133,11 @@ class TrainingConfig:
             raise ValueError(f'training setting max_time_s must be >= 0, got {self.max_time_s}.')
         if 'charges' in self.tasks and 'dipole' in self.tasks:
             raise ValueError("training setting tasks: use either 'charges' or 'dipole' as the charge task, not both.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f'training setting precision must be one of {list(PRECISIONS)}, got {self.precision!r}.')
+        if self.precision != 'highest' and self.dtype != 'float32':
+            raise ValueError(f"training setting precision={self.precision!r} lowers float32 matrix products; it needs "
+                             f"dtype='float32', got dtype={self.dtype!r}.")
         if self.energy_loss not in ENERGY_LOSSES:
             raise ValueError(f'training setting energy_loss must be one of {list(ENERGY_LOSSES)}, '
                              f'got {self.energy_loss!r}.')
@@ -190,8 +211,60 @@ def plain_model(model: torch.nn.Module) -> torch.nn.Module:
 def _evaluate(model, batch: ClusterBatch, *, forces: bool, create_graph: bool) -> dict[str, torch.Tensor]:
     from aiida_qrnn.core.model.qrnn import evaluate
 
+    pairs = None
+    if batch.pairs is not None:  # cached (open clusters: no cell shifts)
+        pairs = (batch.pairs, batch.positions.new_zeros((batch.pairs.shape[1], 3)))
     return evaluate(model, batch.positions, batch.numbers, batch.system_index, batch.cells, batch.pbc,
-                    batch.total_charge, compute_forces=forces, create_graph=create_graph)
+                    batch.total_charge, compute_forces=forces, create_graph=create_graph, pairs=pairs)
+
+
+class _ReducedPrecision:
+    """TF32 matrix products, or bf16 autocast of the element networks, while training steps run (CUDA, float32).
+
+    bf16 covers only the element networks' layers (forward hooks on each network; outputs back to float32), so
+    geometry, AEVs, charge equilibration, Coulomb, dispersion, self-energies and the loss stay in float32.
+    """
+
+    def __init__(self, model: torch.nn.Module, precision: str, device_type: str) -> None:
+        self.precision = precision
+        self.device_type = device_type
+        self._handles = []
+        self._active = False
+        if precision == 'bf16':
+            for networks in (model.charge_networks, model.energy_networks):
+                for network in networks.networks:
+                    self._handles.append(network.register_forward_pre_hook(self._enter))
+                    self._handles.append(network.register_forward_hook(self._exit))
+        self._autocast: list = []
+
+    def _enter(self, module, inputs):
+        if self._active:
+            context = torch.autocast(self.device_type, dtype=torch.bfloat16)
+            context.__enter__()
+            self._autocast.append(context)
+
+    def _exit(self, module, inputs, output):
+        if self._autocast:
+            self._autocast.pop().__exit__(None, None, None)
+            return output.float()
+        return output
+
+    @contextlib.contextmanager
+    def __call__(self):
+        """Reduced precision inside the block (a training step)."""
+        if self.precision == 'tf32':
+            previous = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision('high')
+            try:
+                yield
+            finally:
+                torch.set_float32_matmul_precision(previous)
+        else:
+            self._active = self.precision == 'bf16'
+            try:
+                yield
+            finally:
+                self._active = False
 
 
 def predict(model, source: ClusterSource, indices: np.ndarray, *, batch_size: int = 1024,
@@ -276,6 +349,9 @@ class Trainer:
         self.directory = pathlib.Path(directory)
         self.device = torch.device(device)
         self.dtype = DTYPES[config.dtype]
+        if config.precision != 'highest' and self.device.type != 'cuda':
+            raise ValueError(f"training setting precision={config.precision!r} needs a CUDA device; this run is on "
+                             f"{self.device.type!r}: use precision='highest' there.")
         self.rank, self.world_size = distributed.active_world()
         torch.manual_seed(config.seed)
         model = model.to(device=self.device, dtype=self.dtype)
@@ -297,6 +373,12 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.running = {'loss': 0.0, 'task_losses': [0.0] * len(config.tasks), 'batches': 0}
+        self._running_sums: torch.Tensor | None = None  # (1 + tasks,) float64 on the device while an epoch runs
+        self._nonfinite_batch: torch.Tensor | None = None  # () int64 on the device: first batch with a bad loss
+        self._precision = _ReducedPrecision(model, config.precision, self.device.type)
+        self._pair_cache = PairCache(model.open_cluster_cutoff)
+        self._optimizer_step = torch.compile(self._clip_and_step_parameters) if config.compile else \
+            self._clip_and_step_parameters
         self.best_score = math.inf
         self.best_epoch: int | None = None
         self.best_state = copy.deepcopy(model.state_dict())
@@ -366,6 +448,7 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state(self) -> dict:
+        self._read_running_sums()
         return {
             'version': CHECKPOINT_VERSION, 'config': self.config.to_dict(), 'model': self.model.state_dict(),
             'loss': self.loss.state_dict(), 'optimizer': self.optimizer.state_dict(),
@@ -399,7 +482,7 @@ class Trainer:
                       and np.array_equal(state['validation_indices'].cpu().numpy(), self.validation_indices))
         if not same_split:
             raise ValueError(f"'{path}': the checkpoint was made with another train/validation split or data set.")
-        ignored = {'max_time_s', 'progress', 'max_epochs'}
+        ignored = RESUMABLE_CHANGES
         previous, current = state['config'], self.config.to_dict()
         defaults = TrainingConfig().to_dict()  # settings added later read as their defaults in older checkpoints
         differing = sorted(key for key in current
@@ -414,52 +497,90 @@ class Trainer:
         for name in ('epoch', 'batch_in_epoch', 'running', 'best_score', 'best_epoch', 'best_state', 'best_metrics',
                      'bad_epochs', 'history', 'scales'):
             setattr(self, name, state[name])
+        self._running_sums = None
 
     # -- training --------------------------------------------------------------------------------------------
+    def _prepare(self, indices: np.ndarray) -> tuple[ClusterBatch | None, int, int]:
+        """The device batch of one step on the clusters ``indices`` (this rank's part of them when data-parallel;
+        None when the part is empty) with its cached pairs, and the global batch's cluster and atom counts.
+        Runs in the prefetch thread."""
+        n_clusters, n_atoms = len(indices), int(self._sizes[indices].sum())
+        part = indices if self._data_parallel is None else distributed.rank_share(indices, self.rank,
+                                                                                   self.world_size)
+        if not len(part):
+            return None, n_clusters, n_atoms
+        host = self.source.batch(part)
+        pairs = self._pair_cache.pairs(part, self._sizes[part], host, self.device)
+        if self.device.type == 'cuda':
+            batch = host.pin().to(self.device, self.dtype, non_blocking=True)
+        else:
+            batch = host.to(self.device, self.dtype)
+        batch.pairs = pairs
+        return batch, n_clusters, n_atoms
+
     def _train_step(self, indices: np.ndarray) -> None:
         """One optimizer step on the clusters ``indices`` (the global batch when data-parallel)."""
+        self._take_step(self._prepare(indices))
+
+    def _take_step(self, prepared: tuple[ClusterBatch | None, int, int]) -> None:
+        batch, n_clusters, n_atoms = prepared
         if self._data_parallel is not None:
-            self._data_parallel_step(indices)
-            return
-        self._step_on_batch(self.source.batch(indices).to(self.device, self.dtype))
+            self._data_parallel_step(batch, n_clusters, n_atoms)
+        else:
+            self._step_on_batch(batch)
 
     def _step_on_batch(self, batch: ClusterBatch) -> None:
         """One single-process step on a batch already on the device."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        output = _evaluate(self.model, batch, forces='forces' in self.config.tasks, create_graph=True)
-        total, losses = self.loss(output, batch)
-        if not torch.isfinite(total):
-            raise TrainingDiverged(f'the training loss is {float(total)} at epoch {self.epoch}, '
-                                   f'batch {self.batch_in_epoch}.')
-        total.backward()
+        with self._precision(), torch.nn.utils.parametrize.cached():
+            output = _evaluate(self.model, batch, forces='forces' in self.config.tasks, create_graph=True)
+            total, losses = self.loss(output, batch)
+            total.backward()
         self._clip_and_step(total, losses)
 
-    def _data_parallel_step(self, indices: np.ndarray) -> None:
-        """One step on the global batch ``indices``, this rank evaluating its part of it."""
+    def _data_parallel_step(self, batch: ClusterBatch | None, n_clusters: int, n_atoms: int) -> None:
+        """One step on a global batch of ``n_clusters`` clusters and ``n_atoms`` atoms, this rank evaluating its
+        part ``batch`` of it."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        counts = self.loss.task_counts(len(indices), int(self._sizes[indices].sum())).to(self.device)
-        share = distributed.rank_share(indices, self.rank, self.world_size)
-        batch = self.source.batch(share).to(self.device, self.dtype) if len(share) else None
-        objective, partial = self._data_parallel(batch, counts, 'forces' in self.config.tasks, self.world_size)
-        losses = distributed.sum_over_ranks(partial)  # (tasks,) mean squared errors of the global batch
-        total = self.loss.combine(losses)
-        if not torch.isfinite(total):  # the same on every rank: all stop together
-            raise TrainingDiverged(f'the training loss is {float(total)} at epoch {self.epoch}, '
-                                   f'batch {self.batch_in_epoch}.')
-        objective.backward()  # DistributedDataParallel averages the gradients over the ranks
+        counts = self.loss.task_counts(n_clusters, n_atoms).to(self.device)
+        with self._precision(), torch.nn.utils.parametrize.cached():
+            objective, partial = self._data_parallel(batch, counts, 'forces' in self.config.tasks, self.world_size)
+            losses = distributed.sum_over_ranks(partial)  # (tasks,) mean squared errors of the global batch
+            total = self.loss.combine(losses)  # the same on every rank
+            objective.backward()  # DistributedDataParallel averages the gradients over the ranks
         self._clip_and_step(total, losses)
 
-    def _clip_and_step(self, total: torch.Tensor, losses: torch.Tensor) -> None:
+    def _clip_and_step_parameters(self) -> None:
         if self.config.gradient_clip is not None:
             parameters = [p for group in self.optimizer.param_groups for p in group['params']]
             torch.nn.utils.clip_grad_norm_(parameters, self.config.gradient_clip)
         self.optimizer.step()
-        self.running['loss'] += float(total.detach())
-        sums = self.running['task_losses']
-        self.running['task_losses'] = [a + float(b) for a, b in zip(sums, losses.detach(), strict=True)]
+
+    def _clip_and_step(self, total: torch.Tensor, losses: torch.Tensor) -> None:
+        """Clip, step and add the batch's losses to the epoch's sums on the device (no wait for the device)."""
+        self._optimizer_step()
+        values = torch.cat([total.detach().reshape(1), losses.detach()]).to(torch.float64)  # (1 + tasks,)
+        if self._running_sums is None:
+            self._running_sums = torch.tensor([self.running['loss'], *self.running['task_losses']],
+                                              dtype=torch.float64, device=values.device)
+            self._nonfinite_batch = torch.full((), -1, dtype=torch.long, device=values.device)
+        self._running_sums += values
+        bad = ~torch.isfinite(values[0]) & (self._nonfinite_batch < 0)
+        self._nonfinite_batch = torch.where(bad, torch.full_like(self._nonfinite_batch, self.batch_in_epoch),
+                                            self._nonfinite_batch)
         self.running['batches'] += 1
+
+    def _read_running_sums(self) -> None:
+        """Copy the device sums into :attr:`running` (one synchronisation); raise if a batch had a non-finite loss."""
+        if self._running_sums is None:
+            return
+        values = self._running_sums.tolist()
+        bad = int(self._nonfinite_batch)
+        self.running['loss'], self.running['task_losses'] = values[0], values[1:]
+        if bad >= 0:
+            raise TrainingDiverged(f'the training loss is not finite at epoch {self.epoch}, batch {bad}.')
 
     def validate(self) -> dict[str, float]:
         """Validation MAE/RMSE of every label, plus the score (Σ_t MSE_t / scale_t over the loss tasks)."""
@@ -486,6 +607,7 @@ class Trainer:
                 for name in parts[0]}
 
     def _end_epoch(self) -> None:
+        self._read_running_sums()
         metrics = self.validate()
         self.scheduler.step(metrics['score'])
         batches = max(self.running['batches'], 1)
@@ -506,6 +628,7 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.running = {'loss': 0.0, 'task_losses': [0.0] * len(self.config.tasks), 'batches': 0}
+        self._running_sums = None
         self.write_metrics()
 
     def write_metrics(self) -> pathlib.Path:
@@ -542,16 +665,17 @@ class Trainer:
 
                 progress = tqdm(total=len(slices), initial=self.batch_in_epoch, desc=f'epoch {self.epoch}',
                                 leave=False)
-            while self.batch_in_epoch < len(slices):
-                if steps and config.max_time_s is not None and self._out_of_time(start):
-                    self.save_checkpoint()
-                    return TrainingResult(TrainingStatus.STOPPED_WALLTIME, self.epoch, self.best_epoch,
-                                          self.best_metrics)
-                self._train_step(order[slices[self.batch_in_epoch]])
-                self.batch_in_epoch += 1
-                steps += 1
-                if progress is not None:
-                    progress.update()
+            with BatchPrefetcher(self._prepare, [order[part] for part in slices[self.batch_in_epoch:]]) as batches:
+                for prepared in batches:
+                    if steps and config.max_time_s is not None and self._out_of_time(start):
+                        self.save_checkpoint()
+                        return TrainingResult(TrainingStatus.STOPPED_WALLTIME, self.epoch, self.best_epoch,
+                                              self.best_metrics)
+                    self._take_step(prepared)
+                    self.batch_in_epoch += 1
+                    steps += 1
+                    if progress is not None:
+                        progress.update()
             if progress is not None:
                 progress.close()
             self._end_epoch()
