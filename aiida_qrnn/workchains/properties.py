@@ -5,7 +5,10 @@ production window (detected from the data, :mod:`aiida_qrnn.core.analysis.equili
 a short densely sampled NVT from the same frame for the vibrational density of states → analyses
 (:mod:`aiida_qrnn.core.analysis.properties`: density, c_p classical and quantum-corrected, D raw and Yeh–Hummer,
 flags for runs too short). Per chain length the replicas are combined into property nodes with value, standard
-deviation over replicas, unit and flags. Without a ``model`` every MD job uses the classical OPLS-AA baseline, so
+deviation over replicas, unit and flags. The frame selection and the analyses read the trajectories in a job,
+never in the daemon: one ``AnalysisCalculation`` (``aiida-qrnn-exec analyse``, on the ``code`` of the MD jobs and
+with their ``options``) per chain length and task, over its replicas (exit code 430 when one fails). Without a
+``model`` every MD job uses the classical OPLS-AA baseline, so
 the classical and the QRNN properties come from identical code. ``PolymerForceFieldWorkChain`` gives the classically
 relaxed cells of the same replicas as ``structures`` (the paper's start). Protocols: ``protocols/properties.yaml``.
 
@@ -27,7 +30,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
+from aiida_qrnn.calculations.analysis import AnalysisCalculation
 from aiida_qrnn.calculations.sampling import build_cells, validate_cell_parameters
+from aiida_qrnn.core.analysis.properties import ANALYSIS_DEFAULTS, ANALYSIS_OPTIONAL
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import protocols
 from aiida_qrnn.workchains.md import MdBaseWorkChain, continued_settings
@@ -36,76 +41,15 @@ from aiida_qrnn.workchains.protocols.utils import ProtocolMixin
 #: Timestep factor of the lone rerun of a replica that became unstable inside a batch.
 RETRY_TIMESTEP_FACTOR = 0.5
 
-__all__ = ('PropertiesWorkChain', 'analyse_replica', 'combine_chain_length', 'load_protocol', 'plot_against_experiment',
-           'select_density_frame')
+__all__ = ('ANALYSIS_DEFAULTS', 'PropertiesWorkChain', 'combine_chain_length', 'load_protocol',
+           'plot_against_experiment')
 
-#: ``discard_fraction``: the least part of the NPT run discarded (the paper's 20 %; the data may push it later);
-#: ``min_independent_samples``: fewer uncorrelated samples flag a value; ``viscosity_mPa_s`` (optional) replaces the
-#: experimental viscosity in the Yeh–Hummer correction.
-ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'min_independent_samples': 10.0, 'msd_fit_start_fraction': 0.1,
-                     'msd_fit_end_fraction': 0.5}
 CELL_LABEL = re.compile(r'^n(\d{3})_r(\d{2})$')
 
 
 def load_protocol(name: str | None = None) -> dict[str, Any]:
     """The ``cells``, ``npt``, ``nvt`` and ``analysis`` parameters of protocol ``name`` (the default when None)."""
     return protocols.load_protocol('properties', name)
-
-
-def _trajectory(node: orm.SinglefileData):
-    from aiida_qrnn.core.md import read_trajectory
-
-    with node.as_path() as path:
-        return read_trajectory(path)
-
-
-@calcfunction
-def select_density_frame(trajectory: orm.SinglefileData, log: orm.ArrayData, analysis: orm.Dict) -> orm.StructureData:
-    """The NPT frame whose density is closest to the mean density of the NPT production window (detected from the
-    data), searched within that window."""
-    from aiida_qrnn.core.analysis.density import density_g_cm3, equilibrated_density, frame_closest_to_mean
-
-    settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
-    frames = _trajectory(trajectory)
-    total_mass = float(frames.masses.sum())
-    steps = log.get_array('step')
-    density = equilibrated_density(log.get_array('volume_A3'), total_mass,
-                                   min_discard_fraction=settings['discard_fraction'],
-                                   min_independent_samples=settings['min_independent_samples'])
-    mean = density.mean_g_cm3
-    first_step = steps[len(steps) - density.n_samples]
-    candidates = np.flatnonzero(frames.steps >= first_step)
-    if len(candidates) == 0:
-        candidates = np.arange(len(frames.steps))
-    frame_densities = density_g_cm3(total_mass, np.abs(np.linalg.det(frames.cells[candidates])))
-    index = int(candidates[frame_closest_to_mean(frame_densities, mean)])
-    atoms = frames.to_atoms(index)
-    structure = orm.StructureData(ase=atoms)
-    structure.base.attributes.set('npt_step', int(frames.steps[index]))
-    structure.base.attributes.set('npt_mean_density_g_cm3', float(mean))
-    return structure
-
-
-@calcfunction
-def analyse_replica(npt_log: orm.ArrayData, nvt_trajectory: orm.SinglefileData, temperature_K: orm.Float,
-                    analysis: orm.Dict, n_units: orm.Int | None = None,
-                    vdos_trajectory: orm.SinglefileData | None = None) -> dict[str, orm.Data]:
-    """Scalars (density, c_p classical and quantum, D raw and Yeh–Hummer, mean R_g; errors, statistical
-    inefficiencies and too-short flags) and distributions (OCCO, O-H g(r), R_g) of one replica."""
-    from aiida_qrnn.core.analysis.properties import replica_properties
-
-    settings = {**ANALYSIS_DEFAULTS, **analysis.get_dict()}
-    log = {name: npt_log.get_array(name) for name in npt_log.get_arraynames()}
-    viscosity = settings.get('viscosity_mPa_s')
-    scalars, distributions = replica_properties(
-        log, _trajectory(nvt_trajectory), temperature_K=temperature_K.value,
-        n_units=n_units.value if n_units is not None else None,
-        vdos_trajectory=_trajectory(vdos_trajectory) if vdos_trajectory is not None else None,
-        discard_fraction=settings['discard_fraction'], min_independent_samples=settings['min_independent_samples'],
-        msd_fit=(settings['msd_fit_start_fraction'], settings['msd_fit_end_fraction']),
-        viscosity_Pa_s=float(viscosity) * 1e-3 if viscosity is not None else None,
-    )
-    return {'scalars': orm.Dict(scalars), 'distributions': _distribution_node(distributions)}
 
 
 @calcfunction
@@ -153,6 +97,13 @@ def plot_against_experiment(settings: orm.Dict, **series: orm.Dict) -> orm.Singl
         return orm.SinglefileData(path)
 
 
+def validate_analysis(value: orm.Dict, _) -> str | None:
+    unknown = sorted(set(value.get_dict()) - set(ANALYSIS_DEFAULTS) - set(ANALYSIS_OPTIONAL))
+    if unknown:
+        return f'analysis: unknown settings {unknown}; known: {sorted([*ANALYSIS_DEFAULTS, *ANALYSIS_OPTIONAL])}.'
+    return None
+
+
 def _distribution_node(distributions: dict[str, dict[str, np.ndarray]]) -> orm.ArrayData:
     """One ArrayData; arrays named ``<distribution>__<array>`` (units in the array names)."""
     node = orm.ArrayData()
@@ -182,13 +133,15 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
                    help='MDSettings of a short NVT from the same frame with velocities every <= 4 fs, for the '
                         'vibrational density of states of the quantum c_p correction.')
         spec.input('analysis', valid_type=orm.Dict, default=lambda: orm.Dict(ANALYSIS_DEFAULTS),
+                   validator=validate_analysis,
                    help='discard_fraction, min_independent_samples, msd_fit_start_fraction, msd_fit_end_fraction, '
                         'viscosity_mPa_s (optional).')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Velocity seed (plus the replica).')
         spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the MD jobs.')
         spec.input('batch_replicas', valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help='QRNN: run the replicas of one chain length as batched replicas of one MD job per phase.')
-        spec.outline(cls.setup, cls.run_npt, cls.retry_npt, cls.run_nvt, cls.retry_nvt, cls.analyse, cls.combine)
+        spec.outline(cls.setup, cls.run_npt, cls.retry_npt, cls.select_frames, cls.run_nvt, cls.retry_nvt, cls.analyse,
+                     cls.combine)
         spec.output_namespace('properties', valid_type=orm.Dict, dynamic=True,
                               help='Per chain length n{units:03d}: {property: {value, uncertainty, unit, ...}}.')
         spec.output_namespace('distributions', valid_type=orm.ArrayData, dynamic=True,
@@ -198,6 +151,7 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
                        message='Structure label {label!r} is not n{{units:03d}}_r{{replica:02d}}.')
         spec.exit_code(410, 'ERROR_NPT_FAILED', message='The NPT run of {label} failed: {message}')
         spec.exit_code(420, 'ERROR_NVT_FAILED', message='The NVT run of {label} failed: {message}')
+        spec.exit_code(430, 'ERROR_ANALYSIS_FAILED', message='The {task} analysis of {length} failed: {message}')
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, protocol: str | None = None, *,
@@ -286,13 +240,48 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
     def retry_npt(self):
         return self._retry_unstable('npt', self.ctx.structures, self.inputs.npt.get_dict())
 
+    def _lengths(self) -> dict[str, list[str]]:
+        """The cell labels of each chain length ``nNNN``."""
+        lengths: dict[str, list[str]] = {}
+        for label in sorted(self.ctx.structures):
+            lengths.setdefault(label[:4], []).append(label)
+        return lengths
+
+    def _submit_analysis(self, task: str, length: str, logs: dict, trajectories: dict, **extra):
+        """One ``AnalysisCalculation`` over the replicas of one chain length, on the code of the MD jobs."""
+        inputs = {'code': self.inputs.code, 'task': orm.Str(task), 'npt_logs': logs, 'trajectories': trajectories,
+                  'analysis': self.inputs.analysis, **extra,
+                  'metadata': {'options': dict(self.inputs.options), 'call_link_label': f'{task}_{length}'}}
+        return self.submit(AnalysisCalculation, **inputs)
+
+    def _analysis_outputs(self, task: str, length: str):
+        """The finished analysis job of ``task`` for chain length ``length``, or the exit code of its failure."""
+        node = self.ctx[f'{task}_{length}']
+        if node.is_finished_ok:
+            return node, None
+        message = f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}'
+        return None, self.exit_codes.ERROR_ANALYSIS_FAILED.format(task=task, length=length, message=message)
+
+    def select_frames(self):
+        """Per chain length one job finds each replica's NPT frame closest to its mean production density."""
+        submitted = {}
+        for length, labels in self._lengths().items():
+            logs, trajectories = {}, {}
+            for label in labels:
+                npt, message = self._replica_outputs('npt', label)
+                if npt is None:
+                    return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=message)
+                logs[label], trajectories[label] = npt.log, npt.trajectory
+            submitted[f'density_frame_{length}'] = self._submit_analysis('density_frame', length, logs, trajectories)
+        return ToContext(**submitted)
+
     def run_nvt(self):
         starts = {}
-        for label in sorted(self.ctx.structures):
-            npt, message = self._replica_outputs('npt', label)
-            if npt is None:
-                return self.exit_codes.ERROR_NPT_FAILED.format(label=label, message=message)
-            starts[label] = select_density_frame(npt.trajectory, npt.log, self.inputs.analysis)
+        for length, labels in self._lengths().items():
+            node, failure = self._analysis_outputs('density_frame', length)
+            if failure is not None:
+                return failure
+            starts.update({label: node.outputs.structures[label] for label in labels})
         self.ctx.nvt_starts = starts
         self.ctx.nvt_settings = {**self.inputs.nvt.get_dict(), 'initial_velocities': 'maxwell_boltzmann'}
         submitted = self._submit_phase('nvt', starts, orm.Dict(self.ctx.nvt_settings))
@@ -308,33 +297,40 @@ class PropertiesWorkChain(ProtocolMixin, WorkChain):
         return ToContext(**submitted) if submitted else None
 
     def analyse(self):
-        self.ctx.analysed = {}
+        """Per chain length one job analyses its replicas' NVT runs (and VDOS runs) with their NPT logs."""
         temperature = orm.Float(self.inputs.nvt.get_dict().get('temperature_K', 300.0))
-        for label in sorted(self.ctx.structures):
-            nvt, message = self._replica_outputs('nvt', label)
-            if nvt is None:
-                return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=message)
-            npt, _ = self._replica_outputs('npt', label)
-            extra = {'n_units': orm.Int(int(CELL_LABEL.match(label).group(1)))}
-            if 'vdos' in self.inputs:
-                vdos, message = self._replica_outputs('vdos', label)
-                if vdos is None:
-                    self.report(f'the VDOS run of {label} failed ({message}): its c_p has no quantum correction')
-                else:
-                    extra['vdos_trajectory'] = vdos.trajectory
-            self.ctx.analysed[label] = analyse_replica(npt.log, nvt.trajectory, temperature, self.inputs.analysis,
-                                                       **extra)
-        return None
+        submitted = {}
+        for length, labels in self._lengths().items():
+            logs, trajectories, vdos_trajectories, n_units = {}, {}, {}, {}
+            for label in labels:
+                nvt, message = self._replica_outputs('nvt', label)
+                if nvt is None:
+                    return self.exit_codes.ERROR_NVT_FAILED.format(label=label, message=message)
+                npt, _ = self._replica_outputs('npt', label)
+                logs[label], trajectories[label] = npt.log, nvt.trajectory
+                n_units[label] = orm.Int(int(CELL_LABEL.match(label).group(1)))
+                if 'vdos' in self.inputs:
+                    vdos, message = self._replica_outputs('vdos', label)
+                    if vdos is None:
+                        self.report(f'the VDOS run of {label} failed ({message}): its c_p has no quantum correction')
+                    else:
+                        vdos_trajectories[label] = vdos.trajectory
+            extra = {'vdos_trajectories': vdos_trajectories} if vdos_trajectories else {}
+            submitted[f'properties_{length}'] = self._submit_analysis(
+                'properties', length, logs, trajectories, n_units=n_units, temperature_K=temperature, **extra)
+        return ToContext(**submitted)
 
     def combine(self):
-        lengths = sorted({label[:4] for label in self.ctx.analysed})
-        for length in lengths:
+        for length, labels in self._lengths().items():
+            node, failure = self._analysis_outputs('properties', length)
+            if failure is not None:
+                return failure
             inputs = {}
-            for label, results in self.ctx.analysed.items():
-                if label.startswith(length):
-                    replica = label[5:]
-                    inputs[f'scalars_{replica}'] = results['scalars']
-                    inputs[f'distributions_{replica}'] = results['distributions']
+            for label in labels:
+                replica = label[5:]
+                inputs[f'scalars_{replica}'] = node.outputs.scalars[label]
+                inputs[f'distributions_{replica}'] = node.outputs.distributions[label]
             combined = combine_chain_length(**inputs)
             self.out(f'properties.{length}', combined['properties'])
             self.out(f'distributions.{length}', combined['distributions'])
+        return None

@@ -14,6 +14,13 @@ from aiida_qrnn.testing.models import small_qrnn_node
 from aiida_qrnn.workchains.properties import PropertiesWorkChain, load_protocol, plot_against_experiment
 
 
+def _analysis_jobs(node) -> dict:
+    """The analysis jobs the work chain called, by task."""
+    jobs = [call for call in node.called if call.process_type == 'aiida.calculations:qrnn.analysis']
+    assert all(job.is_finished_ok for job in jobs)
+    return {job.inputs.task.value: job for job in jobs}
+
+
 def _check_properties(node, n_replicas: int) -> dict:
     assert node.is_finished_ok, node.exit_message
     properties = node.outputs.properties.n001.get_dict()
@@ -46,15 +53,20 @@ def test_classical_baseline_two_replicas(md_code):
     builder = PropertiesWorkChain.get_builder_from_protocol(md_code, 'tiny')
     _, node = run_get_node(builder)
     properties = _check_properties(node, n_replicas=2)
+    # The frame selection and the analyses ran as jobs, one per task for the chain length (not in the daemon).
+    jobs = _analysis_jobs(node)
+    assert sorted(jobs) == ['density_frame', 'properties']
+    assert sorted(jobs['properties'].inputs.trajectories) == ['n001_r00', 'n001_r01']
     # The NVT run started from the NPT frame whose density is closest to the NPT mean density.
-    starts = [call for call in node.called_descendants if call.process_label == 'select_density_frame']
-    assert len(starts) == 2
-    for start in starts:
-        mean = start.outputs.result.base.attributes.get('npt_mean_density_g_cm3')
-        with start.inputs.trajectory.as_path() as path:
+    selection = jobs['density_frame']
+    assert sorted(selection.outputs.structures) == ['n001_r00', 'n001_r01']
+    for label in sorted(selection.outputs.structures):
+        start = selection.outputs.structures[label]
+        mean = start.base.attributes.get('npt_mean_density_g_cm3')
+        with selection.inputs.trajectories[label].as_path() as path:
             frames = read_trajectory(path)
         densities = [density_g_cm3(frames.to_atoms(index)) for index in range(len(frames.steps))]
-        chosen = density_g_cm3(start.outputs.result.get_ase())
+        chosen = density_g_cm3(start.get_ase())
         assert abs(chosen - mean) == pytest.approx(min(abs(np.array(densities) - mean)), abs=1e-9)
         assert len(set(np.round(densities, 9))) > 1  # the barostat moved the cell
     assert properties['density']['replicas'][0] != properties['density']['replicas'][1]
@@ -71,8 +83,7 @@ def test_small_qrnn_one_replica(md_code):
     jobs = [call for call in node.called_descendants if call.process_type == 'aiida.calculations:qrnn.md']
     assert len(jobs) == 2 and all('model' in job.inputs for job in jobs)
     # The QRNN's charges move between molecules; the NPT log's per-molecule statistics reach the replica's scalars.
-    scalars = next(call for call in node.called_descendants if call.process_label == 'analyse_replica').outputs
-    values = scalars.scalars.get_dict()
+    values = _analysis_jobs(node)['properties'].outputs.scalars['n001_r00'].get_dict()
     assert 0 < values['npt_molecular_charge_rms_e'] <= values['npt_molecular_charge_max_abs_e'] < 1.0
 
 
@@ -91,8 +102,8 @@ def test_small_qrnn_batched_replicas(md_code):
     assert len(jobs) == 2 and all(sorted(job.inputs.structures) == ['r00', 'r01'] for job in jobs)
     assert [job.inputs.parameters['ensemble'] for job in jobs] == ['npt', 'nvt']
     # Each replica's NVT starts from its own NPT run's mean-density frame.
-    starts = {call.outputs.result.uuid for call in node.called_descendants
-              if call.process_label == 'select_density_frame'}
+    selected = _analysis_jobs(node)['density_frame'].outputs.structures
+    starts = {selected[label].uuid for label in ('n001_r00', 'n001_r01')}
     assert {jobs[1].inputs.structures[label].uuid for label in ('r00', 'r01')} == starts
     npt_logs = [jobs[0].outputs.replicas[label].log for label in ('r00', 'r01')]
     assert not np.allclose(npt_logs[0].get_array('volume_A3'), npt_logs[1].get_array('volume_A3'))

@@ -1,15 +1,21 @@
-"""Figures without pyplot: an Agg canvas per figure, so plotting works headless and leaks no global state."""
+"""Figures without pyplot: an Agg canvas per figure, so plotting works headless and leaks no global state.
+
+matplotlib is imported when a figure is made, not with the analyses (the analysis job draws nothing)."""
 
 from __future__ import annotations
 
+import typing as t
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if t.TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def new_axes(xlabel: str, ylabel: str, title: str | None = None):
     """A fresh figure with one labelled axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(5.0, 3.6), layout='constrained')
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

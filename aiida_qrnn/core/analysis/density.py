@@ -8,6 +8,7 @@ minimum, lets the data push it later (:mod:`.equilibration`) and gives the error
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from .equilibration import (
     production_window,
 )
 from .statistics import DEFAULT_DISCARD_FRACTION, DEFAULT_N_BLOCKS, block_average, production
+
+if t.TYPE_CHECKING:
+    from .frames import FrameReader
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,23 @@ def equilibrated_density(volumes_A3: np.ndarray, total_mass_amu: float, *,
 def frame_closest_to_mean(frame_densities_g_cm3: np.ndarray, mean_g_cm3: float) -> int:
     """Index of the frame whose density is closest to ``mean_g_cm3`` (the NVT start in the paper)."""
     return int(np.argmin(np.abs(np.asarray(frame_densities_g_cm3) - mean_g_cm3)))
+
+
+def mean_density_frame(volumes_A3: np.ndarray, log_steps: np.ndarray, trajectory: FrameReader, *,
+                       min_discard_fraction: float = DEFAULT_MIN_DISCARD_FRACTION,
+                       min_independent_samples: float = DEFAULT_MIN_INDEPENDENT_SAMPLES) -> tuple[int, DensityResult]:
+    """The frame of an NPT ``trajectory`` whose density is closest to the mean density of the production window
+    detected in the log (``volumes_A3`` at ``log_steps``), searched within that window (all frames if it holds none),
+    and that mean. Only the frames' cells are used."""
+    total_mass = float(trajectory.masses.sum())
+    density = equilibrated_density(volumes_A3, total_mass, min_discard_fraction=min_discard_fraction,
+                                   min_independent_samples=min_independent_samples)
+    first_step = log_steps[len(log_steps) - density.n_samples]
+    candidates = np.flatnonzero(trajectory.steps >= first_step)
+    if len(candidates) == 0:
+        candidates = np.arange(trajectory.n_frames)
+    frame_densities = density_g_cm3(total_mass, np.abs(np.linalg.det(trajectory.cells[candidates])))
+    return int(candidates[frame_closest_to_mean(frame_densities, density.mean_g_cm3)]), density
 
 
 def plot_density(times_fs: np.ndarray, densities_g_cm3: np.ndarray, result: DensityResult, path: Path | str) -> Path:

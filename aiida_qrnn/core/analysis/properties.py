@@ -38,6 +38,13 @@ from .quantum_correction import VibrationalDensityOfStates, check_velocity_sampl
 from .radius_of_gyration import RG_BIN_WIDTH_A, RadiusOfGyration
 from .rdf import InterRDF, half_min_width
 
+#: The analysis settings of a replica (the ``analysis`` input of ``PropertiesWorkChain``): ``discard_fraction`` the
+#: least part of the NPT run discarded (the paper's 20 %; the data may push it later), ``min_independent_samples``
+#: fewer uncorrelated samples flag a value, the MSD fit window; ``viscosity_mPa_s`` (optional) replaces the
+#: experimental viscosity in the Yeh–Hummer correction.
+ANALYSIS_DEFAULTS = {'discard_fraction': 0.2, 'min_independent_samples': 10.0, 'msd_fit_start_fraction': 0.1,
+                     'msd_fit_end_fraction': 0.5}
+ANALYSIS_OPTIONAL = ('viscosity_mPa_s',)
 #: Scalar property → unit; ``replica_properties`` returns these keys (None where not computable), ``<name>_sem``
 #: errors and ``<name>_too_short`` flags of the raw values.
 SCALAR_UNITS = {
