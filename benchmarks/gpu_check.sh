@@ -4,7 +4,10 @@
 #   * energy+forces ms and peak memory at 1 500, 8 000 and 32 000 atoms (bench_model.py),
 #   * ms per NVT and NPT step of the MD engine, ns/day at the paper's step, and 10 batched 1 500-atom replicas
 #     against the same replicas one after another (bench_md.py),
-#   * training clusters/s of the QRNN and of one ANI-2x network on the same batches (bench_training.py).
+#   * training clusters/s of the QRNN and of one ANI-2x network on the same batches (bench_training.py), at batch
+#     256 in float32, TF32 and bf16 (one run, one data set; keys cuda-float32[-tf32|-bf16]-batch256 of training.json),
+#     and the QRNN's validation curve in float32, TF32 and bf16 on the same data (train_precision_check in
+#     bench_training.py --precision-curves: does reduced precision keep the loss within tolerance of float32?).
 # Results land in benchmarks/results/*_cuda.json (and training.json) and, when $OUT is set, are copied there.
 #
 # Wheels it needs besides torch (pure Python or manylinux, Python 3.12 on the lent machines) are fetched HERE by
@@ -33,8 +36,10 @@ fi
 
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 SIZES="1500 8000 32000" ROUNDS=20 MD_STEPS=200 REPLICAS=10 REPLICA_ATOMS=1500 TRAIN_BATCH=256 TRAIN_STEPS=30
+CURVE_CLUSTERS=1024 CURVE_EPOCHS=8
 if [ -n "${GPU_CHECK_QUICK:-}" ]; then  # exercises every part in a minute or two, numbers meaningless
   SIZES="300" ROUNDS=2 MD_STEPS=2 REPLICAS=2 REPLICA_ATOMS=300 TRAIN_BATCH=8 TRAIN_STEPS=2
+  CURVE_CLUSTERS=16 CURVE_EPOCHS=1
 fi
 export PYTHONUNBUFFERED=1 TORCHANI_NO_WARN_EXTENSIONS=1
 PYTHON=${PYTHON:-python3}
@@ -72,8 +77,14 @@ part 120 'model: energy+forces beside ANI-2x' "$PYTHON" benchmarks/bench_model.p
 # shellcheck disable=SC2086
 part 180 'MD: NVT/NPT steps, ns/day, 10 batched replicas' "$PYTHON" benchmarks/bench_md.py --device "$DEVICE" \
   --sizes $SIZES --steps $MD_STEPS --replicas $REPLICAS --replica-atoms $REPLICA_ATOMS
-part 90 'training: clusters/s beside ANI-2x' "$PYTHON" benchmarks/bench_training.py --device "$DEVICE" \
-  --batch-size $TRAIN_BATCH --steps $TRAIN_STEPS
+PRECISIONS="highest tf32 bf16"
+[ "$DEVICE" = cuda ] || PRECISIONS=highest  # TF32/bf16 are CUDA-only settings
+# shellcheck disable=SC2086
+part 150 'training: clusters/s beside ANI-2x (float32, TF32, bf16)' "$PYTHON" benchmarks/bench_training.py \
+  --device "$DEVICE" --batch-size $TRAIN_BATCH --steps $TRAIN_STEPS --precision $PRECISIONS
+# shellcheck disable=SC2086
+part 120 'training: validation curves in float32, TF32, bf16' "$PYTHON" benchmarks/bench_training.py \
+  --device "$DEVICE" --precision-curves $PRECISIONS --curve-clusters $CURVE_CLUSTERS --curve-epochs $CURVE_EPOCHS
 
 echo "=== done in $(($(date +%s) - started)) s"
 if [ -n "${OUT:-}" ]; then
