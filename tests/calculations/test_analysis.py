@@ -1,5 +1,6 @@
 """``AnalysisCalculation`` running the real ``aiida-qrnn-exec analyse`` on localhost (on the MD jobs' code, as the
-property work chain runs it)."""
+property work chain runs it). A refused input is tested on the job itself (``tests/jobs/test_analyse.py``) and on
+the parser's stored outputs (``tests/parsers/test_analysis.py``)."""
 
 from __future__ import annotations
 
@@ -45,18 +46,6 @@ def test_properties_job_equals_the_in_process_analysis(md_code, tmp_path):
     for name, arrays in distributions.items():
         for array_name, values in arrays.items():
             np.testing.assert_array_equal(stored.get_array(f'{name}__{array_name}'), values)
-
-
-def test_unreadable_trajectory_is_refused_naming_the_file(md_code, tmp_path):
-    folder = write_liquid_replica(tmp_path / 'r00', n_frames=10, n_molecules=4)
-    (tmp_path / 'broken.h5').write_bytes(b'\x89HDF\r\n\x1a\n but nothing after the signature')
-    _, node = run_get_node(
-        AnalysisCalculation, code=md_code, task=orm.Str('density_frame'),
-        npt_logs={'n001_r00': _log(folder / 'npt_log.npz')},
-        trajectories={'n001_r00': orm.SinglefileData(tmp_path / 'broken.h5')},
-    )
-    assert node.exit_status == AnalysisCalculation.exit_codes.ERROR_INVALID_INPUT.status
-    assert 'replica n001_r00' in node.exit_message and 'replicas/n001_r00/trajectory.h5' in node.exit_message
 
 
 def test_validation_names_the_replicas_without_a_trajectory(aiida_profile):

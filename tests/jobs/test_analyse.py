@@ -18,9 +18,9 @@ from aiida_qrnn.jobs.folder import ERROR_FILE, EXIT_BAD_INPUT
 from aiida_qrnn.testing.trajectories import write_liquid_replica
 
 
-def _folder(tmp_path, task: str, labels=('n001_r00',), **overrides):
-    for index, label in enumerate(labels):
-        write_liquid_replica(tmp_path / JOB.inputs['replicas'] / label, seed=index)
+def _folder(tmp_path, task: str, labels=('n001_r00',), write_replicas: bool = True, **overrides):
+    for index, label in enumerate(labels if write_replicas else ()):
+        write_liquid_replica(tmp_path / JOB.inputs['replicas'] / label, seed=index, n_frames=24, n_molecules=6)
     parameters = {'task': task, 'temperature_K': 300.0, 'analysis': {},
                   'replicas': {label: {'n_units': 1} for label in labels}, **overrides}
     (tmp_path / JOB.inputs['parameters']).write_text(json.dumps(parameters))
@@ -87,7 +87,7 @@ def test_density_frame_is_the_frame_closest_to_the_mean(tmp_path, monkeypatch):
     ({'temperature_K': -1}, "'analysis_input.json': temperature_K must be a positive number"),
 ])
 def test_bad_parameters_name_the_file(tmp_path, monkeypatch, change, message):
-    folder = _folder(tmp_path, **{'task': 'properties', **change})
+    folder = _folder(tmp_path, write_replicas=False, **{'task': 'properties', **change})
     result = _run(folder, monkeypatch)
     assert result.exit_code == EXIT_BAD_INPUT
     error = json.loads((folder / ERROR_FILE).read_text())
