@@ -42,6 +42,13 @@ def task_errors(prediction: dict[str, torch.Tensor], batch: ClusterBatch, tasks:
     return errors
 
 
+def _atom_counts(batch: ClusterBatch, dtype: torch.dtype) -> torch.Tensor:
+    """(systems,) atoms per system, summed on the device (``bincount`` on CUDA waits for the device to size its
+    output; the counts are exact integers in any float type used here)."""
+    ones = torch.ones(batch.system_index.shape, dtype=dtype, device=batch.system_index.device)  # (atoms,)
+    return ones.new_zeros(batch.n_systems).index_add_(0, batch.system_index, ones)
+
+
 class MultitaskLoss(torch.nn.Module):
     """Weighted sum of per-task mean squared errors; ``log_variances`` (s_t) are parameters when ``learned``."""
 
@@ -69,8 +76,7 @@ class MultitaskLoss(torch.nn.Module):
         """(tasks,) mean squared error of each task."""
         errors = task_errors(prediction, batch, self.tasks)
         if self.energy_per_atom and 'energy' in errors:
-            n_atoms = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (systems,)
-            errors['energy'] = errors['energy'] / n_atoms.to(errors['energy'].dtype)
+            errors['energy'] = errors['energy'] / _atom_counts(batch, errors['energy'].dtype)
         return torch.stack([errors[task].square().mean() for task in self.tasks])
 
     def partial_losses(self, prediction: dict[str, torch.Tensor], batch: ClusterBatch,
@@ -78,8 +84,7 @@ class MultitaskLoss(torch.nn.Module):
         """(tasks,) this part's sums of squared errors over ``counts`` (:meth:`task_counts` of the whole batch)."""
         errors = task_errors(prediction, batch, self.tasks)
         if self.energy_per_atom and 'energy' in errors:
-            n_atoms = torch.bincount(batch.system_index, minlength=batch.n_systems)  # (systems,)
-            errors['energy'] = errors['energy'] / n_atoms.to(errors['energy'].dtype)
+            errors['energy'] = errors['energy'] / _atom_counts(batch, errors['energy'].dtype)
         sums = torch.stack([errors[task].square().sum() for task in self.tasks])
         return sums / counts.to(sums.dtype)
 
