@@ -25,31 +25,21 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tqdm import tqdm
 
-from ..topology import make_molecules_whole
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
-from .checkpoint import Checkpoint
-from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, committee_disagreement
+from .committee import committee_disagreement
 from .engine import MDEngine, cell_volumes, initial_state
 from .forcefields import CalculatorForceField, QRNNForceField
 from .outputs import (
-    CHECKPOINT_FILE,
-    LOG_COLUMNS,
-    LOG_FILE,
-    TRAJECTORY_FILE,
-    CsvLog,
     MDResult,
-    check_compatible,
     molecular_charge_statistics,
-    write_status,
     write_unstable,
 )
+from .run import MdRun
 from .settings import MDSettings
 from .status import MDStatus
-from .trajectory import TrajectoryWriter
 
 if t.TYPE_CHECKING:
     from ..model.committee import Committee
@@ -57,75 +47,6 @@ if t.TYPE_CHECKING:
 __all__ = ('run_md_replicas',)
 
 ENERGY_KEY = 'md_potential_energy_eV'  # where a snapshot carries its energy (NaN positions defeat a calculator cache)
-
-
-class _Replica:
-    """One run folder: its files, step counter and random generator, on the host."""
-
-    def __init__(self, settings: MDSettings, atoms: Atoms, workdir: Path, rng: np.random.Generator,
-                 with_committee: bool) -> None:
-        self.settings, self.workdir, self.rng = settings, Path(workdir), rng
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.atoms = atoms.copy()
-        self.atoms.calc = None
-        self.result: MDResult | None = None
-        path = self.workdir / CHECKPOINT_FILE
-        self.checkpoint = Checkpoint.load(path) if path.is_file() else None
-        if self.checkpoint is None:
-            self.step, self.time_fs = 0, 0.0
-            if 'molecule' in self.atoms.arrays and self.atoms.pbc.any():
-                self.atoms.set_positions(make_molecules_whole(self.atoms, molecule_ids=self.atoms.arrays['molecule']))
-            if settings.initial_velocities == 'maxwell_boltzmann':
-                MaxwellBoltzmannDistribution(self.atoms, temperature_K=settings.temperature_K, rng=rng)
-                Stationary(self.atoms)
-            self.state = initial_state(settings, self.atoms.positions, self.atoms.get_momenta(),
-                                       self.atoms.cell.array)
-            self.writer = TrajectoryWriter(self.workdir / TRAJECTORY_FILE, self.atoms,
-                                           write_velocities=settings.write_velocities)
-            keep_until = None
-        else:
-            check_compatible(self.checkpoint, settings, self.atoms, path)
-            self.step, self.time_fs = self.checkpoint.step, self.checkpoint.time_fs
-            if self.checkpoint.rng_state is not None:
-                rng.bit_generator.state = self.checkpoint.rng_state
-            saved = self.checkpoint.integrator_state
-            self.state = {key: value for key, value in saved.items() if not key.startswith('writer_')}
-            self.atoms.set_cell(self.state['cell'], scale_atoms=False)
-            self.atoms.set_positions(self.state['positions'])
-            self.writer = TrajectoryWriter(self.workdir / TRAJECTORY_FILE, self.atoms,
-                                           write_velocities=settings.write_velocities,
-                                           keep_frames=self.checkpoint.n_frames)
-            self.writer.set_state({k.removeprefix('writer_'): v for k, v in saved.items() if k.startswith('writer_')})
-            keep_until = self.step
-        self.log = CsvLog(self.workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=keep_until)
-        self.committee_log = CsvLog(self.workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=keep_until) \
-            if with_committee else None
-
-    def snapshot(self, state: dict[str, np.ndarray], energy: float) -> Atoms:
-        """The replica as ASE atoms (positions, momenta, cell; the potential energy in ``info``)."""
-        atoms = self.atoms.copy()
-        atoms.set_cell(state['cell'], scale_atoms=False)
-        atoms.set_positions(state['positions'])
-        atoms.set_momenta(state['momenta'])
-        atoms.info[ENERGY_KEY] = energy
-        return atoms
-
-    def save_checkpoint(self, state: dict[str, np.ndarray]) -> None:
-        self.writer.flush()
-        self.log.flush()
-        full = dict(state) | {f'writer_{key}': value for key, value in self.writer.get_state().items()}
-        Checkpoint(step=self.step, time_fs=self.time_fs, n_frames=self.writer.n_frames,
-                   numbers=self.atoms.numbers.copy(), ensemble=self.settings.ensemble,
-                   cell_fluctuations=self.settings.cell_fluctuations, integrator_state=full,
-                   rng_state=self.rng.bit_generator.state).save(self.workdir / CHECKPOINT_FILE)
-
-    def finish(self, status: MDStatus, message: str) -> None:
-        self.writer.close()
-        self.log.close()
-        if self.committee_log is not None:
-            self.committee_log.close()
-        self.result = write_status(self.workdir, MDResult(status=status, step=self.step, time_fs=self.time_fs,
-                                                          message=message))
 
 
 def _force_field(calculator: Calculator, atoms_list: list[Atoms], settings: MDSettings):
@@ -168,9 +89,12 @@ def run_md_replicas(settings: MDSettings, atoms_list: list[Atoms], calculator: C
         raise ValueError(f'structures {constrained} carry ASE constraints, which the torch engine does not apply; '
                          "remove them or use MD setting engine='ase' (NVE/NVT).")
     rngs = rngs or [None] * len(atoms_list)
-    replicas = [_Replica(settings, atoms, Path(workdir), np.random.default_rng() if rng is None else rng,
-                         committee is not None) for atoms, workdir, rng in zip(atoms_list, workdirs, rngs, strict=True)]
+    replicas = [MdRun(settings, atoms, workdir, rng, with_committee=committee is not None)
+                for atoms, workdir, rng in zip(atoms_list, workdirs, rngs, strict=True)]
     for replica in replicas:
+        if replica.state is None:
+            replica.state = initial_state(settings, replica.atoms.positions, replica.atoms.get_momenta(),
+                                          replica.atoms.cell.array)
         if replica.step == settings.n_steps:
             replica.finish(MDStatus.FINISHED,
                            f'already finished: checkpoint at step {replica.step} of {settings.n_steps}')
@@ -186,7 +110,7 @@ def run_md_replicas(settings: MDSettings, atoms_list: list[Atoms], calculator: C
 class _Loop:
     """The stepping loop of :func:`run_md_replicas`: host work only at the intervals of the settings."""
 
-    def __init__(self, settings: MDSettings, engine: MDEngine, active: list[_Replica],
+    def __init__(self, settings: MDSettings, engine: MDEngine, active: list[MdRun],
                  committee: Committee | None) -> None:
         self.settings, self.engine, self.active, self.committee = settings, engine, active, committee
         self.periodic = bool(active[0].atoms.pbc.all())
@@ -200,8 +124,14 @@ class _Loop:
         return self._host
 
     def snapshot(self, index: int) -> Atoms:
+        """Replica ``index`` as ASE atoms (positions, momenta, cell; the potential energy in ``info``)."""
         states, energies = self.host_states()
-        return self.active[index].snapshot(states[index], float(energies[index]))
+        atoms = self.active[index].atoms.copy()
+        atoms.set_cell(states[index]['cell'], scale_atoms=False)
+        atoms.set_positions(states[index]['positions'])
+        atoms.set_momenta(states[index]['momenta'])
+        atoms.info[ENERGY_KEY] = float(energies[index])
+        return atoms
 
     def run(self) -> None:
         settings = self.settings
@@ -218,8 +148,7 @@ class _Loop:
             finite, temperatures = self._health()
             stopped = []
             for index, replica in enumerate(self.active):
-                replica.step += 1
-                replica.time_fs += settings.timestep_fs
+                replica.advance()
                 if self._after_step(index, bool(finite[index]), float(temperatures[index])):
                     stopped.append(index)
             self._drop(stopped)
@@ -236,7 +165,7 @@ class _Loop:
         replica.writer.append(atoms, 0, 0.0)
         replica.log.write(self._log_rows()[index])
         if self.committee is not None and (message := self._committee_stop(index, atoms)) is not None:
-            replica.save_checkpoint(self.host_states()[0][index])
+            replica.checkpoint(self.host_states()[0][index])
             replica.finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
             return True
         return False
@@ -268,16 +197,16 @@ class _Loop:
             replica.writer.append(self.snapshot(index), step, replica.time_fs)
         if self.committee is not None and step % settings.committee_interval == 0 \
                 and (message := self._committee_stop(index, self.snapshot(index))) is not None:
-            replica.save_checkpoint(self.host_states()[0][index])
+            replica.checkpoint(self.host_states()[0][index])
             replica.finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
             return True
         if step % settings.checkpoint_interval == 0 or step == settings.n_steps:
-            replica.save_checkpoint(self.host_states()[0][index])
+            replica.checkpoint(self.host_states()[0][index])
             if step == settings.n_steps:
                 replica.finish(MDStatus.FINISHED, f'finished {settings.n_steps} steps')
                 return True
         elif settings.walltime_s is not None and time.monotonic() - self.started > settings.walltime_s:
-            replica.save_checkpoint(self.host_states()[0][index])
+            replica.checkpoint(self.host_states()[0][index])
             replica.finish(MDStatus.STOPPED_WALLTIME, f'walltime {settings.walltime_s} s reached at step {step}')
             return True
         return False

@@ -30,14 +30,11 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tqdm import tqdm
 
-from ..topology import make_molecules_whole
 from ..units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 from . import guards
-from .checkpoint import Checkpoint
-from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, committee_disagreement
+from .committee import committee_disagreement
 from .integrators import build_integrator, conserved_energy, get_integrator_state, set_integrator_state
 from .outputs import (
     CHECKPOINT_FILE,
@@ -46,24 +43,21 @@ from .outputs import (
     STATUS_FILE,
     TRAJECTORY_FILE,
     UNSTABLE_FILE,
-    CsvLog,
     MDResult,
-    check_compatible,
     molecular_charge_statistics,
     read_log,
-    write_status,
     write_unstable,
 )
 from .replicas import run_md_replicas
+from .run import MdRun
 from .settings import MDSettings
 from .status import MDStatus
-from .trajectory import TrajectoryWriter
 
 if t.TYPE_CHECKING:
     from ..model.committee import Committee
 
-__all__ = ('CHECKPOINT_FILE', 'LOG_COLUMNS', 'LOG_FILE', 'STATUS_FILE', 'TRAJECTORY_FILE', 'UNSTABLE_FILE', 'MDResult',
-           'read_log', 'run_md')
+__all__ = ('CHECKPOINT_FILE', 'LOG_COLUMNS', 'LOG_FILE', 'STATUS_FILE', 'TRAJECTORY_FILE', 'UNSTABLE_FILE', 'AseMdRun',
+           'MDResult', 'read_log', 'run_md')
 
 
 def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: Path | str, *,
@@ -72,116 +66,94 @@ def run_md(settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: 
 
     ``rng`` draws the initial Maxwell-Boltzmann velocities of a fresh run (its state is checkpointed).
     ``committee`` (models other than the calculator's) is evaluated every ``settings.committee_interval`` steps.
-    With ``settings.engine == 'torch'`` this is :func:`~.replicas.run_md_replicas` with one replica.
+    With ``settings.engine == 'torch'`` this is :func:`~.replicas.run_md_replicas` with one replica, else
+    :class:`AseMdRun`.
     """
     if settings.engine == 'torch':
         return run_md_replicas(settings, [atoms], calculator, [workdir], rngs=[rng], committee=committee)[0]
-    if (committee is None) != (settings.committee_interval == 0):
-        raise ValueError('a committee needs MD setting committee_interval > 0, and committee_interval > 0 needs a '
-                         f'committee (got committee_interval={settings.committee_interval} and '
-                         f'{"no" if committee is None else "a"} committee).')
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng() if rng is None else rng
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    checkpoint_path = workdir / CHECKPOINT_FILE
-    checkpoint = Checkpoint.load(checkpoint_path) if checkpoint_path.is_file() else None
+    return AseMdRun(settings, atoms, calculator, workdir, rng=rng, committee=committee).run()
 
-    if checkpoint is None:
-        step, time_fs = 0, 0.0
-        if 'molecule' in atoms.arrays and atoms.pbc.any():
-            atoms.set_positions(make_molecules_whole(atoms, molecule_ids=atoms.arrays['molecule']))
-        if settings.initial_velocities == 'maxwell_boltzmann':
-            MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
-            Stationary(atoms)
-        integrator = build_integrator(settings, atoms)
-        writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities)
-        log = CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=None)
-        committee_log = CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=None) if committee \
-            else None
-    else:
-        check_compatible(checkpoint, settings, atoms, checkpoint_path)
-        step, time_fs = checkpoint.step, checkpoint.time_fs
-        if checkpoint.rng_state is not None:
-            rng.bit_generator.state = checkpoint.rng_state
-        state = checkpoint.integrator_state
-        atoms.set_cell(state['cell'], scale_atoms=False)
-        atoms.set_positions(state['positions'])
-        atoms.set_momenta(state['momenta'])
-        integrator = build_integrator(settings, atoms)
-        set_integrator_state(integrator, {k: v for k, v in state.items() if not k.startswith('writer_')})
-        writer = TrajectoryWriter(workdir / TRAJECTORY_FILE, atoms, write_velocities=settings.write_velocities,
-                                  keep_frames=checkpoint.n_frames)
-        writer.set_state({k.removeprefix('writer_'): v for k, v in state.items() if k.startswith('writer_')})
-        log = CsvLog(workdir / LOG_FILE, LOG_COLUMNS, keep_until_step=step)
-        committee_log = CsvLog(workdir / COMMITTEE_FILE, COMMITTEE_COLUMNS, keep_until_step=step) if committee \
-            else None
 
-    def committee_stop() -> str | None:
+class AseMdRun:
+    """An :class:`~.run.MdRun` advanced by ASE's integrators (:mod:`.integrators`), step by step on the host:
+    :meth:`run` loops :meth:`step` with the guards, outputs and checkpoints of the settings."""
+
+    def __init__(self, settings: MDSettings, atoms: Atoms, calculator: Calculator, workdir: Path | str, *,
+                 rng: np.random.Generator | None = None, committee: Committee | None = None) -> None:
+        if (committee is None) != (settings.committee_interval == 0):
+            raise ValueError('a committee needs MD setting committee_interval > 0, and committee_interval > 0 needs '
+                             f'a committee (got committee_interval={settings.committee_interval} and '
+                             f'{"no" if committee is None else "a"} committee).')
+        self.settings, self.committee = settings, committee
+        self.md = MdRun(settings, atoms, workdir, rng, with_committee=committee is not None)
+        self.atoms = self.md.atoms
+        self.atoms.calc = calculator
+        self.integrator = build_integrator(settings, self.atoms)
+        if self.md.state is not None:
+            set_integrator_state(self.integrator, self.md.state)
+
+    def checkpoint(self) -> None:
+        self.md.checkpoint(get_integrator_state(self.integrator))
+
+    def finish(self, status: MDStatus, message: str) -> MDResult:
+        return self.md.finish(status, message)
+
+    def step(self) -> tuple[MDStatus, str] | None:
+        """One integrator step and the per-step guards; a problem (status, message) or None."""
+        problem = _step(self.integrator)
+        self.md.advance()
+        return problem or _check(self.atoms, self.settings, contacts=self.md.step % self.settings.guard_interval == 0)
+
+    def _committee_stop(self) -> str | None:
         """Append the committee's disagreement; a message when it exceeds ``committee_max_force_deviation``."""
-        rho_f, deviation = committee_disagreement(committee, atoms)
-        committee_log.write((step, time_fs, rho_f, deviation))
-        limit = settings.committee_max_force_deviation
+        md, limit = self.md, self.settings.committee_max_force_deviation
+        rho_f, deviation = committee_disagreement(self.committee, self.atoms)
+        md.committee_log.write((md.step, md.time_fs, rho_f, deviation))
         if limit is not None and deviation > limit:
-            return (f'step {step}: committee max force deviation {deviation:.4g} eV/Å exceeds '
+            return (f'step {md.step}: committee max force deviation {deviation:.4g} eV/Å exceeds '
                     f'committee_max_force_deviation {limit:g} eV/Å (rho_f {rho_f:.4g} (eV/Å)^2)')
         return None
 
-    def save_checkpoint() -> None:
-        writer.flush()
-        log.flush()
-        state = get_integrator_state(integrator)
-        state.update({f'writer_{key}': value for key, value in writer.get_state().items()})
-        Checkpoint(step=step, time_fs=time_fs, n_frames=writer.n_frames, numbers=atoms.numbers.copy(),
-                   ensemble=settings.ensemble, cell_fluctuations=settings.cell_fluctuations,
-                   integrator_state=state, rng_state=rng.bit_generator.state).save(checkpoint_path)
-
-    def finish(status: MDStatus, message: str) -> MDResult:
-        writer.close()
-        log.close()
-        if committee_log is not None:
-            committee_log.close()
-        return write_status(workdir, MDResult(status=status, step=step, time_fs=time_fs, message=message))
-
-    started = time.monotonic()
-    timestep_fs = settings.timestep_fs
-    if step == 0:
-        problem = _check(atoms, settings, contacts=True)
-        if problem is not None:
-            write_unstable(workdir, atoms)
-            return finish(*problem)
-        writer.append(atoms, step, time_fs)
-        log.write(_observables(integrator, settings, step, time_fs))
-        if committee is not None and (message := committee_stop()) is not None:
-            save_checkpoint()
-            return finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
-    with tqdm(total=settings.n_steps, initial=step, disable=not settings.progress_bar, unit='step') as progress:
-        while step < settings.n_steps:
-            problem = _step(integrator)
-            step += 1
-            time_fs += timestep_fs
-            progress.update()
-            problem = problem or _check(atoms, settings, contacts=step % settings.guard_interval == 0)
+    def run(self) -> MDResult:
+        """Step to ``settings.n_steps``, or until a guard fires, the committee disagrees or the walltime is up."""
+        settings, md, atoms = self.settings, self.md, self.atoms
+        started = time.monotonic()
+        if md.step == 0:
+            problem = _check(atoms, settings, contacts=True)
             if problem is not None:
-                write_unstable(workdir, atoms)
-                return finish(problem[0], f'step {step}: {problem[1]}')
-            if step % settings.log_interval == 0:
-                log.write(_observables(integrator, settings, step, time_fs))
-            if step % settings.trajectory_interval == 0:
-                writer.append(atoms, step, time_fs)
-            if committee is not None and step % settings.committee_interval == 0 \
-                    and (message := committee_stop()) is not None:
-                save_checkpoint()
-                return finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
-            if step % settings.checkpoint_interval == 0 or step == settings.n_steps:
-                save_checkpoint()
-            elif settings.walltime_s is not None and time.monotonic() - started > settings.walltime_s:
-                save_checkpoint()
-                return finish(MDStatus.STOPPED_WALLTIME, f'walltime {settings.walltime_s} s reached at step {step}')
-    if checkpoint is not None and checkpoint.step == settings.n_steps:
-        return finish(MDStatus.FINISHED, f'already finished: checkpoint at step {step} of {settings.n_steps}')
-    return finish(MDStatus.FINISHED, f'finished {settings.n_steps} steps')
+                write_unstable(md.workdir, atoms)
+                return self.finish(*problem)
+            md.writer.append(atoms, md.step, md.time_fs)
+            md.log.write(_observables(self.integrator, settings, md.step, md.time_fs))
+            if self.committee is not None and (message := self._committee_stop()) is not None:
+                self.checkpoint()
+                return self.finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
+        already_finished = md.resumed and md.done
+        with tqdm(total=settings.n_steps, initial=md.step, disable=not settings.progress_bar, unit='step') as progress:
+            while not md.done:
+                problem = self.step()
+                progress.update()
+                if problem is not None:
+                    write_unstable(md.workdir, atoms)
+                    return self.finish(problem[0], f'step {md.step}: {problem[1]}')
+                if md.step % settings.log_interval == 0:
+                    md.log.write(_observables(self.integrator, settings, md.step, md.time_fs))
+                if md.step % settings.trajectory_interval == 0:
+                    md.writer.append(atoms, md.step, md.time_fs)
+                if self.committee is not None and md.step % settings.committee_interval == 0 \
+                        and (message := self._committee_stop()) is not None:
+                    self.checkpoint()
+                    return self.finish(MDStatus.COMMITTEE_DISAGREEMENT, message)
+                if md.step % settings.checkpoint_interval == 0 or md.step == settings.n_steps:
+                    self.checkpoint()
+                elif settings.walltime_s is not None and time.monotonic() - started > settings.walltime_s:
+                    self.checkpoint()
+                    return self.finish(MDStatus.STOPPED_WALLTIME,
+                                       f'walltime {settings.walltime_s} s reached at step {md.step}')
+        if already_finished:
+            return self.finish(MDStatus.FINISHED,
+                               f'already finished: checkpoint at step {md.step} of {settings.n_steps}')
+        return self.finish(MDStatus.FINISHED, f'finished {settings.n_steps} steps')
 
 
 def _step(integrator) -> tuple[MDStatus, str] | None:

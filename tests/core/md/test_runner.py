@@ -261,3 +261,25 @@ def test_conserved_energy_matches_ase(ensemble, cell_fluctuations):
     integrator = build_integrator(settings, atoms)
     integrator.run(5)
     assert conserved_energy(integrator) == pytest.approx(integrator.get_conserved_energy(), abs=1e-12)
+
+
+def test_ase_run_object_steps_checkpoints_and_resumes(tmp_path):
+    """``AseMdRun`` driven by hand: start, step, checkpoint, finish; reopening the folder resumes at that step in the
+    same state, and the trajectory keeps only the frames up to the checkpoint."""
+    from aiida_qrnn.core.md.runner import AseMdRun
+
+    settings = _restart_settings('nvt', engine='ase')
+    run = AseMdRun(settings, argon_box(repeat=2), lj(), tmp_path, rng=np.random.default_rng(0))
+    assert (run.md.step, run.md.resumed, run.md.state) == (0, False, None)
+    for _ in range(4):
+        assert run.step() is None
+    run.checkpoint()
+    positions = run.atoms.get_positions()
+    run.step()
+    run.md.writer.append(run.atoms, run.md.step, run.md.time_fs)  # a frame after the checkpoint
+    assert run.finish(MDStatus.STOPPED_WALLTIME, 'stopped by hand').step == 5
+    resumed = AseMdRun(settings, argon_box(repeat=2), lj(), tmp_path, rng=np.random.default_rng(1))
+    assert (resumed.md.step, resumed.md.resumed, resumed.md.writer.n_frames) == (4, True, 0)
+    np.testing.assert_array_equal(resumed.atoms.get_positions(), positions)
+    assert resumed.run().status == MDStatus.FINISHED
+    assert read_trajectory(tmp_path / 'trajectory.h5').steps.tolist() == [6, 9, 12, 15, 18, 21, 24]
