@@ -75,6 +75,14 @@ class ClusterBatch:
                                for field in dataclasses.fields(self)})
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to a GPU from pinned memory without blocking (a copy from pageable memory would
+    wait for the work queued on the device)."""
+    if device.type == 'cuda':
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class ClusterSource(t.Protocol):
     """What the trainer reads clusters from."""
 
@@ -249,8 +257,9 @@ class PairCache:
             counts = sizes * (sizes - 1) // 2  # (clusters,) pairs of each cluster
             pair_starts = np.cumsum(counts) - counts
             total = int(counts.sum())
-            per_cluster = torch.from_numpy(np.stack([table_starts - pair_starts, batch_starts])).to(device)  # (2, c)
-            repeated = torch.repeat_interleave(per_cluster, torch.from_numpy(counts).to(device), dim=1,
+            per_cluster = to_device(torch.from_numpy(np.stack([table_starts - pair_starts, batch_starts])),
+                                    device)  # (2, clusters)
+            repeated = torch.repeat_interleave(per_cluster, to_device(torch.from_numpy(counts), device), dim=1,
                                                output_size=total)  # (2, pairs)
             columns = torch.arange(total, device=device) + repeated[0]  # (pairs,)
             return table.index_select(1, columns) + repeated[1]  # (2, pairs)
@@ -264,7 +273,7 @@ class PairCache:
                 self._clusters[index] = local
             parts.append(local.astype(np.int64) + batch_starts[position])
         found = np.concatenate(parts, axis=1) if parts else np.zeros((2, 0), dtype=np.int64)
-        return torch.from_numpy(found).to(device)
+        return to_device(torch.from_numpy(found), device)
 
     def _search(self, batch: ClusterBatch, start: int, size: int) -> np.ndarray:
         """Neighbour search of one open cluster of ``batch``: (2, pairs) int32 local indices."""

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .data import BatchPrefetcher, ClusterBatch, ClusterSource, PairCache, batch_slices, epoch_order
+from .data import BatchPrefetcher, ClusterBatch, ClusterSource, PairCache, batch_slices, epoch_order, to_device
 from .loss import MultitaskLoss, task_errors
 from .self_energies import composition_matrix, fit_self_energies
 
@@ -544,7 +544,7 @@ class Trainer:
         part ``batch`` of it."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        counts = self.loss.task_counts(n_clusters, n_atoms).to(self.device)
+        counts = to_device(self.loss.task_counts(n_clusters, n_atoms), self.device)
         with self._precision(), torch.nn.utils.parametrize.cached():
             objective, partial = self._data_parallel(batch, counts, 'forces' in self.config.tasks, self.world_size)
             losses = distributed.sum_over_ranks(partial)  # (tasks,) mean squared errors of the global batch
@@ -562,9 +562,9 @@ class Trainer:
         """Clip, step and add the batch's losses to the epoch's sums on the device (no wait for the device)."""
         self._optimizer_step()
         values = torch.cat([total.detach().reshape(1), losses.detach()]).to(torch.float64)  # (1 + tasks,)
-        if self._running_sums is None:
-            self._running_sums = torch.tensor([self.running['loss'], *self.running['task_losses']],
-                                              dtype=torch.float64, device=values.device)
+        if self._running_sums is None:  # first step of this call in the epoch: from the (checkpointed) sums
+            sums = torch.tensor([self.running['loss'], *self.running['task_losses']], dtype=torch.float64)
+            self._running_sums = to_device(sums, values.device)
             self._nonfinite_batch = torch.full((), -1, dtype=torch.long, device=values.device)
         self._running_sums += values
         bad = ~torch.isfinite(values[0]) & (self._nonfinite_batch < 0)
