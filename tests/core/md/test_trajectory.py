@@ -112,3 +112,20 @@ def test_observables_and_stage_are_written_read_and_cut_back_with_the_frames(tmp
                                'stage': 'npt'}
     with pytest.raises(ValueError, match=r"unknown trajectory observable\(s\) \['pressure'\]"):
         TrajectoryWriter(tmp_path / 'p.h5', atoms, observables=('pressure',))
+
+
+def test_mdanalysis_reads_the_observables(tmp_path):
+    """MDAnalysis's H5MD reader gives each frame's observables (the classical run's temperature, density, energy)."""
+    from MDAnalysis.coordinates.H5MD import H5MDReader
+
+    atoms = Atoms('H2O', positions=[[0, 0, 0], [0.96, 0, 0], [0, 0.96, 0]], cell=[8, 8, 8], pbc=True)
+    with TrajectoryWriter(tmp_path / 'c.h5', atoms, write_velocities=False, stage='nvt',
+                          observables=('temperature_K', 'density_g_cm3', 'potential_energy_eV')) as writer:
+        for frame in range(3):
+            writer.append(atoms, step=10 * frame, time_fs=10.0 * frame, observables={
+                'temperature_K': 300.0 + frame, 'density_g_cm3': 1.0, 'potential_energy_eV': -2.0})
+    reader = H5MDReader(str(tmp_path / 'c.h5'))
+    assert reader.n_frames == 3
+    assert [ts.data['temperature_K'] for ts in reader] == [300.0, 301.0, 302.0]
+    assert reader[2].data['step'] == 20
+    reader.close()
