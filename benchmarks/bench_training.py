@@ -211,7 +211,7 @@ def data_parallel_throughput(args) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='float32', choices=('float32', 'float64'))
@@ -227,27 +227,27 @@ def main() -> None:
                         help='instead: validation curves of one training in each of these precisions')
     parser.add_argument('--curve-clusters', type=int, default=1024)
     parser.add_argument('--curve-epochs', type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument('--output', type=pathlib.Path, default=RESULTS, help='results file (merged per key)')
+    args = parser.parse_args(argv)
     os.environ.setdefault('TORCHANI_NO_WARN_EXTENSIONS', '1')
     if args.ranks > 1:
         args.threads = args.threads or 1
         result = data_parallel_throughput(args)
         print(json.dumps(result, indent=2))
-        _store(f'ddp-{args.device}-{args.dtype}-batch{args.batch_size}-ranks{args.ranks}', result)
-        return
+        return _store(args.output, f'ddp-{args.device}-{args.dtype}-batch{args.batch_size}-ranks{args.ranks}', result)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.precision_curves:
         result = precision_curves(args)
         print(json.dumps(result, indent=2))
-        _store(f'{args.device}-{args.dtype}-precision-curves', result)
-        return
+        return _store(args.output, f'{args.device}-{args.dtype}-precision-curves', result)
     source = InMemoryClusters(paper_sized_clusters(args.batch_size * 2, seed=0, device=args.device))
     for precision in args.precision:
         result = single_process_throughput(source, args, precision)
         print(json.dumps(result, indent=2))
         suffix = '' if precision == 'highest' else f'-{precision}'
-        _store(f'{args.device}-{args.dtype}{suffix}-batch{args.batch_size}', result)
+        stored = _store(args.output, f'{args.device}-{args.dtype}{suffix}-batch{args.batch_size}', result)
+    return stored
 
 
 def precision_curves(args) -> dict:
@@ -355,12 +355,13 @@ def single_process_throughput(source: InMemoryClusters, args, precision: str) ->
     }
 
 
-def _store(key: str, result: dict) -> None:
-    """Merge ``result`` under ``key`` into the results file."""
-    stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+def _store(path: pathlib.Path, key: str, result: dict) -> dict:
+    """Merge ``result`` under ``key`` into the results file ``path``; returns what the file holds now."""
+    stored = json.loads(path.read_text()) if path.is_file() else {}
     stored[key] = result
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(stored, indent=2) + '\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=2) + '\n')
+    return stored
 
 
 if __name__ == '__main__':
