@@ -98,12 +98,17 @@ def test_gathered_batches_and_cached_pairs_equal_the_per_cluster_path(arrays, tm
         torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-14)
 
 
-def test_an_epoch_matches_plain_steps_with_losses_read_every_step(arrays, tmp_path):
-    """fit() (prefetch thread, cached pairs, sums on the device) gives the weights and the training losses of
-    plain steps on per-cluster batches whose losses are read after each step."""
+@pytest.mark.parametrize('from_file', [False, True])
+def test_an_epoch_matches_plain_steps_with_losses_read_every_step(arrays, tmp_path, from_file):
+    """fit() (prefetch thread reading memory or the file, cached pairs, sums on the device) gives the weights and
+    the training losses of plain steps on per-cluster batches whose losses are read after each step."""
     train, validation = split_indices(len(arrays.offsets) - 1, 0.2, seed=0)
     config = TrainingConfig(max_epochs=1, **SMALL)
-    fast = Trainer(tiny_model(4), InMemoryClusters(arrays), train, validation, config, tmp_path / 'fast')
+    if from_file:
+        source = FileClusters(write_cluster_set(tmp_path / 'set.h5', arrays, level_of_theory='teacher'))
+    else:
+        source = InMemoryClusters(arrays)
+    fast = Trainer(tiny_model(4), source, train, validation, config, tmp_path / 'fast')
     fast.fit()
     plain = Trainer(tiny_model(4), InMemoryClusters(arrays), train, validation, config, tmp_path / 'plain')
     order = epoch_order(train, config.seed, 0)
