@@ -12,8 +12,9 @@
 #
 # Wheels it needs besides torch (pure Python or manylinux, Python 3.12 on the lent machines) are fetched HERE by
 # `bash benchmarks/gpu_check.sh --download` into .whl/ (ignored by git), and carried along: ase, vesin,
-# vesin-torch, tad-dftd3, tad-mctc, torchani. Budget: under 8 minutes on one H100/H200; each part has its own
-# time limit so that one slow part cannot eat the others.
+# vesin-torch, tad-dftd3, tad-mctc, torchani. Budget: under 10 minutes on one H100/H200 (the parts' limits add up
+# to 12); each part has its own time limit so that one slow part cannot eat the others. With less device time left,
+# GPU_CHECK_PARTS names the parts to run (default: "model md training curves").
 #
 #   bash benchmarks/gpu_check.sh --download          # here, once: fill .whl/
 #   bash benchmarks/gpu_check.sh                     # there (device tool: carry .whl)
@@ -35,8 +36,9 @@ if [ "${1:-}" = --download ]; then
 fi
 
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-SIZES="1500 8000 32000" ROUNDS=20 MD_STEPS=200 REPLICAS=10 REPLICA_ATOMS=1500 TRAIN_BATCH=256 TRAIN_STEPS=30
-CURVE_CLUSTERS=1024 CURVE_EPOCHS=8
+SIZES="1500 8000 32000" ROUNDS=20 MD_STEPS=200 REPLICAS=10 REPLICA_ATOMS=1500 TRAIN_BATCH=256 TRAIN_STEPS=20
+CURVE_CLUSTERS=1024 CURVE_EPOCHS=6
+PARTS=" ${GPU_CHECK_PARTS:-model md training curves} "
 if [ -n "${GPU_CHECK_QUICK:-}" ]; then  # exercises every part in a minute or two, numbers meaningless
   SIZES="300" ROUNDS=2 MD_STEPS=2 REPLICAS=2 REPLICA_ATOMS=300 TRAIN_BATCH=8 TRAIN_STEPS=2
   CURVE_CLUSTERS=16 CURVE_EPOCHS=1
@@ -52,6 +54,7 @@ else
 fi
 
 started=$(date +%s)
+wanted() { [[ $PARTS == *" $1 "* ]]; }  # wanted NAME: is this part asked for (GPU_CHECK_PARTS)?
 part() {  # part SECONDS NAME COMMAND...: run one benchmark within its own time limit; a failure does not stop the rest
   local limit=$1 name=$2
   shift 2
@@ -72,19 +75,20 @@ fi
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 # shellcheck disable=SC2086  # SIZES is a list of numbers
-part 120 'model: energy+forces beside ANI-2x' "$PYTHON" benchmarks/bench_model.py --device "$DEVICE" --atoms $SIZES \
-  --rounds $ROUNDS
+wanted model && part 120 'model: energy+forces beside ANI-2x' "$PYTHON" benchmarks/bench_model.py \
+  --device "$DEVICE" --atoms $SIZES --rounds $ROUNDS
 # shellcheck disable=SC2086
-part 180 'MD: NVT/NPT steps, ns/day, 10 batched replicas' "$PYTHON" benchmarks/bench_md.py --device "$DEVICE" \
-  --sizes $SIZES --steps $MD_STEPS --replicas $REPLICAS --replica-atoms $REPLICA_ATOMS
+wanted md && part 180 'MD: NVT/NPT steps, ns/day, 10 batched replicas' "$PYTHON" benchmarks/bench_md.py \
+  --device "$DEVICE" --sizes $SIZES --steps $MD_STEPS --replicas $REPLICAS --replica-atoms $REPLICA_ATOMS
 PRECISIONS="highest tf32 bf16"
 [ "$DEVICE" = cuda ] || PRECISIONS=highest  # TF32/bf16 are CUDA-only settings
 # shellcheck disable=SC2086
-part 150 'training: clusters/s beside ANI-2x (float32, TF32, bf16)' "$PYTHON" benchmarks/bench_training.py \
-  --device "$DEVICE" --batch-size $TRAIN_BATCH --steps $TRAIN_STEPS --precision $PRECISIONS
+wanted training && part 150 'training: clusters/s beside ANI-2x (float32, TF32, bf16)' "$PYTHON" \
+  benchmarks/bench_training.py --device "$DEVICE" --batch-size $TRAIN_BATCH --steps $TRAIN_STEPS --precision $PRECISIONS
 # shellcheck disable=SC2086
-part 120 'training: validation curves in float32, TF32, bf16' "$PYTHON" benchmarks/bench_training.py \
-  --device "$DEVICE" --precision-curves $PRECISIONS --curve-clusters $CURVE_CLUSTERS --curve-epochs $CURVE_EPOCHS
+wanted curves && part 120 'training: validation curves in float32, TF32, bf16' "$PYTHON" \
+  benchmarks/bench_training.py --device "$DEVICE" --precision-curves $PRECISIONS --curve-clusters $CURVE_CLUSTERS \
+  --curve-epochs $CURVE_EPOCHS
 
 echo "=== done in $(($(date +%s) - started)) s"
 if [ -n "${OUT:-}" ]; then
