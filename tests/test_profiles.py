@@ -61,6 +61,8 @@ def test_production_profile_twice(tmp_path):
         assert f"Profile '{name}': storage core.psql_dos, broker core.rabbitmq" in first.stdout
         second = run([BIN / 'aiida-qrnn', '-p', name, 'setup', '--production'], tmp_path)
         assert 'created' not in second.stdout
+        # verdi status asks the (stopped) daemon too and waits daemon.timeout (30 s) for its answer: 1 s is enough
+        run([BIN / 'verdi', '-p', name, 'config', 'set', 'daemon.timeout', '1'], tmp_path)
         status = run([BIN / 'verdi', '-p', name, 'status'], tmp_path, check=False).stdout
         assert f'postgresql+psycopg://aiida-qrnn-{name}:' in status
     finally:
@@ -94,4 +96,6 @@ def test_daemon_stop_on_the_embedded_profile_reports_no_timeout(tmp_path):
     run([BIN / 'verdi', 'daemon', 'start', '1'], tmp_path)
     stopped = run([BIN / 'verdi', 'daemon', 'stop'], tmp_path, check=False, timeout=180)
     assert stopped.returncode == 0 and 'Critical' not in stopped.stdout + stopped.stderr, stopped
-    assert 'The daemon is not running' in run([BIN / 'verdi', 'daemon', 'status'], tmp_path, check=False).stderr
+    # --timeout: on a stopped daemon `status` waits that long for an answer before it reads the (absent) PID file
+    status = run([BIN / 'verdi', 'daemon', 'status', '--timeout', '5'], tmp_path, check=False)
+    assert 'The daemon is not running' in status.stderr

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .codes import BIN
+from .profiles import daemon_running
 from .slurm import CLUSTER_DIR, wait_for_files
 
 DRIVER = Path(__file__).with_name('production_driver.py')
@@ -89,7 +90,9 @@ class Production:
         self.verdi('daemon', 'start', '1')
 
     def stop_daemon(self) -> None:
-        self.verdi('daemon', 'stop', check=False)
+        """``verdi daemon stop`` if the daemon runs (on a stopped one it waits the whole ``daemon.timeout``)."""
+        if daemon_running(self.aiida_path, self.name):
+            self.verdi('daemon', 'stop', check=False)
 
     def submit_xtb(self, n_clusters: int, seed: int, *, code: str = 'xtb@cluster', batch_size: int | None = None,
                    **options) -> dict:

@@ -31,9 +31,19 @@ def reachable(port: int) -> bool:
         return probe.connect_ex(('127.0.0.1', port)) == 0
 
 
+def daemon_running(aiida_path: Path, profile: str = 'qrnn') -> bool:
+    """Whether the daemon of ``profile`` in ``aiida_path`` has its PID file, AiiDA's own test of a running daemon.
+
+    ``verdi daemon stop`` and ``verdi daemon status`` on a stopped daemon wait the whole ``daemon.timeout`` (30 s
+    on profiles of ``aiida-qrnn setup``) for an answer from it before they look at this file and say so."""
+    return (aiida_path / '.aiida' / 'daemon' / f'circus-{profile}.pid').is_file()
+
+
 def stop_daemon(aiida_path: Path, check: bool = True) -> None:
     """``verdi daemon stop`` with a generous timeout, tried again once: on a loaded 2-core machine the daemon's
-    answer can take longer than verdi's default 5 s."""
+    answer can take longer than verdi's default 5 s. Nothing to do (and no 30 s wait) when it is not running."""
+    if not daemon_running(aiida_path):
+        return
     for _ in range(2):
         result = run([BIN / 'verdi', 'daemon', 'stop', '--timeout', '60'], aiida_path, check=False, timeout=180)
         if result.returncode == 0:
