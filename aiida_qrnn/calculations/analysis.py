@@ -10,6 +10,7 @@ from aiida import orm
 from aiida.common.datastructures import CalcInfo
 from aiida.common.folders import Folder
 from aiida.engine import CalcJobProcessSpec
+from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
 from aiida_qrnn.calculations.base import JobCalcJob
 from aiida_qrnn.jobs.analyse import JOB, REPLICA_FILES, TASKS
@@ -17,8 +18,12 @@ from aiida_qrnn.jobs.analyse import JOB, REPLICA_FILES, TASKS
 __all__ = ('AnalysisCalculation',)
 
 
-def validate_inputs(inputs: dict, _) -> str | None:
-    """Every replica has a log and a trajectory; VDOS trajectories and chain lengths only for replicas there are."""
+def validate_inputs(inputs: dict, port_namespace) -> str | None:
+    """AiiDA's own checks (code and computer), then: every replica has a log and a trajectory; VDOS trajectories and
+    chain lengths only for replicas there are."""
+    message = validate_calc_job(inputs, port_namespace) if port_namespace is not None else None
+    if message:
+        return message
     if any(key not in inputs for key in ('npt_logs', 'trajectories')):
         return None  # left out by a wrapping work chain
     logs, trajectories = set(inputs['npt_logs']), set(inputs['trajectories'])
