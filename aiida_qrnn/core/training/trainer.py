@@ -267,20 +267,41 @@ class _ReducedPrecision:
                 self._active = False
 
 
+def _device_batch(source: ClusterSource, indices: np.ndarray, sizes: np.ndarray, pair_cache: PairCache | None,
+                  device: torch.device, dtype: torch.dtype) -> ClusterBatch:
+    """The clusters ``indices`` of ``source`` on ``device`` in ``dtype``, with their cached pairs (open clusters)."""
+    host = source.batch(indices)
+    cuda = device.type == 'cuda'  # pinned memory and an asynchronous copy
+    batch = (host.pin() if cuda else host).to(device, dtype, non_blocking=cuda)
+    if pair_cache is not None and not bool(host.pbc.any()):
+        batch.pairs = pair_cache.pairs(indices, sizes[indices], host, device)
+    return batch
+
+
 def predict(model, source: ClusterSource, indices: np.ndarray, *, batch_size: int = 1024,
             device: str | torch.device = 'cpu') -> dict[str, np.ndarray]:
     """Predictions and labels of ``indices`` (parity plots, metrics of a stored model): ``{name: (pred, label)}``
-    for energy (clusters,), forces (atoms, 3), charges (atoms,), dipole (clusters, 3), plus ``n_atoms`` (clusters,)."""
+    for energy (clusters,), forces (atoms, 3), charges (atoms,), dipole (clusters, 3), plus ``n_atoms`` (clusters,).
+
+    Batches are prepared in a background thread with their pair lists from a :class:`~.data.PairCache` (the same
+    pairs as the model's own search)."""
     dtype = next(model.parameters()).dtype
+    device = torch.device(device)
+    indices = np.asarray(indices, dtype=np.int64)
+    cutoff = getattr(model, 'open_cluster_cutoff', None)
+    pair_cache = PairCache(cutoff) if isinstance(cutoff, float) else None
+    all_sizes = np.asarray(source.sizes(), dtype=np.int64)
     collected: dict[str, tuple[list, list]] = {name: ([], []) for name in source.label_names}
     sizes = []
-    for part in batch_slices(len(indices), batch_size):
-        batch = source.batch(indices[part]).to(device, dtype)
-        output = _evaluate(model, batch, forces='forces' in source.label_names, create_graph=False)
-        sizes.append(torch.bincount(batch.system_index, minlength=batch.n_systems).cpu().numpy())
-        for name, (predicted, labels) in collected.items():
-            predicted.append(output[name].detach().cpu().numpy())
-            labels.append(getattr(batch, name).cpu().numpy())
+    parts = [indices[part] for part in batch_slices(len(indices), batch_size)]
+    with BatchPrefetcher(lambda part: _device_batch(source, part, all_sizes, pair_cache, device, dtype),
+                         parts) as batches:
+        for part, batch in zip(parts, batches, strict=True):
+            output = _evaluate(model, batch, forces='forces' in source.label_names, create_graph=False)
+            sizes.append(all_sizes[part])
+            for name, (predicted, labels) in collected.items():
+                predicted.append(output[name].detach().cpu().numpy())
+                labels.append(getattr(batch, name).cpu().numpy())
     result = {name: (np.concatenate(predicted), np.concatenate(labels)) for name, (predicted, labels)
               in collected.items()}
     result['n_atoms'] = np.concatenate(sizes)
@@ -509,14 +530,8 @@ class Trainer:
                                                                                    self.world_size)
         if not len(part):
             return None, n_clusters, n_atoms
-        host = self.source.batch(part)
-        pairs = self._pair_cache.pairs(part, self._sizes[part], host, self.device)
-        if self.device.type == 'cuda':
-            batch = host.pin().to(self.device, self.dtype, non_blocking=True)
-        else:
-            batch = host.to(self.device, self.dtype)
-        batch.pairs = pairs
-        return batch, n_clusters, n_atoms
+        return _device_batch(self.source, part, self._sizes, self._pair_cache, self.device, self.dtype), \
+            n_clusters, n_atoms
 
     def _train_step(self, indices: np.ndarray) -> None:
         """One optimizer step on the clusters ``indices`` (the global batch when data-parallel)."""

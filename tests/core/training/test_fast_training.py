@@ -26,6 +26,7 @@ from aiida_qrnn.core.training import (
     TrainingConfig,
     TrainingDiverged,
     epoch_order,
+    predict,
     split_indices,
 )
 from aiida_qrnn.core.training.data import batch_slices
@@ -213,3 +214,19 @@ def test_a_bf16_training_step_stays_close_to_float32(arrays, tmp_path):
     assert steps['bf16'][0] == pytest.approx(steps['float32'][0], rel=0.05)
     assert steps['bf16'][0] != steps['float32'][0]
     assert steps['bf16'][1] == steps['float32'][1] and any('networks' in key for key in steps['bf16'][1])
+
+
+def test_predict_with_cached_pairs_equals_the_searched_reference(arrays):
+    model = tiny_model(5)
+    indices = np.array([3, 9, 1, 12, 0, 7, 4])
+    found = predict(model, InMemoryClusters(arrays), indices, batch_size=3)
+    for part in (indices[:3], indices[3:6], indices[6:]):
+        batch = reference_batch(arrays, part)
+        output = _evaluate(model, batch, forces=True, create_graph=False)
+        rows = np.flatnonzero(np.isin(np.repeat(indices, np.diff(arrays.offsets)[indices]), part))
+        systems = np.flatnonzero(np.isin(indices, part))
+        for name in ('energy', 'dipole'):
+            np.testing.assert_allclose(found[name][0][systems], output[name].detach().numpy(), rtol=1e-12)
+        for name in ('forces', 'charges'):
+            np.testing.assert_allclose(found[name][0][rows], output[name].detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert found['n_atoms'].tolist() == np.diff(arrays.offsets)[indices].tolist()
