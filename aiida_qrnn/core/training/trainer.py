@@ -484,6 +484,7 @@ class Trainer:
     def save_checkpoint(self) -> pathlib.Path:
         """Write the checkpoint atomically (temporary file, then rename); rank 0 writes, the others wait for it."""
         path = self.directory / CHECKPOINT_FILE
+        self._read_running_sums()  # on every rank: a non-finite loss (the same on all) stops them all here
         if self.rank == 0:
             temporary = path.with_name(path.name + '.partial')
             torch.save(self.state(), temporary)
