@@ -15,13 +15,13 @@ from aiida_qrnn.core.clusters import (
     decompose,
     deduplicate,
     extract_cluster,
-    make_molecules_whole,
     perturb_conformation,
     sample_clusters,
     scale_intermolecular_distances,
     to_cluster_arrays,
 )
-from aiida_qrnn.core.structures import find_bonds, molecule_ids, pack_cell
+from aiida_qrnn.core.structures import pack_cell
+from aiida_qrnn.core.topology import find_bonds, make_molecules_whole, molecule_ids
 
 
 @pytest.fixture(scope='module')
@@ -48,8 +48,6 @@ def _brute_force_distance(frame, rows_a, rows_b, positions) -> float:
 
 @pytest.mark.parametrize('n_molecules', [1, 4, 8])
 def test_extracted_cluster_is_the_nearest_whole_molecules(wrapped_frame, n_molecules):
-    from aiida_qrnn.core.clusters import make_molecules_whole
-
     frame, bonds = wrapped_frame
     molecule = molecule_ids(len(frame), bonds)
     assert np.linalg.norm(frame.positions[bonds[:, 0]] - frame.positions[bonds[:, 1]], axis=1).max() > 5  # split

@@ -10,13 +10,12 @@ from aiida_qrnn.core.structures import (
     PackingError,
     density_g_cm3,
     ethylene_glycol_oligomer,
-    find_bonds,
-    molecule_ids,
     molecules_for_atoms,
     oligomer_atom_count,
     oligomer_smiles,
     pack_cell,
 )
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
 
 @pytest.mark.parametrize('n_units', range(1, 11))

@@ -15,7 +15,8 @@ from aiida_qrnn.core.forcefield.md import (
     run_classical_md,
 )
 from aiida_qrnn.core.md.trajectory import read_trajectory
-from aiida_qrnn.core.structures import density_g_cm3, find_bonds, molecule_ids, pack_cell
+from aiida_qrnn.core.structures import density_g_cm3, pack_cell
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
 #: Experimental density of liquid ethylene glycol at 298.15 K (science.md §5.1, ChemSep).
 LIQUID_DENSITY = 1.1101

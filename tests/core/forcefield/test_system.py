@@ -16,7 +16,8 @@ from aiida_qrnn.core.forcefield.parameters import (
 )
 from aiida_qrnn.core.forcefield.system import FORCE_GROUPS, OplsAaCalculator, build_system
 from aiida_qrnn.core.forcefield.topology import assign_atom_types
-from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds
+from aiida_qrnn.core.structures import ethylene_glycol_oligomer
+from aiida_qrnn.core.topology import find_bonds
 from aiida_qrnn.core.units import KJ_PER_MOL_TO_EV
 
 #: 1 / (4 pi eps0) in kJ/mol nm e^-2, the value OpenMM uses (ONE_4PI_EPS0 in openmm/reference/SimTKOpenMMRealType.h).

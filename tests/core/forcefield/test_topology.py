@@ -9,7 +9,8 @@ from ase.build import molecule
 
 from aiida_qrnn.core.forcefield.parameters import ATOM_TYPES
 from aiida_qrnn.core.forcefield.topology import UnsupportedChemistryError, assign_atom_types, build_topology
-from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds
+from aiida_qrnn.core.structures import ethylene_glycol_oligomer
+from aiida_qrnn.core.topology import find_bonds
 
 
 @pytest.mark.parametrize('n_units', range(1, 11))
