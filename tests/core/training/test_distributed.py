@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import pathlib
 import socket
+import time
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing
 
-from aiida_qrnn.core.training import InMemoryClusters, Trainer, TrainingConfig, split_indices
+from aiida_qrnn.core.training import (
+    InMemoryClusters,
+    Trainer,
+    TrainingConfig,
+    TrainingDiverged,
+    epoch_order,
+    split_indices,
+)
 from aiida_qrnn.core.training.distributed import RankInfo, init_process_group, rank_info, rank_share
 from aiida_qrnn.core.training.loss import MultitaskLoss
 from aiida_qrnn.testing.models import teacher_labelled_clusters, tiny_model
@@ -150,3 +158,40 @@ def test_partial_losses_add_up_to_the_batch_loss():
 ])
 def test_rank_info_from_torchrun_or_slurm(environment, expected):
     assert rank_info(environment) == expected
+
+
+def _diverging_rank_main(rank: int, world_size: int, port: int, directory: str) -> None:
+    """Train on a set with an infinite force label in the first batch; record what stopped this rank."""
+    init_process_group(RankInfo(rank, world_size, rank, '127.0.0.1', port), torch.device('cpu'))
+    try:
+        torch.set_num_threads(1)
+        arrays = teacher_labelled_clusters(N_CLUSTERS)
+        train, validation = split_indices(N_CLUSTERS, 0.2, seed=0)
+        first = epoch_order(train, 0, 0)[0]
+        arrays.labels['forces'][arrays.offsets[first]] = np.inf
+        trainer = Trainer(tiny_model(1), InMemoryClusters(arrays), train, validation,
+                          TrainingConfig(**dict(SETTINGS, max_epochs=2)), pathlib.Path(directory))
+        try:
+            trainer.fit()
+            outcome = 'finished'
+        except TrainingDiverged as exception:
+            outcome = str(exception)
+        (pathlib.Path(directory) / f'rank{rank}.txt').write_text(outcome)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_non_finite_loss_stops_every_rank(tmp_path):
+    """The loss sums stay on the device and are read once per epoch; the ranks still stop together (no rank left
+    waiting for the others), naming the batch, and no checkpoint is written."""
+    context = torch.multiprocessing.start_processes(_diverging_rank_main, args=(2, _free_port(), str(tmp_path)),
+                                                    nprocs=2, join=False, start_method='fork')
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail('a rank did not stop within 300 s after the non-finite loss')
+    for rank in range(2):
+        assert (tmp_path / f'rank{rank}.txt').read_text() == 'the training loss is not finite at epoch 0, batch 0.'
+    assert not (tmp_path / 'checkpoint.pt').exists()
