@@ -306,9 +306,14 @@ def single_process_throughput(source: InMemoryClusters, args, precision: str) ->
         strategy = ani_strategy(device)
         ani_step = AniTrainingStep(strategy, device, trainer.dtype, config.gradient_clip, precision)
         padded = [ani_step.pad(batch) for batch in batches]
+        ani_error = None
         for index, half in enumerate(halves):  # warm-up (and compilation)
             trainer._train_step(half)
-            ani_step(*padded[index])
+            if ani_error is None:
+                try:
+                    ani_step(*padded[index])
+                except Exception as exception:  # e.g. an AEV kernel without bf16: the QRNN is still measured
+                    ani_error = f'{type(exception).__name__}: {exception}'
         synchronize()
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats()
@@ -323,16 +328,17 @@ def single_process_throughput(source: InMemoryClusters, args, precision: str) ->
             synchronize()
             elapsed += time.perf_counter() - start
             cpu += time.thread_time() - start_cpu
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            ani_step(*padded[step % 2])
-            synchronize()
-            ani_elapsed += time.perf_counter() - start
-            ani_cpu += time.thread_time() - start_cpu
+            if ani_error is None:
+                start, start_cpu = time.perf_counter(), time.thread_time()
+                ani_step(*padded[step % 2])
+                synchronize()
+                ani_elapsed += time.perf_counter() - start
+                ani_cpu += time.thread_time() - start_cpu
             atoms += batches[step % 2].n_atoms
         trainer._read_running_sums()  # the losses stayed finite
         n_parameters = sum(p.numel() for p in trainer.model.parameters())
     clusters_per_s = args.steps * args.batch_size / elapsed
-    ani_clusters_per_s = args.steps * args.batch_size / ani_elapsed
+    ani_clusters_per_s = args.steps * args.batch_size / ani_elapsed if ani_error is None else None
     return {
         'device': args.device if device.type != 'cuda' else torch.cuda.get_device_name(),
         'cpu': _cpu_model(), 'os_cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
@@ -347,11 +353,13 @@ def single_process_throughput(source: InMemoryClusters, args, precision: str) ->
         'peak_gpu_memory_GiB': torch.cuda.max_memory_allocated() / 2**30 if device.type == 'cuda' else None,
         'torchani_ani2x_single_network': {
             'aev_strategy': strategy, 'n_parameters': sum(p.numel() for p in ani_step.model.parameters()),
-            'seconds_per_step': ani_elapsed / args.steps, 'clusters_per_s': ani_clusters_per_s,
-            'cpu_seconds_per_step': ani_cpu / args.steps if device.type == 'cpu' else None,
+            'seconds_per_step': ani_elapsed / args.steps if ani_error is None else None,
+            'clusters_per_s': ani_clusters_per_s,
+            'cpu_seconds_per_step': ani_cpu / args.steps if device.type == 'cpu' and ani_error is None else None,
+            'error': ani_error,
         },
-        'ratio_qrnn_to_ani2x_single_step_time': elapsed / ani_elapsed,
-        'ratio_qrnn_to_ani2x_single_cpu_time': cpu / ani_cpu if device.type == 'cpu' else None,
+        'ratio_qrnn_to_ani2x_single_step_time': elapsed / ani_elapsed if ani_error is None else None,
+        'ratio_qrnn_to_ani2x_single_cpu_time': cpu / ani_cpu if device.type == 'cpu' and ani_error is None else None,
     }
 
 
