@@ -220,7 +220,7 @@ def combine_distributions(replicas: Sequence[Mapping[str, np.ndarray]], x_name: 
 
 def _hydroxyl_atoms(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
     """All oxygens, and the hydrogens bonded to an oxygen (the H-bond donors)."""
-    from ..structures import find_bonds
+    from ..topology import find_bonds
 
     bonds = find_bonds(atoms)
     symbols = np.array(atoms.get_chemical_symbols())
