@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiida import orm
@@ -15,14 +15,19 @@ from aiida.engine import calcfunction
 
 from aiida_qrnn.data.cluster_set import ClusterSetData
 
+if TYPE_CHECKING:
+    from aiida_qrnn.core.polymer import Polymer
+
 __all__ = (
     'CELL_DEFAULTS',
     'CLUSTER_DEFAULTS',
     'build_cells',
     'cell_plan',
     'extract_clusters',
+    'polymer_of',
     'validate_cell_parameters',
     'validate_cluster_parameters',
+    'validate_polymer',
 )
 
 #: ``build_cells`` parameters; the paper packs ~1500 atoms per cell, ~8000 for chains of 25 units and more.
@@ -39,10 +44,13 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def cell_plan(parameters: dict[str, Any]) -> list[dict[str, int]]:
-    """One entry per cell: n_units, replica, n_molecules and packing seed. Raises ``ValueError`` naming the key."""
+def cell_plan(parameters: dict[str, Any], polymer: Polymer | None = None) -> list[dict[str, int]]:
+    """One entry per cell: n_units, replica, n_molecules (of ``polymer``, default ethylene glycol) and packing seed.
+    Raises ``ValueError`` naming the key."""
+    from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL
     from aiida_qrnn.core.structures import MAX_UNITS, molecules_for_atoms
 
+    polymer = polymer or ETHYLENE_GLYCOL
     unknown = sorted(set(parameters) - set(CELL_DEFAULTS))
     if unknown:
         raise ValueError(f'cells: unknown key(s) {unknown}; known: {sorted(CELL_DEFAULTS)}.')
@@ -61,10 +69,27 @@ def cell_plan(parameters: dict[str, Any]) -> list[dict[str, int]]:
         target = values['long_chain_target_atoms'] if n_units >= values['long_chain_units'] else values['target_atoms']
         for replica in range(values['replicas']):
             plan.append({
-                'n_units': n_units, 'replica': replica, 'n_molecules': molecules_for_atoms(n_units, target),
+                'n_units': n_units, 'replica': replica, 'n_molecules': molecules_for_atoms(n_units, target, polymer),
                 'seed': int(values['seed']) + 1000 * replica + n_units,
             })
     return plan
+
+
+def polymer_of(node: orm.Dict | None) -> Polymer:
+    """The :class:`~aiida_qrnn.core.polymer.Polymer` of a ``polymer`` input (``Polymer.to_dict``); ethylene glycol
+    for ``None``."""
+    from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL, Polymer
+
+    return ETHYLENE_GLYCOL if node is None else Polymer.from_dict(node.get_dict())
+
+
+def validate_polymer(value: orm.Dict, _) -> str | None:
+    """A polymer definition (``Polymer.to_dict``); the message names the key at fault."""
+    try:
+        polymer_of(value)
+    except ValueError as exception:
+        return f'polymer: {exception}'
+    return None
 
 
 def validate_cell_parameters(value: orm.Dict, _) -> str | None:
@@ -103,26 +128,34 @@ def validate_cluster_parameters(value: orm.Dict, _) -> str | None:
 
 
 @calcfunction
-def build_cells(parameters: orm.Dict) -> dict[str, orm.StructureData]:
-    """Amorphous cells of HO-(CH2CH2O)n-H packed by packmol; outputs ``n{n:03d}_r{replica:02d}``."""
+def build_cells(parameters: orm.Dict, polymer: orm.Dict | None = None) -> dict[str, orm.StructureData]:
+    """Amorphous cells of the ``polymer``'s n-mers (``Polymer.to_dict``; HO-(CH2CH2O)n-H without one) packed by
+    packmol; outputs ``n{n:03d}_r{replica:02d}``. Each molecule lists its atoms in the order of
+    ``Chem.AddHs(polymer.molecule(n))``, as the GAFF2 baseline needs."""
     from aiida_qrnn.core.structures import pack_cell
 
+    definition = polymer_of(polymer)
     values = {**CELL_DEFAULTS, **parameters.get_dict()}
     cells = {}
-    for entry in cell_plan(parameters.get_dict()):
+    for entry in cell_plan(parameters.get_dict(), definition):
+        extra = {} if polymer is None else {'polymer': definition}
         atoms = pack_cell(
             entry['n_units'], entry['n_molecules'], density_g_cm3=values['density_g_cm3'], seed=entry['seed'],
-            tolerance=values['tolerance'],
+            tolerance=values['tolerance'], **extra,
         )
         structure = orm.StructureData(ase=atoms)
-        structure.label = f'HO-(CH2CH2O){entry["n_units"]}-H x{entry["n_molecules"]} replica {entry["replica"]}'
+        structure.label = f'{definition.describe(entry["n_units"])} x{entry["n_molecules"]} replica {entry["replica"]}'
         cells[f'n{entry["n_units"]:03d}_r{entry["replica"]:02d}'] = structure
     return cells
 
 
 @calcfunction
-def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -> ClusterSetData:
+def extract_clusters(parameters: orm.Dict, polymer: orm.Dict | None = None,
+                     **trajectories: orm.SinglefileData) -> ClusterSetData:
     """Cut and vary clusters from every trajectory whose chain length has an entry in ``max_molecules_by_units``.
+
+    The chain length of a trajectory is read from the atoms per molecule of the ``polymer`` (``Polymer.to_dict``;
+    HO-(CH2CH2O)n-H, 7n + 3 atoms, without one).
 
     Trajectories are H5MD files, of the classical (OpenMM) or of the QRNN MD job: both engines write one format.
 
@@ -147,7 +180,11 @@ def extract_clusters(parameters: orm.Dict, **trajectories: orm.SinglefileData) -
                 raise ValueError(f"trajectory '{label}' ({node.uuid}) holds no frames.")
             bonds = find_bonds(frames[0])
             molecule = molecule_ids(len(frames[0]), bonds)
-            n_units = (len(frames[0]) // (int(molecule.max()) + 1) - 3) // 7
+            atoms_per_molecule = len(frames[0]) // (int(molecule.max()) + 1)
+            if polymer is None:
+                n_units = (atoms_per_molecule - 3) // 7
+            else:
+                n_units = polymer_of(polymer).n_units_for_atoms(atoms_per_molecule)
             max_molecules = own['max_molecules_by_units'].get(str(n_units))
             if max_molecules is None:
                 skipped[label] = n_units

@@ -226,6 +226,31 @@ class Polymer:
                 f'impossible molecule: {exception}.') from None
         return molecule
 
+    def atom_count(self, n_units: int) -> int:
+        """Atoms of the n-mer with its hydrogens."""
+        from rdkit import Chem
+
+        return Chem.AddHs(self.molecule(n_units)).GetNumAtoms()
+
+    def n_units_for_atoms(self, n_atoms: int) -> int:
+        """The chain length whose n-mer has ``n_atoms`` atoms (with hydrogens); ``ValueError`` naming the polymer
+        when no length 1..MAX_UNITS has exactly that many."""
+        first = self.atom_count(1)
+        if self.sequence is None or len(set(self.sequence)) == 1:  # homopolymer: atoms grow linearly with n
+            per_unit = self.atom_count(2) - first
+            n_units, remainder = divmod(int(n_atoms) - first, per_unit)
+            if remainder == 0 and 0 <= n_units < MAX_UNITS:
+                return n_units + 1
+        else:
+            for n_units in range(1, MAX_UNITS + 1):
+                count = self.atom_count(n_units)
+                if count == n_atoms:
+                    return n_units
+                if count > n_atoms:
+                    break
+        raise ValueError(f'{self.name}: no chain of 1..{MAX_UNITS} units has {n_atoms} atoms (a molecule of another '
+                         f'polymer, or a broken one?).')
+
     @property
     def elements(self) -> tuple[str, ...]:
         """Chemical symbols of the polymer (with hydrogen), in :data:`SUPPORTED_ELEMENTS` order."""

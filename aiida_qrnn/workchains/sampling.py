@@ -1,4 +1,7 @@
-"""``SamplingWorkChain`` (``qrnn.sampling``): oligomer lengths -> amorphous cells -> OPLS-AA MD -> one cluster set.
+"""``SamplingWorkChain`` (``qrnn.sampling``): oligomer lengths -> amorphous cells -> classical MD -> one cluster set.
+
+The ``polymer`` input (a :class:`~aiida_qrnn.core.polymer.Polymer` as ``Polymer.to_dict``) says what the cells are
+made of: HO-(CH2CH2O)n-H with OPLS-AA without it (the paper's), any other polymer with GAFF2.
 
 Each step is a process in the provenance graph: ``build_cells`` (calcfunction) makes the cells, one
 ``ClassicalMdCalculation`` per cell relaxes and runs NPT and NVT, ``extract_clusters`` (calcfunction) cuts and varies
@@ -16,8 +19,10 @@ from aiida_qrnn.calculations.classical_md import ClassicalMdCalculation
 from aiida_qrnn.calculations.sampling import (
     build_cells,
     extract_clusters,
+    polymer_of,
     validate_cell_parameters,
     validate_cluster_parameters,
+    validate_polymer,
 )
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.workchains import protocols
@@ -41,7 +46,9 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         super().define(spec)
         spec.input('cells', valid_type=orm.Dict, validator=validate_cell_parameters,
                    help='build_cells parameters: n_units, replicas, target_atoms, density_g_cm3, seed, ...')
-        spec.expose_inputs(ClassicalMdCalculation, namespace='md', exclude=('structure',),
+        spec.input('polymer', valid_type=orm.Dict, required=False, validator=validate_polymer,
+                   help='Polymer definition (Polymer.to_dict) of the cells; absent: HO-(CH2CH2O)n-H with OPLS-AA.')
+        spec.expose_inputs(ClassicalMdCalculation, namespace='md', exclude=('structure', 'polymer'),
                            namespace_options={'help': 'Inputs of every ClassicalMdCalculation (code, parameters).'})
         spec.input('clusters', valid_type=orm.Dict, validator=validate_cluster_parameters,
                    help='extract_clusters parameters: seed, frames, max_molecules_by_units and ClusterSampling keys.')
@@ -59,9 +66,16 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         recursively, e.g. ``{'cells': {'n_units': [1, 2]}, 'md': {'parameters': {'nvt_steps': 50000}}}``."""
         return cls._builder_from_protocol(protocol, overrides, {'md': {'code': code}})
 
+    def _polymer(self) -> dict[str, orm.Dict]:
+        """``{'polymer': node}`` for the steps when a polymer is given, else nothing (ethylene glycol)."""
+        return {'polymer': self.inputs.polymer} if 'polymer' in self.inputs else {}
+
     def build(self) -> None:
         """Pack the cells (one calcfunction, so every cell has it as creator)."""
-        self.ctx.cells = build_cells(self.inputs.cells)
+        if 'polymer' in self.inputs:
+            polymer = polymer_of(self.inputs.polymer)
+            self.report(f'cells of {polymer.name} ({polymer.describe(1)}, ...), elements {list(polymer.elements)}')
+        self.ctx.cells = build_cells(self.inputs.cells, **self._polymer())
 
     def run_md(self):
         """One ClassicalMdCalculation per cell, all submitted at once."""
@@ -69,7 +83,8 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         calculations = {}
         for label, structure in sorted(self.ctx.cells.items()):
             inputs['metadata'] = {**inputs.get('metadata', {}), 'call_link_label': f'md_{label}'}
-            calculations[f'md_{label}'] = self.submit(ClassicalMdCalculation, structure=structure, **inputs)
+            calculations[f'md_{label}'] = self.submit(ClassicalMdCalculation, structure=structure, **inputs,
+                                                      **self._polymer())
         return ToContext(**calculations)
 
     def inspect_md(self):
@@ -84,4 +99,4 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
     def extract(self) -> None:
         """Cut, perturb, decompose and deduplicate clusters from the NVT trajectories."""
         trajectories = {label: self.ctx[f'md_{label}'].outputs.trajectory for label in sorted(self.ctx.cells)}
-        self.out('clusters', extract_clusters(self.inputs.clusters, **trajectories))
+        self.out('clusters', extract_clusters(self.inputs.clusters, **self._polymer(), **trajectories))

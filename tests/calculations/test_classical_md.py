@@ -76,3 +76,16 @@ def test_validators_name_the_problem():
     assert 'periodic' in validate_structure(open_cluster, None)
     sodium = orm.StructureData(ase=Atoms('Na', cell=np.eye(3) * 5, pbc=True))
     assert "['Na']" in validate_structure(sodium, None)
+
+
+def test_a_cell_not_made_of_the_polymer_is_refused():
+    """With a polymer input the cell's elements must be the polymer's; the message names the polymer."""
+    from aiida_qrnn.calculations.classical_md import validate_inputs, validate_polymer
+    from aiida_qrnn.core.polymer import NYLON_6, PROPYLENE_GLYCOL
+
+    nylon = orm.StructureData(ase=pack_cell(1, 2, density_g_cm3=0.3, seed=0, polymer=NYLON_6))
+    message = validate_inputs({'structure': nylon, 'polymer': orm.Dict(PROPYLENE_GLYCOL.to_dict())}, None)
+    assert "['N']" in message and "'propylene glycol'" in message
+    assert validate_inputs({'structure': nylon, 'polymer': orm.Dict(NYLON_6.to_dict())}, None) is None
+    assert "['N']" in validate_inputs({'structure': nylon}, None)  # no polymer: ethylene glycol, C, H, O
+    assert 'head' in validate_polymer(orm.Dict({'repeat_units': {'PO': '[*]CC(C)O[*]'}, 'tail': '[H]'}), None)

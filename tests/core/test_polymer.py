@@ -9,6 +9,7 @@ import pytest
 from aiida_qrnn.core.polymer import (
     ETHYLENE_GLYCOL,
     GLYME,
+    MAX_UNITS,
     NYLON_6,
     POLYMERS,
     PROPYLENE_GLYCOL,
@@ -117,3 +118,18 @@ def test_bad_definition_files_and_lengths_are_refused():
 def test_equal_definitions_hash_equal():
     assert len({GLYME, ETHYLENE_GLYCOL, Polymer.from_dict(GLYME.to_dict())}) == 2
 
+
+
+@pytest.mark.parametrize('polymer', list(POLYMERS.values()), ids=list(POLYMERS))
+def test_chain_length_is_read_back_from_the_atom_count(polymer):
+    for n_units in (1, 2, 3, 17, MAX_UNITS):
+        assert polymer.n_units_for_atoms(polymer.atom_count(n_units)) == n_units
+    with pytest.raises(ValueError, match=polymer.name):
+        polymer.n_units_for_atoms(polymer.atom_count(2) + 1)
+    with pytest.raises(ValueError, match=polymer.name):
+        polymer.n_units_for_atoms(1)
+
+
+def test_copolymer_chain_length_from_atom_count():
+    copolymer = Polymer({'EO': '[*]CCO[*]', 'PO': '[*]CC(C)O[*]'}, head='O', tail='[H]', sequence=('EO', 'PO'))
+    assert [copolymer.n_units_for_atoms(copolymer.atom_count(n)) for n in (1, 2, 3, 4)] == [1, 2, 3, 4]
