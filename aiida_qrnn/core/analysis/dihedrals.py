@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.neighborlist import natural_cutoffs, neighbor_list
 
+from ..topology import find_bonds
 from ._plot import new_axes, save
 from .base import AnalysisBase
 from .frames import FrameReader
-
-BOND_CUTOFF_SCALE = 1.2  # bonded if closer than 1.2 x the sum of ASE's covalent radii
 
 
 def dihedral_angles(positions: np.ndarray, quadruplets: np.ndarray) -> np.ndarray:
@@ -38,12 +36,12 @@ def dihedral_angles(positions: np.ndarray, quadruplets: np.ndarray) -> np.ndarra
 def find_dihedrals(atoms: Atoms, pattern: tuple[str, str, str, str] = ('O', 'C', 'C', 'O')) -> np.ndarray:
     """Bonded quadruplets ``(n, 4)`` whose elements match ``pattern`` (in either direction, each listed once).
 
-    Bonds: closer than 1.2 x the sum of ASE's covalent radii, across periodic boundaries.
+    Bonds: :func:`aiida_qrnn.core.topology.find_bonds` (the package's one bond criterion).
     """
-    first, second = neighbor_list('ij', atoms, natural_cutoffs(atoms, mult=BOND_CUTOFF_SCALE))
     neighbours: list[set[int]] = [set() for _ in range(len(atoms))]
-    for i, j in zip(first.tolist(), second.tolist(), strict=True):
+    for i, j in find_bonds(atoms).tolist():
         neighbours[i].add(j)
+        neighbours[j].add(i)
     symbols = atoms.get_chemical_symbols()
     found = set()
     for b in range(len(atoms)):

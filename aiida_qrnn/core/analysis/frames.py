@@ -4,14 +4,12 @@ A :class:`FrameReader` keeps in memory what does not change along a run (atomic 
 molecule ids) and the small per-frame arrays (steps, times, cells), and reads positions and velocities in chunks of
 ``chunk_frames`` frames: an analysis of a long run never holds the whole trajectory, only what it accumulates.
 
-Sources: the H5MD files of the MD engine (read through :func:`aiida_qrnn.core.md.trajectory.read_trajectory`),
-arrays already in memory (:meth:`FrameReader.from_arrays`) and, until the classical OpenMM job writes H5MD too, ASE
-``.traj`` files (:func:`_read_ase_trajectory`, the one place that knows that format here).
+Sources: the H5MD files both MD engines write (read through :func:`aiida_qrnn.core.md.trajectory.read_trajectory`)
+and arrays already in memory (:meth:`FrameReader.from_arrays`).
 """
 
 from __future__ import annotations
 
-import typing as t
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +65,7 @@ class FrameReader:
 
     @classmethod
     def open(cls, path: Path | str, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> FrameReader:
-        """The frames of an H5MD file of the MD engine, or (for now) of an ASE ``.traj`` file."""
+        """The frames of an H5MD file written by either MD engine."""
         path = Path(path)
         try:
             with path.open('rb') as handle:
@@ -75,7 +73,7 @@ class FrameReader:
         except OSError as exception:
             raise ValueError(f'{path}: cannot read the trajectory: {exception}') from exception
         if not is_hdf5:
-            return cls.from_arrays(_read_ase_trajectory(path), name=str(path), chunk_frames=chunk_frames)
+            raise ValueError(f'{path} is not an H5MD trajectory (no HDF5 signature); both MD engines write H5MD.')
         steps, times, cells = _h5md_frame_table(path)
         return cls(lambda frames: read_trajectory(path, frames=frames), steps=steps, times_fs=times, cells=cells,
                    name=str(path), chunk_frames=chunk_frames)
@@ -143,32 +141,3 @@ def _h5md_frame_table(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     np.asarray(handle['particles/all/box/edges/value'][()], dtype=np.float64))
     except (OSError, KeyError) as exception:
         raise ValueError(f'{path} is not an H5MD trajectory written by aiida-qrnn: {exception}') from exception
-
-
-def _read_ase_trajectory(path: Path) -> TrajectoryArrays:
-    """An ASE ``.traj`` file in memory (the classical OpenMM job's format until it writes H5MD; then remove this).
-
-    Steps and times come from each frame's ``info`` (``step``, ``time_fs``; the frame index and NaN without them),
-    molecule ids from ``arrays['molecule']`` when present.
-    """
-    from ase.io import read
-    from ase.units import fs
-
-    try:
-        images = t.cast(list[Atoms], read(path, index=':', format='traj'))
-    except Exception as exception:  # ASE raises many types for a file that is not a trajectory
-        raise ValueError(f'{path} is neither an H5MD trajectory nor an ASE trajectory: {exception}') from exception
-    if not images:
-        raise ValueError(f'{path} holds no frames.')
-    first = images[0]
-    has_velocities = first.has('momenta')
-    return TrajectoryArrays(
-        numbers=first.numbers.copy(), masses=first.get_masses(),
-        steps=np.array([image.info.get('step', index) for index, image in enumerate(images)], dtype=np.int64),
-        times_fs=np.array([image.info.get('time_fs', np.nan) for image in images], dtype=np.float64),
-        positions=np.stack([image.positions for image in images]),
-        cells=np.stack([image.cell.array for image in images]),
-        pbc=first.pbc.copy(),
-        velocities=np.stack([image.get_velocities() * fs for image in images]) if has_velocities else None,
-        molecule=first.arrays.get('molecule'),
-    )

@@ -14,7 +14,7 @@ from aiida_qrnn.core.analysis.frames import FrameReader
 from aiida_qrnn.core.analysis.msd import CentreOfMassMSD
 from aiida_qrnn.core.analysis.quantum_correction import VibrationalDensityOfStates
 from aiida_qrnn.core.analysis.radius_of_gyration import RadiusOfGyration
-from aiida_qrnn.core.md import TrajectoryWriter, read_trajectory
+from aiida_qrnn.core.md import TrajectoryWriter
 from aiida_qrnn.core.md.trajectory import TrajectoryArrays
 
 
@@ -100,7 +100,7 @@ def test_bad_selections_and_inputs_are_refused_with_the_trajectory_named(tmp_pat
         VibrationalDensityOfStates(FrameReader.from_arrays(uneven)).run()
     not_a_trajectory = tmp_path / 'notes.txt'
     not_a_trajectory.write_text('hello')
-    with pytest.raises(ValueError, match=r'notes\.txt is neither an H5MD trajectory nor an ASE trajectory'):
+    with pytest.raises(ValueError, match=r'notes\.txt is not an H5MD trajectory'):
         FrameReader.open(not_a_trajectory)
     with pytest.raises(ValueError, match=r'missing\.h5: cannot read the trajectory'):
         FrameReader.open(tmp_path / 'missing.h5')
@@ -186,20 +186,9 @@ def test_mdanalysis_reads_our_h5md_as_our_reader_does(tmp_path):
     np.testing.assert_array_equal(universe.atoms.masses.round(3), ours.masses.round(3))
 
 
-def test_ase_trajectory_gives_the_same_frames(tmp_path):
-    """The ASE ``.traj`` path (classical OpenMM job, until it writes H5MD) reads as the H5MD of the same frames."""
-    atoms = _write_npt_like_h5md(tmp_path / 'trajectory.h5', n_frames=4)
-    h5md = read_trajectory(tmp_path / 'trajectory.h5')
-    images = []
-    for frame in range(4):
-        image = h5md.to_atoms(frame)
-        del image.arrays['molecule']
-        images.append(image)
-    write(tmp_path / 'nvt.traj', images)
-    frames = FrameReader.open(tmp_path / 'nvt.traj')
-    assert frames.molecule is None and len(atoms) == frames.n_atoms
-    np.testing.assert_array_equal(frames.steps, h5md.steps)
-    np.testing.assert_allclose(frames.times_fs, h5md.times_fs)
-    for frame, positions, velocities in zip(frames, h5md.positions, h5md.velocities, strict=True):
-        np.testing.assert_allclose(frame.positions, positions, atol=1e-12)
-        np.testing.assert_allclose(frame.velocities, velocities, rtol=1e-12)
+def test_a_file_that_is_not_h5md_is_refused_by_name(tmp_path):
+    """Both MD engines write H5MD; an ASE ``.traj`` (the classical job's old format) is refused naming the file."""
+    atoms = _write_npt_like_h5md(tmp_path / 'trajectory.h5', n_frames=2)
+    write(tmp_path / 'nvt.traj', atoms)
+    with pytest.raises(ValueError, match=r'nvt\.traj is not an H5MD trajectory'):
+        FrameReader.open(tmp_path / 'nvt.traj')
