@@ -1,7 +1,8 @@
 """``collect_report`` / ``write_report`` on a real graph: one work chain that labels ethylene-glycol clusters with
 xtb, trains a committee of two, scores candidates in two shards and selects some, labels the selection, runs the
-tiny OPLS-AA ``PropertiesWorkChain`` and a pair scan with the trained model (all real jobs on localhost); and
-(slow) on two rounds of ``ActiveLearningWorkChain``."""
+tiny OPLS-AA ``PropertiesWorkChain`` and a pair scan with the trained model (all real jobs on localhost); and on
+the session's two rounds of ``ActiveLearningWorkChain`` (the ``active_learning_run`` fixture), whose rounds the
+report reads from what the loop recorded."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.report import ReportError, collect_report, load_workflow, ref, write_report
 from aiida_qrnn.testing.codes import EXEC, XTB
-from aiida_qrnn.testing.inputs import active_learning_builder
+from aiida_qrnn.testing.fixtures import localhost_computer
 from aiida_qrnn.testing.models import small_qrnn_node
-from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters, make_water_clusters
+from aiida_qrnn.testing.structures import build_ethylene_glycol_clusters
 from aiida_qrnn.workchains.label import LabelWorkChain
 from aiida_qrnn.workchains.properties import PropertiesWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain
@@ -104,7 +105,7 @@ class ReportGraphWorkChain(WorkChain):
 @pytest.fixture(scope='module')
 def graph(aiida_profile, tmp_path_factory):
     """The finished work chain and its report directory (built once for the module: about a minute)."""
-    computer = _localhost(tmp_path_factory.mktemp('work'))
+    computer = localhost_computer(tmp_path_factory.mktemp('work'), 'localhost-report')
     xtb = orm.InstalledCode(computer=computer, filepath_executable=XTB, label='xtb-report').store()
     exec_code = orm.InstalledCode(computer=computer, filepath_executable=EXEC, label='exec-report').store()
     _, node = run_get_node(
@@ -119,16 +120,6 @@ def graph(aiida_profile, tmp_path_factory):
     directory = tmp_path_factory.mktemp('report')
     path = write_report(node, directory, echo=lines.append)
     return node, path, lines
-
-
-def _localhost(workdir: Path) -> orm.Computer:
-    """A localhost computer of this module (the fixtures' own one is function-scoped)."""
-    computer = orm.Computer(label=f'localhost-report-{workdir.name}', hostname='localhost',
-                            transport_type='core.local', scheduler_type='core.direct', workdir=str(workdir)).store()
-    computer.set_minimum_job_poll_interval(0.0)
-    computer.set_default_mpiprocs_per_machine(1)
-    computer.configure()
-    return computer
 
 
 def _called(node, process_type: str) -> list:
@@ -275,12 +266,15 @@ def test_load_workflow_refuses_data_and_missing_nodes(graph):
         load_workflow(987654321)
 
 
-@pytest.mark.slow  # ~90 s: two active-learning rounds of real jobs
-def test_active_learning_rounds(codes, tmp_path):
-    labelled, _ = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=71)),
-                               engine=orm.Str('xtb'), code=codes['xtb'])
-    results, node = run_get_node(active_learning_builder(codes, labelled['clusters']))
-    assert node.is_finished_ok, node.exit_message
+@pytest.fixture(scope='module')
+def loop_report(active_learning_run, tmp_path_factory) -> tuple[Path, str]:
+    """The report of the session's active-learning run: its directory and the text of report.md."""
+    directory = tmp_path_factory.mktemp('loop-report')
+    return directory, write_report(active_learning_run[2], directory).read_text()
+
+
+def test_active_learning_rounds(active_learning_run, loop_report):
+    _, results, node = active_learning_run  # the session's two rounds of ActiveLearningWorkChain on water
     report = collect_report(node)
     rounds = results['rounds']
     # the first model, then per round a committee of two and the transfer-learned model
@@ -296,7 +290,36 @@ def test_active_learning_rounds(codes, tmp_path):
         assert [job.outputs.scores.uuid for job in entry.score_jobs] == [rounds[name]['scores'].uuid]
         labelled = np.flatnonzero(np.isfinite(entry.reference_energy))
         assert set(selection.outputs.indices.get_list()) <= set(labelled.tolist())
-    text = write_report(node, tmp_path).read_text()
-    assert (tmp_path / f'parity_model_{results["model"].pk}.png').is_file()
-    assert (tmp_path / 'error_vs_rho_f_round2.png').is_file() and '| 2 | model_round_01 | member_0 |' not in text
+    directory, text = loop_report
+    assert (directory / f'parity_model_{results["model"].pk}.png').is_file()
+    assert (directory / 'error_vs_rho_f_round2.png').is_file() and '| 2 | model_round_01 | member_0 |' not in text
     assert '| 3 | model_round_01 | member_0 |' in text
+
+
+def test_rounds_are_read_from_what_the_loop_recorded(active_learning_run, loop_report):
+    """Each round is the loop's own record: its outputs ``rounds.round_NN`` (scores, selected, labelled), the
+    ScoreWorkChain it called ``score_round_NN`` and its summary entry; nothing is matched by time or cluster id."""
+    _, results, node = active_learning_run
+    rounds, summary = results['rounds'], results['summary'].get_dict()
+    report = collect_report(node)
+    assert [entry.round for entry in report.selection] == [1, 2] == [entry['round'] for entry in summary['rounds']]
+    called = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    for entry, record in zip(report.selection, summary['rounds'], strict=True):
+        name = f'round_{entry.round:02d}'
+        assert entry.loop.uuid == node.uuid and entry.record == record
+        assert entry.scores.uuid == rounds[name]['scores'].uuid
+        assert entry.candidates.uuid == called[f'score_{name}'].inputs.clusters.uuid
+        assert entry.selection.uuid == rounds[name]['selected'].creator.uuid
+        assert [reference.uuid for reference in entry.references] == [rounds[name]['labelled'].uuid]
+        assert len(entry.candidates.get_arrays().ids) == record['candidates'] == len(entry.scores.get_array('rho_f'))
+        assert len(entry.selected) == record['selected'] == rounds[name]['selected'].n_clusters
+        assert np.median(entry.scores.get_array('rho_f')) == pytest.approx(record['rho_f_median'])
+        # the labels the loop made for the selection are exactly the selected candidates' reference energies
+        known = np.flatnonzero(np.isfinite(entry.reference_energy))
+        assert sorted(known.tolist()) == sorted(entry.selected.tolist())
+    _, text = loop_report
+    for entry in report.selection:
+        row = next(line for line in text.splitlines() if line.startswith(f'| {entry.round} | select_for_labelling<'))
+        assert row.endswith(f'| {entry.record["data_clusters"]} | {ref(node)} |'), row
+    assert f'{ref(node)} recorded its rounds as the outputs `rounds.round_NN`' in text
+    assert f'stopped {summary["stopped"]}.' in text

@@ -21,6 +21,7 @@ TRAIN_CALCULATION = 'aiida.calculations:qrnn.train'
 SCORE_CALCULATION = 'aiida.calculations:qrnn.score'
 TRAIN_WORKCHAIN = 'aiida.workflows:qrnn.train'
 SCORE_WORKCHAIN = 'aiida.workflows:qrnn.score.sharded'
+ACTIVE_LEARNING_WORKCHAIN = 'aiida.workflows:qrnn.active_learning'
 LABEL_WORKCHAIN = 'aiida.workflows:qrnn.label'
 PROPERTIES_WORKCHAIN = 'aiida.workflows:qrnn.properties'
 SCAN_WORKCHAINS = {'aiida.workflows:qrnn.pair_scan': 'pair', 'aiida.workflows:qrnn.torsion_scan': 'torsion'}
@@ -51,7 +52,12 @@ class TrainingRun:
 
 @dataclasses.dataclass
 class SelectionRound:
-    """One round of committee scoring, with the selection made from it and the reference energies found for it."""
+    """One round of committee scoring, with the selection made from it and the reference energies found for it.
+
+    A round of an ``ActiveLearningWorkChain`` is read from what the loop recorded: its outputs
+    ``rounds.round_NN`` (scores, selected, labelled) and its ``summary`` entry (``record``); ``loop`` is then that
+    work chain and ``round`` its ``NN``. Scorings outside any loop are rounds found by process type (``loop`` None).
+    """
 
     round: int
     candidates: ClusterSetData
@@ -63,6 +69,8 @@ class SelectionRound:
     references: list[ClusterSetData]  # labelled sets that contain some candidates (by cluster id)
     reference_energy: np.ndarray  # (candidates,) eV, NaN where no label was found
     n_atoms: np.ndarray  # (candidates,)
+    loop: orm.WorkflowNode | None = None  # the ActiveLearningWorkChain that recorded this round
+    record: dict = dataclasses.field(default_factory=dict)  # its summary entry (data size, ρ^f, metrics ...)
 
 
 @dataclasses.dataclass
@@ -187,14 +195,21 @@ def _cluster_columns(clusters: ClusterSetData, names: t.Sequence[str]) -> list[n
 
 
 def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.ProcessNode]) -> list[SelectionRound]:
-    """One round per ``select_for_labelling`` (with the score jobs upstream of its scores), plus one per scoring
-    that no selection used (a ``ScoreWorkChain`` with its shards, or a lone ``ScoreCalculation``)."""
-    selections = [process for process in finished if process.process_label == SELECTION_FUNCTION]
+    """The rounds every ``ActiveLearningWorkChain`` recorded (:func:`_recorded_rounds`), then, for scorings outside
+    those loops, one round per ``select_for_labelling`` (with the score jobs upstream of its scores) and one per
+    scoring that no selection used (a ``ScoreWorkChain`` with its shards, or a lone ``ScoreCalculation``)."""
+    loops = [process for process in processes if process.process_type == ACTIVE_LEARNING_WORKCHAIN]
+    recorded = [entry for loop in loops for entry in _recorded_rounds(loop)]
+    if len(loops) > 1:  # the loops' own numbers would repeat: number the rounds in the order of the loops
+        for number, entry in enumerate(recorded, start=1):
+            entry.round = number
+    used = {job.pk for entry in recorded for job in entry.score_jobs}
+    used.update(entry.selection.pk for entry in recorded if entry.selection is not None)
+
+    selections = [process for process in finished
+                  if process.process_label == SELECTION_FUNCTION and process.pk not in used]
     score_jobs = [process for process in finished if process.process_type == SCORE_CALCULATION]
-    references = [process.outputs.clusters for process in processes
-                  if process.process_type == LABEL_WORKCHAIN and 'clusters' in process.outputs]
     rounds: list[tuple[orm.ProcessNode, ClusterSetData, orm.ArrayData, list, orm.ProcessNode | None]] = []
-    used: set[int] = set()
     for selection in selections:
         scores = selection.inputs.scores
         upstream = _score_jobs(scores)
@@ -210,36 +225,81 @@ def _selection_rounds(processes: list[orm.ProcessNode], finished: list[orm.Proce
         if 'scores' in scoring.outputs:
             rounds.append((scoring, scoring.inputs.clusters, scoring.outputs.scores, jobs, None))
     rounds.sort(key=lambda entry: (entry[0].ctime, entry[0].pk))
+    if not rounds:
+        return recorded
 
-    labelled = []
-    for reference in references:
-        if reference.label_names and 'energy' in reference.label_names:
-            ids, energies = _cluster_columns(reference, ['clusters/id', 'clusters/energy'])
-            labelled.append((reference, dict(zip(ids.astype(str), energies, strict=True))))
-    result = []
-    for number, (_, candidates, scores, jobs, selection) in enumerate(rounds, start=1):
-        ids, offsets = _cluster_columns(candidates, ['clusters/id', 'offsets'])
-        ids = ids.astype(str)
-        energy = np.full(len(ids), np.nan)
-        found = []
+    references = [process.outputs.clusters for process in processes
+                  if process.process_type == LABEL_WORKCHAIN and 'clusters' in process.outputs]
+    labelled = [(reference, _energies_by_id(reference)) for reference in references
+                if reference.label_names and 'energy' in reference.label_names]
+    first = max((entry.round for entry in recorded), default=0) + 1
+    result = list(recorded)
+    for number, (_, candidates, scores, jobs, selection) in enumerate(rounds, start=first):
         level = _training_level(jobs)
-        for reference, by_id in labelled:
-            if level is not None and reference.level_of_theory != level:
-                continue
-            hits = np.array([cluster_id in by_id for cluster_id in ids])
-            if hits.any():
-                found.append(reference)
-                energy[hits] = [by_id[cluster_id] for cluster_id in ids[hits]]
-        if selection is not None:
-            chosen = np.asarray(selection.outputs.indices.get_list(), dtype=int)
-            random = (np.asarray(selection.outputs.random_indices.get_list(), dtype=int)
-                      if 'random_indices' in selection.outputs else np.zeros(0, dtype=int))
-        else:
-            chosen = random = np.zeros(0, dtype=int)
-        result.append(SelectionRound(round=number, candidates=candidates, scores=scores, score_jobs=jobs,
-                                     selection=selection, selected=chosen, random=random, references=found,
-                                     reference_energy=energy, n_atoms=np.diff(offsets)))
+        result.append(_selection_round(number, candidates, scores, jobs, selection,
+                                       [entry for entry in labelled
+                                        if level is None or entry[0].level_of_theory == level]))
     return result
+
+
+def _recorded_rounds(loop: orm.WorkflowNode) -> list[SelectionRound]:
+    """The rounds ``loop`` (an ``ActiveLearningWorkChain``) recorded, read, not re-derived: its outputs
+    ``rounds.round_NN.scores`` / ``.selected`` / ``.labelled``, the ``ScoreWorkChain`` it called ``score_round_NN``
+    (whose input is the round's candidate pool) and the round's entry of its ``summary`` output. The reference
+    labels of a round are the labels the loop made for its selection; a round ended by the stopping rule has none."""
+    outputs = _namespace(loop, 'rounds', LinkType.RETURN)
+    summary = loop.outputs.summary.get_dict() if 'summary' in loop.outputs else {}
+    records = {int(entry['round']): entry for entry in summary.get('rounds', []) if 'round' in entry}
+    called = {link.link_label: link.node for link in
+              loop.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()}
+    result = []
+    for name in sorted({key.split('__')[0] for key in outputs}):
+        scores = outputs.get(f'{name}__scores')
+        if scores is None:  # a round stopped before its scoring finished
+            continue
+        selected = outputs.get(f'{name}__selected')
+        selection = selected.creator if selected is not None else None
+        scoring = called.get(f'score_{name}')
+        candidates = (scoring.inputs.clusters if scoring is not None else
+                      selection.inputs.clusters if selection is not None else None)
+        if candidates is None:
+            continue
+        labelled = outputs.get(f'{name}__labelled')
+        references = [(labelled, _energies_by_id(labelled))] if labelled is not None else []
+        number = int(name.removeprefix('round_'))
+        result.append(_selection_round(number, candidates, scores, _score_jobs(scores), selection, references,
+                                       loop=loop, record=records.get(number, {})))
+    return result
+
+
+def _energies_by_id(clusters: ClusterSetData) -> dict[str, float]:
+    ids, energies = _cluster_columns(clusters, ['clusters/id', 'clusters/energy'])
+    return dict(zip(ids.astype(str), energies, strict=True))
+
+
+def _selection_round(number: int, candidates: ClusterSetData, scores: orm.ArrayData, jobs: list,
+                     selection: orm.ProcessNode | None, labelled: list[tuple[ClusterSetData, dict[str, float]]],
+                     **recorded) -> SelectionRound:
+    """A :class:`SelectionRound`: the selection's indices and the reference energies of the candidates found in
+    ``labelled`` (sets with their energies by cluster id)."""
+    ids, offsets = _cluster_columns(candidates, ['clusters/id', 'offsets'])
+    ids = ids.astype(str)
+    energy = np.full(len(ids), np.nan)
+    found = []
+    for reference, by_id in labelled:
+        hits = np.array([cluster_id in by_id for cluster_id in ids], dtype=bool)
+        if hits.any():
+            found.append(reference)
+            energy[hits] = [by_id[cluster_id] for cluster_id in ids[hits]]
+    if selection is not None:
+        chosen = np.asarray(selection.outputs.indices.get_list(), dtype=int)
+        random = (np.asarray(selection.outputs.random_indices.get_list(), dtype=int)
+                  if 'random_indices' in selection.outputs else np.zeros(0, dtype=int))
+    else:
+        chosen = random = np.zeros(0, dtype=int)
+    return SelectionRound(round=number, candidates=candidates, scores=scores, score_jobs=jobs, selection=selection,
+                          selected=chosen, random=random, references=found, reference_energy=energy,
+                          n_atoms=np.diff(offsets), **recorded)
 
 
 def _training_level(score_jobs: list[orm.CalcJobNode]) -> str | None:

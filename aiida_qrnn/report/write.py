@@ -256,10 +256,17 @@ def _selection_section(report: Report, document: _Document) -> None:
                      float(np.median(rho_f)) if len(rho_f) else None,
                      _mean(per_atom[np.intersect1d(top, known)]) * 1000, _mean(per_atom[np.intersect1d(entry.random,
                                                                                                      known)]) * 1000,
-                     ', '.join(f'{ref(node)} ({node.level_of_theory})' for node in entry.references) or '–'])
+                     ', '.join(f'{ref(node)} ({node.level_of_theory})' for node in entry.references) or '–',
+                     entry.record.get('data_clusters'), ref(entry.loop) if entry.loop is not None else '–'])
     document.table(['round', 'selection', 'score job(s)', 'candidates (n)', 'n highest ρ^f', 'n random',
                     'n with reference', 'median ρ^f ((eV/Å)²)', 'mean ε/atom highest (meV)',
-                    'mean ε/atom random (meV)', 'reference labels'], rows)
+                    'mean ε/atom random (meV)', 'reference labels', 'training data (n)', 'recorded by'], rows)
+    for loop in dict.fromkeys(entry.loop for entry in report.selection if entry.loop is not None):
+        summary = loop.outputs.summary if 'summary' in loop.outputs else None
+        stopped = summary.get_dict().get('stopped') if summary is not None else None
+        document.text(f'{ref(loop)} recorded its rounds as the outputs `rounds.round_NN` and '
+                      + (f'its summary {ref(summary)} (`{summary.uuid}`): stopped {stopped}.' if summary is not None
+                         else 'no summary yet (it has not finished).'))
 
     document.section('Active learning: ρ^f per round')
     path = plot_rho_f_histograms({f'round {entry.round}': entry.scores.get_array('rho_f')

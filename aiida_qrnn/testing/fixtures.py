@@ -21,6 +21,7 @@ from aiida_qrnn.core.dataset import ClusterArrays, write_cluster_set
 
 from . import slurm
 from .codes import EXEC, XTB
+from .inputs import active_learning_builder
 from .structures import make_water_clusters
 
 #: The executable each job plugin runs in the tests.
@@ -79,6 +80,40 @@ score_code = code_fixture('qrnn.score', 'score_code')
 def codes(xtb_code, train_code) -> dict[str, orm.InstalledCode]:
     """The two codes of the active-learning loop: ``xtb`` labels, ``exec`` trains, scores and runs MD."""
     return {'xtb': xtb_code, 'exec': train_code}
+
+
+def localhost_computer(workdir: Path, label: str) -> orm.Computer:
+    """A stored, configured localhost computer ``label`` working in ``workdir``, polled without delay; for fixtures
+    wider than a test (the ``aiida_localhost`` fixture is function-scoped)."""
+    computer = orm.Computer(label=label, hostname='localhost', transport_type='core.local',
+                            scheduler_type='core.direct', workdir=str(workdir)).store()
+    computer.set_minimum_job_poll_interval(0.0)
+    computer.set_default_mpiprocs_per_machine(1)
+    computer.configure()
+    return computer
+
+
+@pytest.fixture(scope='session')
+def active_learning_run(aiida_profile, tmp_path_factory) -> tuple[orm.Node, dict, orm.WorkflowNode]:
+    """Two finished rounds of ``ActiveLearningWorkChain`` on water (:func:`.inputs.active_learning_builder`) from 8
+    clusters labelled by xtb, run once for the session: ``(initial labelled data, results, node)``. The loop test
+    (``tests/workchains/test_active_learning.py``) and the report's test of recorded rounds read the same run."""
+    from aiida.engine import run_get_node
+
+    from aiida_qrnn.data.cluster_set import ClusterSetData
+    from aiida_qrnn.workchains.label import LabelWorkChain
+
+    computer = localhost_computer(tmp_path_factory.mktemp('active-learning'), 'localhost-active-learning')
+    codes = {'xtb': orm.InstalledCode(computer=computer, filepath_executable=XTB, label='xtb-active-learning',
+                                      default_calc_job_plugin='qrnn.xtb').store(),
+             'exec': orm.InstalledCode(computer=computer, filepath_executable=EXEC, label='exec-active-learning',
+                                       default_calc_job_plugin='qrnn.train').store()}
+    labelled, node = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=71)),
+                                  engine=orm.Str('xtb'), code=codes['xtb'], batch_size=orm.Int(8))
+    assert node.is_finished_ok, node.exit_message
+    results, node = run_get_node(active_learning_builder(codes, labelled['clusters']))
+    assert node.is_finished_ok, node.exit_message
+    return labelled['clusters'], results, node
 
 
 @pytest.fixture

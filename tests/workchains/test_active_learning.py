@@ -21,23 +21,20 @@ from aiida_qrnn.workchains.active_learning import (
     property_change,
     stop_rule_met,
 )
-from aiida_qrnn.workchains.label import LabelWorkChain
 
 
 @pytest.fixture
-def initial_data(codes) -> ClusterSetData:
-    results, node = run_get_node(LabelWorkChain, clusters=ClusterSetData.from_atoms(make_water_clusters(8, seed=71)),
-                                 engine=orm.Str('xtb'), code=codes['xtb'], batch_size=orm.Int(8))
-    assert node.is_finished_ok, node.exit_message
-    return results['clusters']
+def initial_data(active_learning_run) -> ClusterSetData:
+    """Eight water clusters labelled by xtb: the data the session's two-round run started from."""
+    return active_learning_run[0]
 
 
 def train_calculation(model):
     return model.creator
 
 
-def test_two_rounds_grow_the_data_and_transfer_the_model(codes, initial_data):
-    results, node = run_get_node(active_learning_builder(codes, initial_data))
+def test_two_rounds_grow_the_data_and_transfer_the_model(active_learning_run):
+    initial_data, results, node = active_learning_run  # active_learning_builder's two rounds, run once per session
     assert node.is_finished_ok, node.exit_message
     summary = results['summary'].get_dict()
     assert [entry['round'] for entry in summary['rounds']] == [1, 2]
