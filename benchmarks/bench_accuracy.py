@@ -46,7 +46,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from aiida_qrnn.core.clusters import ClusterSampling, extract_cluster, sample_clusters
 from aiida_qrnn.core.dataset import ClusterArrays, ClusterSet, concatenate, write_cluster_set
 from aiida_qrnn.core.model.qrnn import QRNN, QRNNConfig
-from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds, molecular_cluster, molecule_ids
+from aiida_qrnn.core.structures import ethylene_glycol_oligomer, molecular_cluster
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 from aiida_qrnn.core.training import InMemoryClusters, Trainer, TrainingConfig, predict
 from aiida_qrnn.core.training.data import batch_slices, epoch_order
 from aiida_qrnn.core.training.self_energies import composition_matrix, fit_self_energies

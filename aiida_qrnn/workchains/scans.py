@@ -23,7 +23,7 @@ __all__ = ('PairScanWorkChain', 'TorsionScanWorkChain', 'classical_energies', 'q
 
 
 def _images(clusters: ClusterSetData):
-    from aiida_qrnn.core.structures import find_bonds
+    from aiida_qrnn.core.topology import find_bonds
 
     with clusters.open_cluster_set() as cluster_set:
         images = list(cluster_set)
@@ -37,8 +37,7 @@ def build_pair_scan(structure: orm.StructureData, parameters: orm.Dict) -> dict[
     """Scan geometries of molecules ``parameters['molecules']`` (default: molecule 0 and its nearest neighbour)."""
     from aiida_qrnn.core.analysis.msd import molecular_centres_of_mass
     from aiida_qrnn.core.analysis.scans import pair_scan_geometries
-    from aiida_qrnn.core.clusters import make_molecules_whole
-    from aiida_qrnn.core.structures import find_bonds, molecule_ids
+    from aiida_qrnn.core.topology import find_bonds, make_molecules_whole, molecule_ids
 
     values = parameters.get_dict()
     atoms = structure.get_ase()
@@ -68,7 +67,7 @@ def build_torsion_scan(structure: orm.StructureData, parameters: orm.Dict) -> di
     (the same geometry as -180, which would get the same cluster id)."""
     from aiida_qrnn.core.analysis.dihedrals import find_dihedrals
     from aiida_qrnn.core.analysis.scans import torsion_scan_geometries
-    from aiida_qrnn.core.structures import find_bonds
+    from aiida_qrnn.core.topology import find_bonds
 
     values = parameters.get_dict()
     molecule = structure.get_ase()

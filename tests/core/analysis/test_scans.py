@@ -8,7 +8,8 @@ from ase import Atoms
 
 from aiida_qrnn.core.analysis.dihedrals import dihedral_angles, find_dihedrals
 from aiida_qrnn.core.analysis.scans import pair_scan_geometries, relative_curve, torsion_scan_geometries
-from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds
+from aiida_qrnn.core.structures import ethylene_glycol_oligomer
+from aiida_qrnn.core.topology import find_bonds
 
 
 def _pair_in_box(shift: np.ndarray) -> tuple[Atoms, np.ndarray]:
