@@ -13,6 +13,17 @@ The property runs (and those of every round) start, as in the paper, from the cl
 same replicas (``SamplingWorkChain``'s ``final_structures``, matched by label ``nNNN_rRR``); only when the sampling
 did not relax every cell the property protocol asks for are fresh cells packed, and the report says so.
 
+**Any polymer, and transfer learning to it.** ``polymer`` (a :class:`~aiida_qrnn.core.polymer.Polymer` as
+``Polymer.to_dict``; HO-(CH2CH2O)n-H without it) is what every cell is made of: the sampling packs its n-mers and
+runs them with GAFF2 (OPLS-AA for ethylene glycol), freshly packed property cells are of it, and the work chain
+outputs the family's experimental values (``experimental``, from ``core/analysis/experimental.yaml``) where the
+file has them. With ``model`` (e.g. the final model of an ethylene-glycol run) no first model is trained: the
+active learning starts from it and every next model is transfer-learned from it on the new polymer's clusters (the
+paper's recipe for a new polymer; a new element gets fresh networks in the training job). The classical property
+baseline of the MD job and the scans' classical curves are OPLS-AA of ethylene glycol only: for another polymer
+``baseline`` is skipped (the report says so; the GAFF2 sampling runs are its classical record) and ``scans`` are
+refused.
+
 ``aiida-qrnn report <pk>`` draws the paper's figures and the table from the graph this work chain leaves.
 Protocols (``demo``, ``fast``, ``paper``, ``xtb-study``) are in ``protocols/polymer.yaml``.
 """
@@ -24,9 +35,10 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import ToContext, WorkChain, calcfunction
 
 from aiida_qrnn.calculations.functions.cluster_sets import split_clusters
+from aiida_qrnn.calculations.sampling import build_cells, polymer_of, validate_polymer
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.workchains import protocols
@@ -37,7 +49,7 @@ from aiida_qrnn.workchains.protocols.utils import ProtocolMixin, nest_builder, r
 from aiida_qrnn.workchains.sampling import SamplingWorkChain
 from aiida_qrnn.workchains.scans import PairScanWorkChain, TorsionScanWorkChain
 
-__all__ = ('PolymerForceFieldWorkChain', 'classical_cells', 'load_protocol')
+__all__ = ('PolymerForceFieldWorkChain', 'classical_cells', 'experimental_reference', 'load_protocol')
 
 SCAN_KINDS = {'torsion': TorsionScanWorkChain, 'pair': PairScanWorkChain}
 
@@ -64,6 +76,39 @@ def validate_scans(value: orm.Dict, _) -> str | None:
     return None
 
 
+def validate_inputs(inputs, _) -> str | None:
+    """Scans (OCCO torsion, OPLS-AA curves) are for ethylene glycol only; a polymer input must be one."""
+    from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL
+
+    if 'polymer' not in inputs or validate_polymer(inputs['polymer'], None):
+        return None
+    polymer = polymer_of(inputs['polymer'])
+    if polymer != ETHYLENE_GLYCOL and 'scans' in inputs and inputs['scans'].get_dict():
+        return (f'scans: the torsion and pair scans compare with OPLS-AA of ethylene glycol; they cannot run for '
+                f'the polymer {polymer.name!r}: leave scans out.')
+    return None
+
+
+@calcfunction
+def experimental_reference(polymer: orm.Dict, temperature_K: orm.Float) -> orm.Dict:
+    """Every experimental density and c_p of the ``polymer``'s family in ``core/analysis/experimental.yaml`` at
+    ``temperature_K``: ``{property: {source: {n_units: value}}, units: {...}}`` (empty sources when none)."""
+    from aiida_qrnn.core.analysis.experimental import PROPERTIES, experimental, load_experimental_data
+
+    family = polymer_of(polymer).name
+    values: dict[str, Any] = {'family': family, 'temperature_K': temperature_K.value,
+                              'units': {'density': 'g/cm^3', 'heat_capacity': 'J/(g K)'}}
+    for name in PROPERTIES:
+        values[name] = {}
+        for source in load_experimental_data()['sources']:
+            try:
+                series = experimental(name, temperature_K.value, source=source, family=family)
+            except ValueError:  # no data of this family, property and source at a stated temperature
+                continue
+            values[name][source] = {str(int(n)): float(v) for n, v in zip(series.n_units, series.values, strict=True)}
+    return orm.Dict(values)
+
+
 class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
     """Oligomer lengths → sampled clusters → labels → active learning → final QRNN → properties and scans."""
 
@@ -73,14 +118,16 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec) -> None:
         super().define(spec)
         spec.input('code', valid_type=orm.AbstractCode, help='aiida-qrnn-exec: sampling MD, training, scoring, MD.')
-        spec.expose_inputs(SamplingWorkChain, namespace='sampling',
-                           namespace_options={'help': 'Cells, OPLS-AA MD and cluster cutting.'})
+        spec.input('polymer', valid_type=orm.Dict, required=False, validator=validate_polymer,
+                   help='Polymer definition (Polymer.to_dict) of every cell; absent: HO-(CH2CH2O)n-H.')
+        spec.expose_inputs(SamplingWorkChain, namespace='sampling', exclude=('polymer',),
+                           namespace_options={'help': 'Cells, classical MD and cluster cutting.'})
         spec.input('initial_clusters', valid_type=orm.Int,
                    help='Sampled clusters labelled before the first model; the rest are candidates.')
         spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(0), help='Seed of the initial split.')
         spec.input('model', valid_type=ModelData, required=False,
                    help='Start from this model instead of training a first one: transfer learning to a new polymer '
-                        '(the paper\'s suggestion; the model must know its elements).')
+                        '(the paper\'s suggestion; elements it does not know get fresh networks when trained).')
         spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('clusters',),
                            namespace_options={'help': 'The labelling engine (also the scans\' reference).'})
         spec.expose_inputs(ActiveLearningWorkChain, namespace='active_learning',
@@ -94,6 +141,7 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         spec.input('scans', valid_type=orm.Dict, required=False, validator=validate_scans,
                    help='{torsion: TorsionScanWorkChain parameters, pair: PairScanWorkChain parameters}.')
         spec.input('options', valid_type=dict, non_db=True, default=dict, help='metadata.options of the jobs.')
+        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.sample,
             cls.label_initial,
@@ -108,6 +156,8 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('properties', dynamic=True,
                               help='qrnn.nNNN and opls_aa.nNNN: {property: {value, uncertainty, unit}}.')
         spec.output_namespace('scans', dynamic=True, help='torsion and pair: curves (ArrayData) and plot.')
+        spec.output('experimental', valid_type=orm.Dict, required=False,
+                    help='With a polymer input: the experimental density and c_p of its family, by source.')
         spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='Sampling failed: {message}')
         spec.exit_code(402, 'ERROR_LABELLING_FAILED', message='Labelling the initial clusters failed: {message}')
         spec.exit_code(403, 'ERROR_ACTIVE_LEARNING_FAILED', message='Active learning failed: {message}')
@@ -118,10 +168,14 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(
         cls, code: orm.AbstractCode, label_code: orm.AbstractCode, protocol: str | None = None, *,
         d3bj_code: orm.AbstractCode | None = None, charges_code: orm.AbstractCode | None = None,
-        overrides: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None, polymer: Any = None, model: ModelData | None = None,
     ):
         """A builder from ``protocols/polymer.yaml`` composed of its children's builders: ``code`` is
         aiida-qrnn-exec, ``label_code`` xtb or psi4 (``d3bj_code``, ``charges_code`` for a DFT engine).
+
+        ``polymer`` (a :class:`~aiida_qrnn.core.polymer.Polymer`, its ``to_dict`` or a name of
+        ``core.polymer.POLYMERS`` such as ``'propylene glycol'``) replaces the protocol's; ``model`` is the model to
+        transfer-learn from (e.g. an ethylene-glycol model for another polymer).
 
         Each child (``sampling``, ``label``, ``active_learning``, ``properties`` and the paper's round properties
         ``active_learning.properties``) is built from its protocol of the same name unless the protocol's
@@ -151,7 +205,25 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
             round_protocol, round_overrides = round_properties
             nest_builder(builder.active_learning.properties, PropertiesWorkChain.get_builder_from_protocol(
                 code, round_protocol, overrides=round_overrides), exclude=excluded)
+        if polymer is not None:
+            builder.polymer = orm.Dict(cls._polymer_definition(polymer).to_dict())
+        if model is not None:
+            builder.model = model
         return builder
+
+    @staticmethod
+    def _polymer_definition(polymer: Any):
+        """A Polymer from a Polymer, its dict or a name of ``core.polymer.POLYMERS``; ValueError naming the name."""
+        from aiida_qrnn.core.polymer import POLYMERS, Polymer
+
+        if isinstance(polymer, Polymer):
+            return polymer
+        if isinstance(polymer, str):
+            if polymer not in POLYMERS:
+                raise ValueError(f'polymer {polymer!r} is not a built-in definition; known: {sorted(POLYMERS)} (or '
+                                 'give a Polymer or its to_dict()).')
+            return POLYMERS[polymer]
+        return Polymer.from_dict(polymer)
 
     @classmethod
     def get_protocol_inputs(cls, protocol: str | None = None,
@@ -182,8 +254,20 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': link_label}
         return self.submit(process, **inputs, metadata=metadata)
 
+    def _is_ethylene_glycol(self) -> bool:
+        from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL
+
+        return 'polymer' not in self.inputs or polymer_of(self.inputs.polymer) == ETHYLENE_GLYCOL
+
     def sample(self):
         inputs = AttributeDict(self.exposed_inputs(SamplingWorkChain, 'sampling'))
+        if 'polymer' in self.inputs:
+            polymer = polymer_of(self.inputs.polymer)
+            inputs.polymer = self.inputs.polymer
+            start = (f'transfer learning from {self.inputs.model.__class__.__name__}<{self.inputs.model.pk}>'
+                     if 'model' in self.inputs else 'a first model trained on its clusters')
+            self.report(f'polymer {polymer.name} ({polymer.describe(1)}, elements {list(polymer.elements)}): '
+                        f'{start}')
         return ToContext(sampling=self._submit(SamplingWorkChain, 'sampling', **inputs))
 
     def label_initial(self):
@@ -231,7 +315,11 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         inputs = self._with_classical_cells(dict(self.exposed_inputs(PropertiesWorkChain, 'properties')), 'properties')
         common = {'code': self.inputs.code, 'options': dict(self.inputs.options), **inputs}
         submitted = {'properties_qrnn': self._submit(PropertiesWorkChain, 'properties_qrnn', model=model, **common)}
-        if self.inputs.baseline.value:
+        if self.inputs.baseline.value and not self._is_ethylene_glycol():
+            self.report(f'baseline: the MD job\'s classical force field is OPLS-AA of ethylene glycol, not '
+                        f'{polymer_of(self.inputs.polymer).name}: no classical property run (the GAFF2 sampling runs '
+                        'are the classical record)')
+        elif self.inputs.baseline.value:
             submitted['properties_opls_aa'] = self._submit(PropertiesWorkChain, 'properties_opls_aa', **common)
         scans = self.inputs.scans.get_dict() if 'scans' in self.inputs else {}
         reference = self.exposed_inputs(LabelWorkChain, 'label')
@@ -256,6 +344,10 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
     def _with_classical_cells(self, inputs: dict[str, Any], what: str) -> dict[str, Any]:
         """PropertiesWorkChain inputs that start from the sampling's relaxed cells when it relaxed all of them."""
         structures, missing = classical_cells(self.ctx.sampling.outputs.final_structures, inputs['cells'].get_dict())
+        if missing and 'polymer' in self.inputs:
+            self.report(f'{what}: the sampling relaxed no cell {", ".join(missing)}; these runs start from freshly '
+                        f'packed cells of {polymer_of(self.inputs.polymer).name}, not from the classical ones')
+            return {**inputs, 'structures': dict(build_cells(inputs['cells'], polymer=self.inputs.polymer))}
         if missing:
             self.report(f'{what}: the sampling relaxed no cell {", ".join(missing)}; these runs start from freshly '
                         'packed cells, not from the classical ones')
@@ -263,6 +355,9 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         return {**inputs, 'structures': structures}
 
     def results(self):
+        if 'polymer' in self.inputs:
+            temperature = self.inputs.properties.nvt.get_dict().get('temperature_K', 300.0)
+            self.out('experimental', experimental_reference(self.inputs.polymer, orm.Float(temperature)))
         for method in ('qrnn', 'opls_aa'):
             node = self.ctx.get(f'properties_{method}')
             if node is None:

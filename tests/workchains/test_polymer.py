@@ -14,7 +14,9 @@ import pytest
 from aiida import orm
 
 from aiida_qrnn.calculations.functions.cluster_sets import split_clusters
+from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL, GLYME, NYLON_6, PROPYLENE_GLYCOL, Polymer
 from aiida_qrnn.data.cluster_set import ClusterSetData
+from aiida_qrnn.data.model import ModelData
 from aiida_qrnn.testing.structures import make_water_clusters
 from aiida_qrnn.workchains.polymer import PolymerForceFieldWorkChain, classical_cells
 
@@ -74,3 +76,70 @@ def test_property_runs_start_from_the_classically_relaxed_cells_of_the_same_repl
     assert missing == []
     chosen, missing = classical_cells(relaxed, {'n_units': [2, 3], 'replicas': 2})
     assert list(chosen) == ['n002_r00'] and missing == ['n002_r01', 'n003_r00', 'n003_r01']
+
+
+def test_transfer_demo_protocol_is_propylene_glycol_from_a_given_model(aiida_code_installed):
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
+    label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo')
+    assert Polymer.from_dict(builder.polymer.get_dict()) == PROPYLENE_GLYCOL
+    assert builder.baseline.value is False and 'scans' not in builder
+    assert builder.active_learning.max_rounds.value == 1 and builder.active_learning.transfer['max_epochs'] == 2
+    glyme = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo', polymer='glyme')
+    assert Polymer.from_dict(glyme.polymer.get_dict()) == GLYME
+    with pytest.raises(ValueError, match="polymer 'PPG' is not a built-in definition"):
+        PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo', polymer='PPG')
+
+
+def test_scans_are_refused_for_a_polymer_other_than_ethylene_glycol(aiida_code_installed):
+    from aiida_qrnn.workchains.polymer import validate_inputs
+
+    scans = orm.Dict({'torsion': {'step_deg': 30.0}})
+    message = validate_inputs({'polymer': orm.Dict(PROPYLENE_GLYCOL.to_dict()), 'scans': scans}, None)
+    assert "'propylene glycol'" in message and 'leave scans out' in message
+    assert validate_inputs({'polymer': orm.Dict(ETHYLENE_GLYCOL.to_dict()), 'scans': scans}, None) is None
+    assert validate_inputs({'scans': scans}, None) is None
+
+
+def test_experimental_reference_of_the_family(aiida_profile):
+    from aiida_qrnn.workchains.polymer import experimental_reference
+
+    values = experimental_reference(orm.Dict(PROPYLENE_GLYCOL.to_dict()), orm.Float(300.0)).get_dict()
+    assert values['family'] == 'propylene glycol'
+    assert values['density'] == {'perry_105': {'1': pytest.approx(1.031164, abs=1e-6)}}
+    assert set(values['heat_capacity']) == {'zabransky_cp_spline', 'crc_thermo'}
+    assert experimental_reference(orm.Dict(NYLON_6.to_dict()), orm.Float(300.0))['density'] == {}
+
+
+@pytest.mark.integration  # 2-4 min on 2 shared cores: in CI, as issue 18 asks
+def test_transfer_from_a_model_to_propylene_glycol_end_to_end(aiida_code_installed):
+    """The transfer-demo protocol from a given model (H, C, N, O; random weights stand in for an EG model): PG cells
+    with GAFF2, xtb labels of PG clusters, the model's transfer-learned successor, QRNN properties of PG."""
+    from aiida.engine import run_get_node
+
+    from aiida_qrnn.testing.models import small_qrnn_node
+
+    code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
+    label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
+    parent = small_qrnn_node(seed=0).store()
+    builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo', model=parent)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+
+    sampling = node.base.links.get_outgoing(link_label_filter='sampling').one().node
+    assert sampling.inputs.polymer.pk == node.inputs.polymer.pk
+    md = sampling.outputs.final_structures['n002_r00'].creator
+    assert md.outputs.output_parameters['force_field'] == 'GAFF2'
+    with results['clusters'].open_cluster_set() as opened:
+        formulas = {opened[index].get_chemical_formula() for index in range(len(opened))}
+    assert 'C3H8O2' in formulas or 'C6H14O3' in formulas  # a single PG or DPG molecule among the clusters
+    assert sorted(results['clusters'].elements) == ['C', 'H', 'O']
+
+    model = results['model']
+    assert model.pk != parent.pk
+    ancestors = orm.QueryBuilder().append(orm.Node, filters={'id': model.pk}, tag='model').append(
+        ModelData, with_descendants='model', filters={'id': parent.pk}, project='id').distinct().all(flat=True)
+    assert ancestors == [parent.pk]  # the final model descends from the given one (transfer learning)
+    assert set(results['properties']) == {'qrnn'}  # no OPLS-AA baseline for PG
+    assert results['properties']['qrnn']['n001']['density']['value'] > 0
+    assert results['experimental']['density'] == {'perry_105': {'1': pytest.approx(1.031164, abs=1e-6)}}
