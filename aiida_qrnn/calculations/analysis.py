@@ -13,7 +13,7 @@ from aiida.engine import CalcJobProcessSpec
 from aiida.engine.processes.calcjobs.calcjob import validate_calc_job
 
 from aiida_qrnn.calculations.base import JobCalcJob
-from aiida_qrnn.jobs.analyse import JOB, REPLICA_FILES, TASKS
+from aiida_qrnn.jobs.analysis import JOB, REPLICA_FILES, TASKS
 
 __all__ = ('AnalysisCalculation',)
 

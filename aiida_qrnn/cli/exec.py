@@ -14,7 +14,7 @@ import click
 
 #: Sub-command -> ``module:attribute`` of its click command.
 COMMANDS = {
-    'analyse': 'aiida_qrnn.jobs.analyse:analyse',
+    'analyse': 'aiida_qrnn.jobs.analysis:analyse',
     'inspect': 'aiida_qrnn.jobs.inspect:inspect',
     'd3bj': 'aiida_qrnn.jobs.label:d3bj',
     'pyscf': 'aiida_qrnn.jobs.label:pyscf',

@@ -10,7 +10,7 @@ from aiida import orm
 from aiida.engine import ExitCode
 from ase import Atoms
 
-from aiida_qrnn.jobs.analyse import JOB, SEPARATOR
+from aiida_qrnn.jobs.analysis import JOB, SEPARATOR
 from aiida_qrnn.parsers.base import JobParser
 
 __all__ = ('AnalysisParser',)

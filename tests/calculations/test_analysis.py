@@ -1,5 +1,5 @@
 """``AnalysisCalculation`` running the real ``aiida-qrnn-exec analyse`` on localhost (on the MD jobs' code, as the
-property work chain runs it). A refused input is tested on the job itself (``tests/jobs/test_analyse.py``) and on
+property work chain runs it). A refused input is tested on the job itself (``tests/jobs/test_analysis.py``) and on
 the parser's stored outputs (``tests/parsers/test_analysis.py``)."""
 
 from __future__ import annotations

@@ -8,11 +8,13 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from aiida_qrnn.calculations.analysis import AnalysisCalculation
 from aiida_qrnn.calculations.classical_md import ClassicalMdCalculation
 from aiida_qrnn.calculations.md import MdCalculation
 from aiida_qrnn.calculations.score import ScoreCalculation
 from aiida_qrnn.cli.exec import COMMANDS, cli
 from aiida_qrnn.jobs.folder import ERROR_FILE, EXIT_BAD_INPUT, Job, fail
+from aiida_qrnn.parsers.analysis import AnalysisParser
 from aiida_qrnn.parsers.classical_md import ClassicalMdParser
 from aiida_qrnn.parsers.md import MdParser
 from aiida_qrnn.parsers.score import ScoreParser
@@ -53,6 +55,7 @@ def test_every_registered_command_resolves_under_its_name():
 
 @pytest.mark.parametrize('calculation, parser', [
     (MdCalculation, MdParser), (ClassicalMdCalculation, ClassicalMdParser), (ScoreCalculation, ScoreParser),
+    (AnalysisCalculation, AnalysisParser),
 ])
 def test_job_calcjob_and_parser_agree(calculation, parser):
     """The command a CalcJob runs is registered from its job module, and every status its parser maps onto an exit

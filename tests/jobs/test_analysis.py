@@ -13,7 +13,7 @@ from aiida_qrnn.cli.exec import COMMANDS, cli
 from aiida_qrnn.core.analysis.density import density_g_cm3, equilibrated_density
 from aiida_qrnn.core.analysis.frames import FrameReader
 from aiida_qrnn.core.analysis.properties import replica_properties
-from aiida_qrnn.jobs.analyse import JOB, REPLICA_FILES, SEPARATOR
+from aiida_qrnn.jobs.analysis import JOB, REPLICA_FILES, SEPARATOR
 from aiida_qrnn.jobs.folder import ERROR_FILE, EXIT_BAD_INPUT
 from aiida_qrnn.testing.trajectories import write_liquid_replica
 
@@ -33,7 +33,7 @@ def _run(folder, monkeypatch):
 
 
 def test_analyse_is_registered():
-    assert COMMANDS['analyse'] == 'aiida_qrnn.jobs.analyse:analyse'
+    assert COMMANDS['analyse'] == 'aiida_qrnn.jobs.analysis:analyse'
 
 
 def test_properties_of_two_replicas_equal_the_in_process_analysis(tmp_path, monkeypatch):
