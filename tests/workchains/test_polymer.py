@@ -78,13 +78,16 @@ def test_property_runs_start_from_the_classically_relaxed_cells_of_the_same_repl
     assert list(chosen) == ['n002_r00'] and missing == ['n002_r01', 'n003_r00', 'n003_r01']
 
 
-def test_transfer_demo_protocol_is_propylene_glycol_from_a_given_model(aiida_code_installed):
+def test_transfer_protocols_are_propylene_glycol_and_take_another_polymer(aiida_code_installed):
     code = aiida_code_installed(default_calc_job_plugin='qrnn.train', filepath_executable=EXEC)
     label_code = aiida_code_installed(default_calc_job_plugin='qrnn.xtb', filepath_executable=shutil.which('xtb'))
     builder = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo')
     assert Polymer.from_dict(builder.polymer.get_dict()) == PROPYLENE_GLYCOL
     assert builder.baseline.value is False and 'scans' not in builder
     assert builder.active_learning.max_rounds.value == 1 and builder.active_learning.transfer['max_epochs'] == 2
+    fast = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-fast')
+    assert Polymer.from_dict(fast.polymer.get_dict()) == PROPYLENE_GLYCOL and fast.baseline.value is False
+    assert fast.sampling.cells['n_units'] == [1, 2] and fast.properties.cells['n_units'] == [1, 2, 3]
     glyme = PolymerForceFieldWorkChain.get_builder_from_protocol(code, label_code, 'transfer-demo', polymer='glyme')
     assert Polymer.from_dict(glyme.polymer.get_dict()) == GLYME
     with pytest.raises(ValueError, match="polymer 'PPG' is not a built-in definition"):
