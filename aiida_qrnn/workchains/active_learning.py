@@ -29,7 +29,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_qrnn.calculations.functions.cluster_sets import candidate_pool, merge_cluster_sets
 from aiida_qrnn.calculations.md import MdCalculation
-from aiida_qrnn.calculations.sampling import extract_clusters, validate_cluster_parameters
+from aiida_qrnn.calculations.sampling import extract_clusters, validate_cluster_parameters, validate_polymer
 from aiida_qrnn.calculations.selection import select_for_labelling, validate_selection_parameters
 from aiida_qrnn.data.cluster_set import ClusterSetData
 from aiida_qrnn.data.model import ModelData
@@ -141,6 +141,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.input('md.parameters', valid_type=orm.Dict, required=False, help='MDSettings of those runs.')
         spec.input('md.clusters', valid_type=orm.Dict, required=False, validator=validate_cluster_parameters,
                    help='extract_clusters parameters (e.g. last_frames, max_molecules_by_units).')
+        spec.input('md.polymer', valid_type=orm.Dict, required=False, validator=validate_polymer,
+                   help='Polymer definition (Polymer.to_dict) of those cells, to read chain lengths; absent: EG.')
         spec.input('md.monitor', valid_type=orm.Dict, required=False, validator=validate_monitor,
                    help='Stop a run when the committee disagrees: threshold, quantity, interval_steps.')
         spec.input('selection', valid_type=orm.Dict, validator=validate_selection,
@@ -361,7 +363,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'round {self.ctx.round}: candidate MD ended: {endings}')
         self.ctx.record['md_endings'] = endings
         parameters = self.inputs.md.clusters if 'clusters' in self.inputs.md else orm.Dict({'last_frames': 5})
-        self.ctx.md_candidates = extract_clusters(parameters, **trajectories)
+        polymer = {'polymer': self.inputs.md.polymer} if 'polymer' in self.inputs.md else {}
+        self.ctx.md_candidates = extract_clusters(parameters, **polymer, **trajectories)
         return None
 
     def score_candidates(self):

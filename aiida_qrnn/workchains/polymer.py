@@ -290,6 +290,8 @@ class PolymerForceFieldWorkChain(ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(ActiveLearningWorkChain, 'active_learning'))
         if 'parameters' in inputs.get('md', {}) and not inputs.md.get('structures'):
             inputs.md = {**inputs.md, 'structures': self._candidate_md_cells(inputs.md.get('clusters'))}
+        if 'parameters' in inputs.get('md', {}) and 'polymer' in self.inputs:
+            inputs.md = {**inputs.md, 'polymer': self.inputs.polymer}  # chain lengths of the candidate MD
         if 'model' in self.inputs:
             inputs.model = self.inputs.model
         if 'cells' in inputs.get('properties', {}):

@@ -138,6 +138,10 @@ def test_transfer_from_a_model_to_propylene_glycol_end_to_end(aiida_code_install
     assert 'C3H8O2' in formulas or 'C6H14O3' in formulas  # a single PG or DPG molecule among the clusters
     assert sorted(results['clusters'].elements) == ['C', 'H', 'O']
 
+    active_learning = node.base.links.get_outgoing(link_label_filter='active_learning').one().node
+    extractions = [called for called in active_learning.called if called.process_label == 'extract_clusters']
+    assert extractions and all(called.inputs.polymer.pk == node.inputs.polymer.pk for called in extractions)
+
     model = results['model']
     assert model.pk != parent.pk
     ancestors = orm.QueryBuilder().append(orm.Node, filters={'id': model.pk}, tag='model').append(
