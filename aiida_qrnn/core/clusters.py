@@ -40,7 +40,6 @@ __all__ = (
     'decompose',
     'deduplicate',
     'extract_cluster',
-    'make_molecules_whole',
     'perturb_conformation',
     'sample_clusters',
     'scale_intermolecular_distances',

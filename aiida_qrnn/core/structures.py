@@ -16,18 +16,14 @@ import numpy as np
 from ase import Atoms
 
 from aiida_qrnn.core.polymer import ETHYLENE_GLYCOL, MAX_UNITS, PIECE_PROPERTY, Polymer
-from aiida_qrnn.core.topology import BOND_TOLERANCE, find_bonds, molecule_ids  # for callers that import them here
 from aiida_qrnn.core.units import AMU_PER_CUBIC_ANGSTROM_TO_G_PER_CM3
 
 __all__ = (
-    'BOND_TOLERANCE',
     'MAX_UNITS',
     'PackingError',
     'density_g_cm3',
     'ethylene_glycol_oligomer',
-    'find_bonds',
     'molecular_cluster',
-    'molecule_ids',
     'molecules_for_atoms',
     'oligomer',
     'oligomer_atom_count',

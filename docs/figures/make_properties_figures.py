@@ -15,7 +15,8 @@ from aiida_qrnn.core.analysis.experimental import experimental, plot_property_vs
 from aiida_qrnn.core.analysis.msd import molecular_centres_of_mass
 from aiida_qrnn.core.analysis.scans import pair_scan_geometries, plot_scan, relative_curve, torsion_scan_geometries
 from aiida_qrnn.core.forcefield import OplsAaCalculator
-from aiida_qrnn.core.structures import ethylene_glycol_oligomer, find_bonds, molecule_ids, pack_cell
+from aiida_qrnn.core.structures import ethylene_glycol_oligomer, pack_cell
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
 HERE = Path(__file__).parent
 

@@ -18,12 +18,11 @@ from aiida_qrnn.core.polymer import (
 )
 from aiida_qrnn.core.structures import (
     ethylene_glycol_oligomer,
-    find_bonds,
-    molecule_ids,
     oligomer,
     oligomer_atom_count,
     oligomer_smiles,
 )
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
 
 def _formula(atoms) -> dict[str, int]:

@@ -42,7 +42,7 @@ import numpy as np
 from ase import Atoms
 
 from aiida_qrnn.core.forcefield.system import ANGSTROM_PER_NM, DEFAULT_CUTOFF_NM, EWALD_TOLERANCE
-from aiida_qrnn.core.structures import find_bonds, molecule_ids
+from aiida_qrnn.core.topology import find_bonds, molecule_ids
 
 if t.TYPE_CHECKING:
     import openmm

@@ -17,15 +17,14 @@ _WHERE = {
     'LOG_COLUMNS': '.outputs', 'MDResult': '.outputs', 'read_log': '.outputs',
     'run_md_replicas': '.replicas', 'run_md': '.runner', 'MDSettings': '.settings', 'MDStatus': '.status',
     'TrajectoryArrays': '.trajectory', 'TrajectoryWriter': '.trajectory', 'read_trajectory': '.trajectory',
-    'unwrap_trajectory': '.trajectory', 'make_molecules_whole': '..topology',
+    'unwrap_trajectory': '.trajectory',
 }
 
 __all__ = ['COMMITTEE_COLUMNS', 'COMMITTEE_FILE', 'LOG_COLUMNS', 'MDResult', 'MDSettings', 'MDStatus',
-           'TrajectoryArrays', 'TrajectoryWriter', 'make_molecules_whole', 'read_committee_log', 'read_log',
+           'TrajectoryArrays', 'TrajectoryWriter', 'read_committee_log', 'read_log',
            'read_trajectory', 'run_md', 'run_md_replicas', 'unwrap_trajectory']
 
 if t.TYPE_CHECKING:
-    from ..topology import make_molecules_whole
     from .committee import COMMITTEE_COLUMNS, COMMITTEE_FILE, read_committee_log
     from .outputs import LOG_COLUMNS, MDResult, read_log
     from .replicas import run_md_replicas

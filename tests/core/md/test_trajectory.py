@@ -8,7 +8,8 @@ import pytest
 from ase import Atoms
 from ase.build import molecule
 
-from aiida_qrnn.core.md import TrajectoryWriter, make_molecules_whole, read_trajectory, unwrap_trajectory
+from aiida_qrnn.core.md import TrajectoryWriter, read_trajectory, unwrap_trajectory
+from aiida_qrnn.core.topology import make_molecules_whole
 
 
 def _random_walk(n_frames: int, n_atoms: int, step_A: float, seed: int) -> np.ndarray:
