@@ -1,6 +1,6 @@
 """Accuracy of the QRNN against TorchANI's ANI-2x architecture trained on the same GFN2-xTB data (issue 20).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_accuracy.py                  # default: ~70 min of one core
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_accuracy.py                  # default: ~36 min of one core
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_accuracy.py --quick          # a minute: the CI smoke run
     ... --variants qrnn:sigma,qrnn:w10,ani:w10 --seeds 0 1 --epochs 40               # an ablation
 
