@@ -3,29 +3,23 @@ so it cannot rot; no accuracy is asserted, only that it produces finite errors f
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import pathlib
-import sys
 
 import pytest
+
+from aiida_qrnn.testing.benchmarks import loaded_benchmark
 
 pytest.importorskip('torchani')
 pytest.importorskip('tblite')
 pytest.importorskip('openmm')
 
-PATH = pathlib.Path(__file__).parents[2] / 'benchmarks' / 'bench_accuracy.py'
 
 
 @pytest.fixture(scope='module')
 def bench_accuracy():
-    spec = importlib.util.spec_from_file_location('bench_accuracy', PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name)
+    with loaded_benchmark('bench_accuracy') as module:
+        yield module
 
 
 def test_quick_mode_trains_both_models_merges_and_caches_its_data(bench_accuracy, tmp_path, monkeypatch):

@@ -5,35 +5,25 @@ beyond its cutoff, and the QRNN, fed the total charge, is not."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import pathlib
-import sys
 
 import numpy as np
 import pytest
+
+from aiida_qrnn.testing.benchmarks import loaded_benchmark
 
 pytest.importorskip('torchani')
 pytest.importorskip('tblite')
 pytest.importorskip('rdkit')
 
-PATH = pathlib.Path(__file__).parents[2] / 'benchmarks' / 'bench_long_range.py'
 COULOMB_CONSTANT = 14.399645  # eV Å / e²
 
 
 @pytest.fixture(scope='module')
 def bench():
-    before = set(sys.modules), list(sys.path)
-    spec = importlib.util.spec_from_file_location('bench_long_range', PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
-    for name in ('bench_long_range', 'bench_accuracy'):
-        if name not in before[0]:
-            sys.modules.pop(name, None)
-    sys.path[:] = before[1]
+    with loaded_benchmark('bench_long_range') as module:
+        yield module
 
 
 @pytest.fixture(scope='module')

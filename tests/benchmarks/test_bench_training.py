@@ -4,31 +4,21 @@ speed is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import pathlib
-import sys
 
 import pytest
 
+from aiida_qrnn.testing.benchmarks import loaded_benchmark
+
 pytest.importorskip('torchani')
 
-PATH = pathlib.Path(__file__).parents[2] / 'benchmarks' / 'bench_training.py'
 
 
 @pytest.fixture(scope='module')
 def bench_training():
-    spec = importlib.util.spec_from_file_location('bench_training', PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(PATH.parent))  # it imports bench_model beside it
-    try:
-        spec.loader.exec_module(module)
+    with loaded_benchmark('bench_training') as module:
         yield module
-    finally:
-        sys.path.remove(str(PATH.parent))
-        sys.modules.pop(spec.name)
 
 
 def test_throughput_and_curves_run_and_merge_into_one_file(bench_training, tmp_path, monkeypatch):
