@@ -4,6 +4,7 @@
 - :mod:`.models`: tiny random-weight QRNNs and clusters labelled by a random teacher QRNN (no AiiDA);
 - :mod:`.inputs`: small inputs for real jobs and work chains (MD, committees, active learning);
 - :mod:`.files`: cluster-set files changed in place or damaged byte by byte, for the integrity tests;
+- :mod:`.benchmarks`: the scripts of ``benchmarks/`` loaded as modules for their smoke tests;
 - :mod:`.devices`: the CPU/CUDA × eager/compiled matrix a model test runs over;
 - :mod:`.codes`: the executables the tests register as AiiDA codes;
 - :mod:`.profiles`: ``aiida-qrnn``/``verdi`` in subprocesses on an embedded profile, and its daemon;
