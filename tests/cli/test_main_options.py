@@ -14,7 +14,7 @@ def test_demo_refuses_a_polymer_protocol_that_does_not_exist():
         result = CliRunner().invoke(cli, ['demo', '--protocol', name])
         assert result.exit_code == 2, result.output
         assert f"Invalid value for '--protocol': unknown polymer protocol {name!r}; available: " \
-               "['demo', 'fast', 'paper', 'xtb-study']." in result.output
+               f"{sorted(protocol_names('polymer'))}." in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
