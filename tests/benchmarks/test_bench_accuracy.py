@@ -15,7 +15,6 @@ pytest.importorskip('tblite')
 pytest.importorskip('openmm')
 
 
-
 @pytest.fixture(scope='module')
 def bench_accuracy():
     with loaded_benchmark('bench_accuracy') as module:

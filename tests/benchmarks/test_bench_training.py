@@ -14,7 +14,6 @@ from aiida_qrnn.testing.benchmarks import loaded_benchmark
 pytest.importorskip('torchani')
 
 
-
 @pytest.fixture(scope='module')
 def bench_training():
     with loaded_benchmark('bench_training') as module:
